@@ -1,0 +1,340 @@
+"""The scoped cache API plugins use: :class:`Cache`.
+
+A :class:`Cache` is bound to one (plugin, tenant) and optionally one namespace; every key
+it touches lives under that scope's prefix, so it cannot read or clear another scope's
+data. One class carries both families: ``get``/``aget``, ``set``/``aset``, ... — a host
+runs sync endpoints (in a thread pool) and async ones side by side under the same scope.
+
+Each sync/async pair shares its argument checks, key building, encoding and TTL rules
+(the ``_`` helpers below); the two differ only in the store call.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar, overload
+
+from cachekit.codec import MISS, Codec, DecodeError
+from cachekit.durations import TTL, store_ttl
+from cachekit.errors import CacheKeyError, CacheValueError
+from cachekit.keys import ANY, KeySelector, KeySpace, check_key
+
+if TYPE_CHECKING:
+    from cachekit.stores.base import Store
+
+__all__ = ["Cache"]
+
+log = logging.getLogger("cachekit")
+
+T = TypeVar("T")
+D = TypeVar("D")
+
+
+class Cache:
+    """A cache bound to one (plugin, tenant) scope and, optionally, one namespace.
+
+    Get one from :meth:`CacheManager.for_plugin <cachekit.CacheManager.for_plugin>` or,
+    inside a request, from :func:`cachekit.current_cache`. TTLs are seconds (``int``,
+    ``float``) or ``timedelta``; ``ttl=None`` means the default TTL, ``ttl=0`` no expiry.
+
+    Direct calls raise :class:`~cachekit.errors.StoreError` subclasses when the store
+    fails: a failed write never looks like success.
+    """
+
+    __slots__ = (
+        "_codec",
+        "_default_ttl",
+        "_keyspace",
+        "_namespace",
+        "_plugin",
+        "_prefix",
+        "_store",
+        "_tenant",
+    )
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        plugin: str,
+        tenant: str | None = None,
+        namespace: str | None = None,
+        default_ttl: TTL | None = None,
+        codec: Codec | None = None,
+        keyspace: KeySpace | None = None,
+    ) -> None:
+        self._store = store
+        self._codec = codec if codec is not None else Codec()
+        self._keyspace = keyspace if keyspace is not None else KeySpace(store.key_prefix)
+        self._plugin = plugin
+        self._tenant = tenant
+        self._namespace = namespace
+        self._default_ttl = None if default_ttl is None else store_ttl(default_ttl)
+        self._prefix = self._keyspace.scope_prefix(plugin, tenant, namespace)
+
+    def __repr__(self) -> str:
+        return (
+            f"Cache(plugin={self._plugin!r}, tenant={self._tenant!r}, "
+            f"namespace={self._namespace!r}, store={self._store.name!r})"
+        )
+
+    @property
+    def plugin(self) -> str:
+        """The plugin id this cache is bound to."""
+        return self._plugin
+
+    @property
+    def tenant(self) -> str | None:
+        """The tenant id, or ``None`` for the platform scope."""
+        return self._tenant
+
+    @property
+    def namespace_name(self) -> str | None:
+        """The bound namespace, or ``None`` for the default one."""
+        return self._namespace
+
+    @property
+    def default_ttl(self) -> float | None:
+        """Seconds applied when ``ttl=None``; ``None`` means no expiry."""
+        return self._default_ttl
+
+    @property
+    def store(self) -> Store:
+        """The store behind this cache (shared by every cache of its manager)."""
+        return self._store
+
+    # --- views ------------------------------------------------------------------------
+
+    def namespace(self, name: str) -> Cache:
+        """A view of this scope restricted to namespace ``name``.
+
+        :raises CacheKeyError: ``name`` is empty, or this cache is already a namespace.
+        """
+        if self._namespace is not None:
+            raise CacheKeyError(
+                f"this cache is already namespace {self._namespace!r}; namespaces do not nest: "
+                "call namespace() on the scope's cache instead"
+            )
+        return self._copy(namespace=name)
+
+    def with_options(self, *, default_ttl: TTL | None) -> Cache:
+        """A view of the same scope with another default TTL (``None`` or ``0``: no expiry)."""
+        return self._copy(default_ttl=default_ttl)
+
+    def _copy(self, **changes: Any) -> Cache:
+        args: dict[str, Any] = {
+            "plugin": self._plugin,
+            "tenant": self._tenant,
+            "namespace": self._namespace,
+            "default_ttl": self._default_ttl,
+            "codec": self._codec,
+            "keyspace": self._keyspace,
+        }
+        return Cache(self._store, **(args | changes))
+
+    # --- shared, I/O-free steps -------------------------------------------------------
+
+    def _key(self, key: str) -> str:
+        if type(key) is not str or not key:
+            check_key(key)
+        return self._prefix + key
+
+    def _ttl(self, ttl: TTL | None) -> float | None:
+        return self._default_ttl if ttl is None else store_ttl(ttl)
+
+    def _decode(self, full_key: str, raw: bytes | None, default: Any) -> Any:
+        if raw is None:
+            return default
+        try:
+            return self._codec.decode(raw)
+        except DecodeError as exc:
+            log.warning("cachekit: unreadable value at %r treated as a miss (%s)", full_key, exc)
+            return default
+
+    def _keys(self, keys: Iterable[str]) -> dict[str, str]:
+        """Full key -> user key, for batch calls."""
+        return {self._key(key): key for key in keys}
+
+    def _decode_many(
+        self, by_full: Mapping[str, str], found: Mapping[str, bytes]
+    ) -> dict[str, Any]:
+        out = {}
+        for full_key, raw in found.items():
+            value = self._decode(full_key, raw, MISS)
+            if value is not MISS:
+                out[by_full[full_key]] = value
+        return out
+
+    def _encode_many(self, items: Mapping[str, Any]) -> dict[str, bytes]:
+        # Everything is encoded before anything is written: one bad value writes nothing.
+        return {self._key(key): self._codec.encode(value) for key, value in items.items()}
+
+    @staticmethod
+    def _delta(delta: int) -> int:
+        if type(delta) is not int:
+            raise CacheValueError(f"delta must be an int, got {type(delta).__name__}: {delta!r}")
+        return delta
+
+    def _selector(self) -> KeySelector:
+        namespace = ANY if self._namespace is None else self._namespace
+        return self._keyspace.selector(self._plugin, self._tenant, namespace)
+
+    # --- sync API ---------------------------------------------------------------------
+
+    @overload
+    def get(self, key: str) -> Any: ...
+    @overload
+    def get(self, key: str, default: D) -> Any | D: ...
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The value at ``key``, or ``default`` on a miss (pass :data:`cachekit.MISS` to
+        tell a cached ``None`` from a miss)."""
+        full = self._key(key)
+        return self._decode(full, self._store.get(full), default)
+
+    def set(self, key: str, value: Any, ttl: TTL | None = None) -> None:
+        """Store ``value`` at ``key``.
+
+        :raises CacheValueError: the value cannot be encoded, or the TTL is invalid.
+        """
+        full = self._key(key)
+        self._store.set(full, self._codec.encode(value), self._ttl(ttl))
+
+    def add(self, key: str, value: Any, ttl: TTL | None = None) -> bool:
+        """Store ``value`` only if ``key`` holds nothing; ``True`` if it was stored."""
+        full = self._key(key)
+        return self._store.add(full, self._codec.encode(value), self._ttl(ttl))
+
+    def delete(self, key: str) -> bool:
+        """Remove ``key``; ``True`` if something was deleted (a missing key is a no-op)."""
+        return self._store.delete(self._key(key))
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        """The values found for ``keys`` (misses are left out), in one round trip."""
+        by_full = self._keys(keys)
+        return self._decode_many(by_full, self._store.get_many(list(by_full)))
+
+    def set_many(self, items: Mapping[str, Any], ttl: TTL | None = None) -> None:
+        """Store several values with one TTL, in one round trip where the store allows."""
+        encoded, seconds = self._encode_many(items), self._ttl(ttl)
+        self._store.set_many(encoded, seconds)
+
+    def delete_many(self, keys: Iterable[str]) -> int:
+        """Remove ``keys``; the number that existed."""
+        return self._store.delete_many(list(self._keys(keys)))
+
+    def incr(self, key: str, delta: int = 1, ttl: TTL | None = None) -> int:
+        """Atomically add ``delta`` and return the new value. A missing key starts at
+        ``delta`` with ``ttl``; an existing key keeps its TTL.
+
+        :raises CacheValueError: the key holds something other than an integer (it is
+            left unchanged).
+        """
+        full, delta = self._key(key), self._delta(delta)
+        return self._store.incr(full, delta, self._ttl(ttl))
+
+    def decr(self, key: str, delta: int = 1, ttl: TTL | None = None) -> int:
+        """Atomically subtract ``delta`` (see :meth:`incr`); values may go negative."""
+        return self.incr(key, -self._delta(delta), ttl)
+
+    def expire(self, key: str, ttl: TTL) -> bool:
+        """Give an existing key a new TTL; ``ttl=0`` removes its expiry. ``False`` if the
+        key is missing."""
+        full = self._key(key)
+        return self._store.expire(full, store_ttl(ttl))
+
+    def touch(self, key: str, ttl: TTL | None = None) -> bool:
+        """Refresh an existing key to ``ttl`` (the default TTL when ``None``)."""
+        full = self._key(key)
+        return self._store.touch(full, self._ttl(ttl))
+
+    def clear(self) -> int | None:
+        """Remove every entry of this scope — all its namespaces, or only the bound one —
+        and nothing else. Returns the number removed, or ``None`` if the store cannot tell."""
+        return self._store.clear(self._selector())
+
+    def get_or_set(self, key: str, default: Callable[[], T] | T, ttl: TTL | None = None) -> T:
+        """The value at ``key``; on a miss, store and return ``default`` (called first if
+        callable)."""
+        value = self.get(key, MISS)
+        if value is MISS:
+            value = default() if callable(default) else default
+            self.set(key, value, ttl)
+        return value
+
+    # --- async API: the same steps around the store's async calls ----------------------
+
+    @overload
+    async def aget(self, key: str) -> Any: ...
+    @overload
+    async def aget(self, key: str, default: D) -> Any | D: ...
+
+    async def aget(self, key: str, default: Any = None) -> Any:
+        """Async :meth:`get`."""
+        full = self._key(key)
+        return self._decode(full, await self._store.aget(full), default)
+
+    async def aset(self, key: str, value: Any, ttl: TTL | None = None) -> None:
+        """Async :meth:`set`."""
+        full = self._key(key)
+        await self._store.aset(full, self._codec.encode(value), self._ttl(ttl))
+
+    async def aadd(self, key: str, value: Any, ttl: TTL | None = None) -> bool:
+        """Async :meth:`add`."""
+        full = self._key(key)
+        return await self._store.aadd(full, self._codec.encode(value), self._ttl(ttl))
+
+    async def adelete(self, key: str) -> bool:
+        """Async :meth:`delete`."""
+        return await self._store.adelete(self._key(key))
+
+    async def aget_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        """Async :meth:`get_many`."""
+        by_full = self._keys(keys)
+        return self._decode_many(by_full, await self._store.aget_many(list(by_full)))
+
+    async def aset_many(self, items: Mapping[str, Any], ttl: TTL | None = None) -> None:
+        """Async :meth:`set_many`."""
+        encoded, seconds = self._encode_many(items), self._ttl(ttl)
+        await self._store.aset_many(encoded, seconds)
+
+    async def adelete_many(self, keys: Iterable[str]) -> int:
+        """Async :meth:`delete_many`."""
+        return await self._store.adelete_many(list(self._keys(keys)))
+
+    async def aincr(self, key: str, delta: int = 1, ttl: TTL | None = None) -> int:
+        """Async :meth:`incr`."""
+        full, delta = self._key(key), self._delta(delta)
+        return await self._store.aincr(full, delta, self._ttl(ttl))
+
+    async def adecr(self, key: str, delta: int = 1, ttl: TTL | None = None) -> int:
+        """Async :meth:`decr`."""
+        return await self.aincr(key, -self._delta(delta), ttl)
+
+    async def aexpire(self, key: str, ttl: TTL) -> bool:
+        """Async :meth:`expire`."""
+        full = self._key(key)
+        return await self._store.aexpire(full, store_ttl(ttl))
+
+    async def atouch(self, key: str, ttl: TTL | None = None) -> bool:
+        """Async :meth:`touch`."""
+        full = self._key(key)
+        return await self._store.atouch(full, self._ttl(ttl))
+
+    async def aclear(self) -> int | None:
+        """Async :meth:`clear`."""
+        return await self._store.aclear(self._selector())
+
+    async def aget_or_set(
+        self, key: str, default: Callable[[], Awaitable[T] | T] | T, ttl: TTL | None = None
+    ) -> T:
+        """Async :meth:`get_or_set`; a callable ``default`` may return an awaitable."""
+        value = await self.aget(key, MISS)
+        if value is MISS:
+            value = default() if callable(default) else default
+            if inspect.isawaitable(value):
+                value = await value
+            await self.aset(key, value, ttl)
+        return value

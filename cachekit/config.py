@@ -1,0 +1,409 @@
+"""The ``backend.cache`` section of ``app-config.yaml``, parsed into frozen dataclasses.
+
+Parsing validates everything and connects to nothing. Every problem raises
+:class:`~cachekit.errors.ConfigError` naming the config path and what to do::
+
+    backend:
+      cache:
+        store: redis                       # memory (default) | redis | valkey | memcache
+        connection: redis://localhost:6379 #   | an entry point name | pkg.module:Class
+        defaultTtl: 5m                     # a bare number is milliseconds, as in Backstage
+        redis:
+          client: {namespace: my-app, keyPrefixSeparator: ":"}
+
+Each dataclass field carries its YAML name in its metadata; :func:`_parse_section` is the
+one place that walks a mapping, rejects unknown keys (with a did-you-mean) and converts
+values.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import MISSING, Field, dataclass, field, fields
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Final, TypeVar
+
+from cachekit.durations import parse_config_duration
+from cachekit.errors import ConfigError
+
+__all__ = [
+    "CacheConfig",
+    "CircuitBreakerConfig",
+    "MemcacheConfig",
+    "MemoryConfig",
+    "RedisClientConfig",
+    "RedisClusterConfig",
+    "RedisConfig",
+    "RedisSentinelConfig",
+    "TimeoutsConfig",
+    "ValkeyClientConfig",
+    "ValkeyConfig",
+    "load_app_config",
+    "parse_app_config",
+    "parse_cache_section",
+]
+
+SECTION_PATH: Final = "backend.cache"
+
+T = TypeVar("T")
+Converter = Callable[[Any, str], Any]
+
+
+def _opt(key: str, convert: Converter, default: Any = MISSING, factory: Any = MISSING) -> Any:
+    """A dataclass field read from config key ``key`` through ``convert(value, path)``."""
+    meta = {"key": key, "convert": convert}
+    if factory is not MISSING:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+# --- converters: (value, path) -> typed value, or ConfigError ---------------------------
+
+
+def _type_error(expected: str, value: object, path: str) -> ConfigError:
+    return ConfigError(f"expected {expected}, got {type(value).__name__} {value!r}", path=path)
+
+
+def _str(value: Any, path: str) -> str:
+    if not isinstance(value, str):
+        raise _type_error("a string", value, path)
+    return value
+
+
+def _optional(convert: Converter) -> Converter:
+    def convert_optional(value: Any, path: str) -> Any:
+        return None if value is None else convert(value, path)
+
+    return convert_optional
+
+
+def _bool(value: Any, path: str) -> bool:
+    if not isinstance(value, bool):
+        raise _type_error("true or false", value, path)
+    return value
+
+
+def _positive_int(value: Any, path: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _type_error("a whole number", value, path)
+    if value < 1:
+        raise ConfigError(f"must be at least 1, got {value}", path=path)
+    return value
+
+
+def _duration(value: Any, path: str) -> float:
+    return parse_config_duration(value, path)
+
+
+def _positive_duration(value: Any, path: str) -> float:
+    seconds = parse_config_duration(value, path)
+    if seconds <= 0:
+        raise ConfigError(f"must be a positive duration, got {value!r}", path=path)
+    return seconds
+
+
+def _str_list(value: Any, path: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    if not isinstance(value, list | tuple):
+        raise _type_error("a list of strings", value, path)
+    return tuple(_str(item, f"{path}[{i}]") for i, item in enumerate(value))
+
+
+def _url_list(value: Any, path: str) -> tuple[str, ...]:
+    """``["redis://h:p", ...]`` or Backstage's ``[{url: redis://h:p}, ...]``."""
+    if not isinstance(value, list | tuple) or not value:
+        raise _type_error("a non-empty list of {url: ...} entries", value, path)
+    urls = []
+    for i, item in enumerate(value):
+        if isinstance(item, Mapping):
+            _reject_unknown(item, {"url"}, f"{path}[{i}]")
+            item = item.get("url")
+        urls.append(_str(item, f"{path}[{i}].url"))
+    return tuple(urls)
+
+
+def _mapping(value: Any, path: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise _type_error("a mapping", value, path)
+    return MappingProxyType(dict(value))
+
+
+def _connection(value: Any, path: str) -> str | tuple[str, ...] | Mapping[str, Any]:
+    """A URL / ``host:port`` string, a list of them, or a mapping (``{url: ..., ...}``)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list | tuple):
+        return _str_list(value, path)
+    if isinstance(value, Mapping):
+        return _mapping(value, path)
+    raise _type_error("a URL string, a list of servers or a mapping", value, path)
+
+
+def _nested(cls: type[T]) -> Converter:
+    def convert_nested(value: Any, path: str) -> T:
+        return _parse_section(cls, value, path)
+
+    return convert_nested
+
+
+# --- the schema -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MemoryConfig:
+    """``backend.cache.memory``: bounds of the in-memory store (``null``: unbounded)."""
+
+    max_entries: int | None = _opt("maxEntries", _optional(_positive_int), 100_000)
+    max_bytes: int | None = _opt("maxBytes", _optional(_positive_int), 256 * 1024 * 1024)
+
+
+@dataclass(frozen=True)
+class RedisClientConfig:
+    """``backend.cache.redis.client``."""
+
+    namespace: str | None = _opt("namespace", _optional(_str), None)
+    key_prefix_separator: str = _opt("keyPrefixSeparator", _str, ":")
+    clear_batch_size: int = _opt("clearBatchSize", _positive_int, 1000)
+    use_unlink: bool = _opt("useUnlink", _bool, True)
+
+    @property
+    def key_prefix(self) -> str:
+        """The global key prefix: ``namespace + keyPrefixSeparator``, or empty."""
+        return f"{self.namespace}{self.key_prefix_separator}" if self.namespace else ""
+
+
+@dataclass(frozen=True)
+class ValkeyClientConfig:
+    """``backend.cache.valkey.client``."""
+
+    key_prefix: str | None = _opt("keyPrefix", _optional(_str), None)
+    clear_batch_size: int = _opt("clearBatchSize", _positive_int, 1000)
+    use_unlink: bool = _opt("useUnlink", _bool, True)
+
+
+@dataclass(frozen=True)
+class RedisClusterConfig:
+    """``backend.cache.<redis|valkey>.cluster``: Redis/Valkey Cluster seed nodes."""
+
+    root_nodes: tuple[str, ...] = _opt("rootNodes", _url_list, ())
+
+
+@dataclass(frozen=True)
+class RedisSentinelConfig:
+    """``backend.cache.<redis|valkey>.sentinel``: Sentinel addresses and the master name."""
+
+    sentinels: tuple[str, ...] = _opt("sentinels", _str_list, ())
+    master_name: str = _opt("masterName", _str, "mymaster")
+    password: str | None = _opt("password", _optional(_str), None)
+
+
+@dataclass(frozen=True)
+class RedisConfig:
+    """``backend.cache.redis``."""
+
+    client: RedisClientConfig = _opt(
+        "client", _nested(RedisClientConfig), factory=RedisClientConfig
+    )
+    cluster: RedisClusterConfig | None = _opt(
+        "cluster", _optional(_nested(RedisClusterConfig)), None
+    )
+    sentinel: RedisSentinelConfig | None = _opt(
+        "sentinel", _optional(_nested(RedisSentinelConfig)), None
+    )
+
+
+@dataclass(frozen=True)
+class ValkeyConfig:
+    """``backend.cache.valkey`` (``keyPrefix`` may sit here or under ``client``)."""
+
+    key_prefix: str | None = _opt("keyPrefix", _optional(_str), None)
+    client: ValkeyClientConfig = _opt(
+        "client", _nested(ValkeyClientConfig), factory=ValkeyClientConfig
+    )
+    cluster: RedisClusterConfig | None = _opt(
+        "cluster", _optional(_nested(RedisClusterConfig)), None
+    )
+    sentinel: RedisSentinelConfig | None = _opt(
+        "sentinel", _optional(_nested(RedisSentinelConfig)), None
+    )
+
+    @property
+    def effective_key_prefix(self) -> str:
+        """The global key prefix: ``client.keyPrefix``, else the flat ``keyPrefix``."""
+        return self.client.key_prefix or self.key_prefix or ""
+
+
+@dataclass(frozen=True)
+class MemcacheConfig:
+    """``backend.cache.memcache``."""
+
+    auth: str | None = _opt("auth", _optional(_str), None)
+    max_value_size: int = _opt("maxValueSize", _positive_int, 1024 * 1024)
+    generation_refresh: float = _opt("generationRefresh", _positive_duration, 1.0)
+    dead_retry: float = _opt("deadRetry", _positive_duration, 5.0)
+
+
+@dataclass(frozen=True)
+class TimeoutsConfig:
+    """``backend.cache.timeouts``: network timeouts (seconds once parsed)."""
+
+    connect: float = _opt("connect", _positive_duration, 0.25)
+    operation: float = _opt("operation", _positive_duration, 0.5)
+
+
+@dataclass(frozen=True)
+class CircuitBreakerConfig:
+    """``backend.cache.circuitBreaker``: skip a failing store for ``cooldown`` after
+    ``failureThreshold`` consecutive failures, then probe it again."""
+
+    failure_threshold: int = _opt("failureThreshold", _positive_int, 3)
+    cooldown: float = _opt("cooldown", _positive_duration, 2.0)
+
+
+def _store_name(value: Any, path: str) -> str:
+    from cachekit.stores import check_store_name  # the registry imports no store module
+
+    name = _str(value, path)
+    check_store_name(name, path)
+    return name
+
+
+@dataclass(frozen=True)
+class CacheConfig:
+    """The whole ``backend.cache`` section. ``CacheConfig()`` is the in-memory default."""
+
+    store: str = _opt("store", _store_name, "memory")
+    connection: str | tuple[str, ...] | Mapping[str, Any] | None = _opt(
+        "connection", _optional(_connection), None
+    )
+    default_ttl: float | None = _opt("defaultTtl", _optional(_duration), None)
+    fail_open: bool = _opt("failOpen", _bool, True)
+    options: Mapping[str, Any] = _opt("options", _mapping, factory=lambda: MappingProxyType({}))
+    memory: MemoryConfig = _opt("memory", _nested(MemoryConfig), factory=MemoryConfig)
+    redis: RedisConfig = _opt("redis", _nested(RedisConfig), factory=RedisConfig)
+    valkey: ValkeyConfig = _opt("valkey", _nested(ValkeyConfig), factory=ValkeyConfig)
+    memcache: MemcacheConfig = _opt("memcache", _nested(MemcacheConfig), factory=MemcacheConfig)
+    infinispan: Mapping[str, Any] = _opt(
+        "infinispan", _mapping, factory=lambda: MappingProxyType({})
+    )
+    timeouts: TimeoutsConfig = _opt("timeouts", _nested(TimeoutsConfig), factory=TimeoutsConfig)
+    circuit_breaker: CircuitBreakerConfig = _opt(
+        "circuitBreaker", _nested(CircuitBreakerConfig), factory=CircuitBreakerConfig
+    )
+
+
+# --- parsing --------------------------------------------------------------------------
+
+
+def _reject_unknown(raw: Mapping[Any, Any], known: set[str], path: str) -> None:
+    for key in raw:
+        if key not in known:
+            close = difflib.get_close_matches(str(key), sorted(known), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ConfigError(
+                f"unknown key {key!r}; {hint}known keys: {', '.join(sorted(known))}",
+                path=f"{path}.{key}",
+            )
+
+
+def _parse_section(cls: type[T], raw: object, path: str) -> T:
+    if raw is None:
+        return cls()
+    if not isinstance(raw, Mapping):
+        raise _type_error("a mapping", raw, path)
+    by_key: dict[str, Field[Any]] = {f.metadata["key"]: f for f in fields(cls)}  # type: ignore[arg-type]
+    _reject_unknown(raw, set(by_key), path)
+    kwargs = {
+        by_key[key].name: by_key[key].metadata["convert"](value, f"{path}.{key}")
+        for key, value in raw.items()
+    }
+    return cls(**kwargs)
+
+
+def parse_cache_section(section: object, path: str = SECTION_PATH) -> CacheConfig:
+    """Parse a ``backend.cache`` mapping (``${ENV_VAR}`` references are substituted).
+
+    :raises ConfigError: naming the path and the fix for any invalid value.
+    """
+    return _parse_section(CacheConfig, _substitute_env(section, path), path)
+
+
+def parse_app_config(app_config: Mapping[str, Any]) -> CacheConfig:
+    """Parse the ``backend.cache`` section of a whole app config (defaults if absent)."""
+    if not isinstance(app_config, Mapping):
+        raise _type_error("a mapping (the app config)", app_config, "<root>")
+    backend = app_config.get("backend")
+    if backend is None:
+        return CacheConfig()
+    if not isinstance(backend, Mapping):
+        raise _type_error("a mapping", backend, "backend")
+    return parse_cache_section(backend.get("cache"))
+
+
+def load_app_config(*paths: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read YAML files and deep-merge them, later files winning (like ``app-config.yaml``
+    then ``app-config.production.yaml``).
+
+    :raises ConfigError: a file is missing or not valid YAML, or PyYAML is not installed.
+    """
+    if not paths:
+        raise ConfigError("give at least one config file, e.g. from_yaml('app-config.yaml')")
+    try:
+        import yaml
+    except ImportError:
+        raise ConfigError("reading YAML needs PyYAML: pip install 'cachekit[yaml]'") from None
+    merged: dict[str, Any] = {}
+    for p in paths:
+        try:
+            text = Path(p).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file: {exc.strerror}", path=str(p)) from None
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"not valid YAML: {exc}", path=str(p)) from None
+        if data is None:
+            continue
+        if not isinstance(data, Mapping):
+            raise _type_error("a mapping at the top of the file", data, str(p))
+        merged = _deep_merge(merged, data)
+    return merged
+
+
+def _deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+_ENV_REF: Final = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _substitute_env(value: object, path: str) -> Any:
+    """Replace ``${NAME}`` in every string under ``value`` by the environment variable."""
+    if isinstance(value, str):
+
+        def lookup(match: re.Match[str]) -> str:
+            name = match[1]
+            if name not in os.environ:
+                raise ConfigError(
+                    f"environment variable {name} is not set; set it or remove ${{{name}}}",
+                    path=path,
+                )
+            return os.environ[name]
+
+        return _ENV_REF.sub(lookup, value)
+    if isinstance(value, Mapping):
+        return {k: _substitute_env(v, f"{path}.{k}") for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute_env(v, f"{path}[{i}]") for i, v in enumerate(value)]
+    return value

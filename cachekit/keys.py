@@ -1,0 +1,201 @@
+"""The key layout: how a (plugin, tenant, namespace, key) tuple becomes one store key.
+
+A full key reads ``{prefix}{plugin}:{tenant}:{namespace}:{key}``:
+
+* ``prefix`` is the store's global prefix (Redis ``redis.client.namespace`` plus its
+  separator, Valkey ``keyPrefix``; empty elsewhere).
+* ``plugin``, ``tenant`` and ``namespace`` are *segments*: the id with ``%``, ``:``,
+  whitespace and control characters percent-encoded, so a segment never contains a raw
+  ``:`` and the encoding can be undone. That makes the layout injective: two different
+  tuples never produce the same full key, whatever ids, namespaces and keys are chosen.
+* The platform scope (``tenant=None``) is written ``%platform``, which no encoded id can
+  be (encoding only emits ``%`` followed by two hex digits).
+* The default namespace (none bound) is the empty segment, which no named namespace can
+  be (empty names are rejected).
+* The user's key comes last and is stored as given.
+
+So a key stays readable in ``redis-cli``: ``catalog:acme:users:42``,
+``catalog:%platform::settings``.
+
+:class:`KeySelector` describes a set of scopes (one plugin across tenants, one tenant
+across plugins, one scope, one namespace) for clears: a store matches keys against it
+exactly, and may pre-filter with :meth:`KeySelector.glob` (every glob character of the
+ids escaped) or :meth:`KeySelector.literal_prefix`.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+from dataclasses import dataclass
+from typing import Final
+
+from cachekit.errors import CacheKeyError
+
+__all__ = [
+    "ANY",
+    "PLATFORM_SEGMENT",
+    "SEPARATOR",
+    "KeySelector",
+    "KeySpace",
+    "check_key",
+    "escape_glob",
+    "escape_segment",
+    "scope_of",
+]
+
+SEPARATOR: Final = ":"
+PLATFORM_SEGMENT: Final = "%platform"
+DEFAULT_NAMESPACE_SEGMENT: Final = ""
+
+_ESCAPES: Final = {ord("%"): "%25", ord(":"): "%3A"} | {
+    c: f"%{c:02X}" for c in (*range(0x21), 0x7F)
+}
+_GLOB_ESCAPES: Final = {ord(c): "\\" + c for c in "*?[]\\^"}
+
+
+class _Any(enum.Enum):
+    """Wildcard marker for :class:`KeySelector` fields."""
+
+    ANY = "ANY"
+
+    def __repr__(self) -> str:
+        return "cachekit.keys.ANY"
+
+
+ANY: Final = _Any.ANY
+
+
+def escape_segment(value: str, what: str = "id") -> str:
+    """Encode a plugin id, tenant id or namespace as one key segment.
+
+    :raises CacheKeyError: ``value`` is not a non-empty ``str``.
+    """
+    if type(value) is not str:
+        raise CacheKeyError(f"{what} must be a str, got {type(value).__name__}: {value!r}")
+    if not value:
+        raise CacheKeyError(f"{what} must not be empty")
+    return _escape(value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _escape(value: str) -> str:
+    return value.translate(_ESCAPES)
+
+
+def _tenant_segment(tenant: str | None) -> str:
+    return PLATFORM_SEGMENT if tenant is None else escape_segment(tenant, "tenant id")
+
+
+def _namespace_segment(namespace: str | None) -> str:
+    if namespace is None:
+        return DEFAULT_NAMESPACE_SEGMENT
+    return escape_segment(namespace, "namespace")
+
+
+def check_key(key: str) -> str:
+    """Return ``key`` if it is a valid user key (a non-empty ``str``).
+
+    :raises CacheKeyError: otherwise.
+    """
+    if type(key) is not str:
+        raise CacheKeyError(
+            f"cache keys must be str, got {type(key).__name__}: {key!r}; "
+            "convert it (for example str(key)) before calling the cache"
+        )
+    if not key:
+        raise CacheKeyError("cache keys must not be empty")
+    return key
+
+
+def escape_glob(text: str) -> str:
+    """Escape Redis glob characters (``* ? [ ] \\ ^``) so ``text`` matches only itself."""
+    return text.translate(_GLOB_ESCAPES)
+
+
+def scope_of(full_key: str, prefix_length: int = 0) -> str:
+    """The scope part of a full key: everything up to and including the namespace's ``:``.
+
+    :raises ValueError: ``full_key`` is not laid out by this module.
+    """
+    i = full_key.index(SEPARATOR, prefix_length)
+    i = full_key.index(SEPARATOR, i + 1)
+    return full_key[: full_key.index(SEPARATOR, i + 1) + 1]
+
+
+@dataclass(frozen=True, slots=True)
+class KeySpace:
+    """Builds full keys and selectors under one global ``prefix``."""
+
+    prefix: str = ""
+
+    def scope_prefix(self, plugin: str, tenant: str | None, namespace: str | None) -> str:
+        """The prefix shared by every key of one (plugin, tenant, namespace).
+
+        :raises CacheKeyError: an id or the namespace is empty or not a ``str``.
+        """
+        return (
+            f"{self.prefix}{escape_segment(plugin, 'plugin id')}{SEPARATOR}"
+            f"{_tenant_segment(tenant)}{SEPARATOR}{_namespace_segment(namespace)}{SEPARATOR}"
+        )
+
+    def selector(
+        self,
+        plugin: str | _Any = ANY,
+        tenant: str | _Any | None = ANY,
+        namespace: str | _Any | None = ANY,
+    ) -> KeySelector:
+        """A selector of the scopes matching the given ids (:data:`ANY` matches all).
+
+        ``tenant=None`` selects the platform scope, ``namespace=None`` the default namespace.
+        """
+        return KeySelector(
+            prefix=self.prefix,
+            plugin=None if plugin is ANY else escape_segment(plugin, "plugin id"),
+            tenant=None if tenant is ANY else _tenant_segment(tenant),
+            namespace=None if namespace is ANY else _namespace_segment(namespace),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class KeySelector:
+    """A set of scopes, as encoded segments; ``None`` in a field matches every segment."""
+
+    prefix: str
+    plugin: str | None
+    tenant: str | None
+    namespace: str | None
+
+    def matches(self, full_key: str) -> bool:
+        """Whether ``full_key`` (or a scope prefix) belongs to a selected scope."""
+        if not full_key.startswith(self.prefix):
+            return False
+        parts = full_key[len(self.prefix) :].split(SEPARATOR, 3)
+        if len(parts) < 4:
+            return False
+        return (
+            (self.plugin is None or parts[0] == self.plugin)
+            and (self.tenant is None or parts[1] == self.tenant)
+            and (self.namespace is None or parts[2] == self.namespace)
+        )
+
+    def literal_prefix(self) -> str:
+        """The longest key prefix every selected key starts with."""
+        out = self.prefix
+        for segment in (self.plugin, self.tenant, self.namespace):
+            if segment is None:
+                return out
+            out += segment + SEPARATOR
+        return out
+
+    def glob(self) -> str:
+        """A Redis ``MATCH`` pattern covering every selected key (and possibly more:
+        confirm each candidate with :meth:`matches`). Glob characters are escaped."""
+        parts = [escape_glob(self.prefix)]
+        for segment in (self.plugin, self.tenant, self.namespace):
+            parts.append("*" if segment is None else escape_glob(segment))
+            parts.append(SEPARATOR)
+        pattern = "".join(parts) + "*"
+        while "**" in pattern:
+            pattern = pattern.replace("**", "*")
+        return pattern

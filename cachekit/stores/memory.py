@@ -1,0 +1,263 @@
+"""The in-memory store: the default, for development, tests and single-process hosts.
+
+Values are stored as the same bytes the network stores hold (see :mod:`cachekit.codec`),
+so what works here works in production. The store is
+
+* bounded: at most ``max_entries`` entries and ``max_bytes`` bytes (key characters plus
+  value bytes), least recently used entries evicted first;
+* expiring on an injectable monotonic ``clock``: an expired entry is a miss at once, and is
+  reclaimed either when touched or by a heap of deadlines drained a little on every write —
+  never by scanning all keys;
+* clearable per scope without scanning: keys are indexed by their scope prefix, so
+  ``clear`` visits the scopes, not the entries of other scopes;
+* thread-safe (one lock; nothing blocks while it is held), so WSGI thread pools and asyncio
+  share one instance.
+"""
+
+from __future__ import annotations
+
+import heapq
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Final
+
+from cachekit.codec import format_int, parse_int
+from cachekit.errors import CacheValueError
+from cachekit.keys import KeySelector, scope_of
+from cachekit.stores.base import BaseStore
+
+if TYPE_CHECKING:
+    from cachekit.config import CacheConfig
+
+__all__ = ["MemoryStore"]
+
+_RECLAIM_PER_WRITE: Final = 8
+_UNSCOPED: Final = ""
+
+# (value, deadline or None, size in bytes)
+_Entry = tuple[bytes, float | None, int]
+
+
+class MemoryStore(BaseStore):
+    """A bounded, thread-safe LRU store in this process.
+
+    :param max_entries: most entries held (``None``: unbounded).
+    :param max_bytes: most bytes held, counting key characters and value bytes
+        (``None``: unbounded). A single value larger than this raises ``CacheValueError``.
+    :param clock: monotonic clock in seconds; inject a fake one in tests.
+    """
+
+    name = "memory"
+    blocking = False
+
+    def __init__(
+        self,
+        max_entries: int | None = 100_000,
+        max_bytes: int | None = 256 * 1024 * 1024,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        for label, bound in (("max_entries", max_entries), ("max_bytes", max_bytes)):
+            if bound is not None and (type(bound) is not int or bound < 1):
+                raise ValueError(f"{label} must be a positive int or None, got {bound!r}")
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._data: OrderedDict[str, _Entry] = OrderedDict()
+        self._scopes: dict[str, set[str]] = {}
+        self._deadlines: list[tuple[float, str]] = []
+        self._bytes = 0
+
+    @classmethod
+    def from_config(cls, config: CacheConfig) -> MemoryStore:
+        """Build from ``backend.cache.memory``."""
+        return cls(max_entries=config.memory.max_entries, max_bytes=config.memory.max_bytes)
+
+    def __repr__(self) -> str:
+        return (
+            f"MemoryStore(entries={len(self._data)}, bytes={self._bytes}, "
+            f"max_entries={self.max_entries}, max_bytes={self.max_bytes})"
+        )
+
+    def __len__(self) -> int:
+        """Entries held, including expired ones not yet reclaimed."""
+        return len(self._data)
+
+    @property
+    def size_bytes(self) -> int:
+        """Bytes held (key characters plus value bytes)."""
+        return self._bytes
+
+    # --- reads ------------------------------------------------------------------------
+
+    def get(self, key: str) -> bytes | None:
+        with self._lock:
+            entry = self._live(key)
+            if entry is None:
+                return None
+            self._data.move_to_end(key)
+            return entry[0]
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, bytes]:
+        found = {}
+        with self._lock:
+            for key in keys:
+                entry = self._live(key)
+                if entry is not None:
+                    self._data.move_to_end(key)
+                    found[key] = entry[0]
+        return found
+
+    # --- writes -----------------------------------------------------------------------
+
+    def set(self, key: str, value: bytes, ttl: float | None) -> None:
+        size = self._checked_size(key, value)
+        with self._lock:
+            self._put(key, value, self._deadline(ttl), size)
+            self._reclaim()
+
+    def set_many(self, items: Mapping[str, bytes], ttl: float | None) -> None:
+        sizes = {key: self._checked_size(key, value) for key, value in items.items()}
+        with self._lock:
+            deadline = self._deadline(ttl)
+            for key, value in items.items():
+                self._put(key, value, deadline, sizes[key])
+            self._reclaim()
+
+    def add(self, key: str, value: bytes, ttl: float | None) -> bool:
+        size = self._checked_size(key, value)
+        with self._lock:
+            if self._live(key) is not None:
+                return False
+            self._put(key, value, self._deadline(ttl), size)
+            self._reclaim()
+            return True
+
+    def delete(self, key: str) -> bool:
+        with self._lock:
+            found = self._live(key) is not None
+            if found:
+                self._remove(key)
+            return found
+
+    def delete_many(self, keys: Sequence[str]) -> int:
+        with self._lock:
+            count = 0
+            for key in dict.fromkeys(keys):
+                if self._live(key) is not None:
+                    self._remove(key)
+                    count += 1
+            return count
+
+    def incr(self, key: str, delta: int, ttl: float | None) -> int:
+        with self._lock:
+            entry = self._live(key)
+            if entry is None:
+                value, deadline = delta, self._deadline(ttl)
+            else:
+                current = parse_int(entry[0])
+                if current is None:
+                    raise CacheValueError(
+                        f"cannot increment {key!r}: it holds a value that is not an integer"
+                    )
+                value, deadline = current + delta, entry[1]
+            encoded = format_int(value)
+            self._put(key, encoded, deadline, len(key) + len(encoded), push=entry is None)
+            self._reclaim()
+            return value
+
+    def touch(self, key: str, ttl: float | None) -> bool:
+        with self._lock:
+            entry = self._live(key)
+            if entry is None:
+                return False
+            self._put(key, entry[0], self._deadline(ttl), entry[2])
+            return True
+
+    def clear(self, selector: KeySelector) -> int:
+        with self._lock:
+            removed = 0
+            for scope in [s for s in self._scopes if selector.matches(s)]:
+                for key in list(self._scopes[scope]):
+                    self._remove(key)
+                    removed += 1
+            return removed
+
+    # --- internals (called with the lock held) ----------------------------------------
+
+    def _deadline(self, ttl: float | None) -> float | None:
+        return None if ttl is None else self._clock() + ttl
+
+    def _checked_size(self, key: str, value: bytes) -> int:
+        size = len(key) + len(value)
+        if self.max_bytes is not None and size > self.max_bytes:
+            raise CacheValueError(
+                f"value for {key!r} takes {size} bytes, over the memory store's maxBytes "
+                f"({self.max_bytes}); raise backend.cache.memory.maxBytes or cache less"
+            )
+        return size
+
+    def _live(self, key: str) -> _Entry | None:
+        """The entry for ``key`` unless missing or expired (an expired one is removed)."""
+        entry = self._data.get(key)
+        if entry is None:
+            return None
+        deadline = entry[1]
+        if deadline is not None and deadline <= self._clock():
+            self._remove(key)
+            return None
+        return entry
+
+    def _put(
+        self, key: str, value: bytes, deadline: float | None, size: int, *, push: bool = True
+    ) -> None:
+        old = self._data.get(key)
+        if old is None:
+            self._scopes.setdefault(self._scope(key), set()).add(key)
+        else:
+            self._bytes -= old[2]
+        self._data[key] = (value, deadline, size)
+        self._data.move_to_end(key)
+        self._bytes += size
+        if deadline is not None and push:
+            heapq.heappush(self._deadlines, (deadline, key))
+        self._evict()
+
+    def _remove(self, key: str) -> None:
+        entry = self._data.pop(key)
+        self._bytes -= entry[2]
+        scope = self._scope(key)
+        members = self._scopes[scope]
+        members.discard(key)
+        if not members:
+            del self._scopes[scope]
+
+    def _scope(self, key: str) -> str:
+        try:
+            return scope_of(key, len(self.key_prefix))
+        except ValueError:
+            return _UNSCOPED
+
+    def _evict(self) -> None:
+        data = self._data
+        while (self.max_entries is not None and len(data) > self.max_entries) or (
+            self.max_bytes is not None and self._bytes > self.max_bytes
+        ):
+            self._remove(next(iter(data)))
+
+    def _reclaim(self) -> None:
+        """Drop a few expired entries, oldest deadline first; rebuild the heap when stale
+        items (from rewrites and deletes) outnumber the live ones."""
+        heap, now = self._deadlines, self._clock()
+        for _ in range(_RECLAIM_PER_WRITE):
+            if not heap or heap[0][0] > now:
+                break
+            deadline, key = heapq.heappop(heap)
+            entry = self._data.get(key)
+            if entry is not None and entry[1] == deadline:
+                self._remove(key)
+        if len(heap) > 2 * len(self._data) + 64:
+            self._deadlines = [(e[1], k) for k, e in self._data.items() if e[1] is not None]
+            heapq.heapify(self._deadlines)
