@@ -1,0 +1,154 @@
+"""A circuit breaker that lets a dead store cost (almost) nothing.
+
+After ``failure_threshold`` consecutive failures the breaker *opens*: calls fail at once
+with :class:`~cachekit.errors.StoreUnavailable` instead of waiting for a timeout. After
+``cooldown`` seconds one call is let through as a probe (*half-open*); its success closes
+the breaker, its failure opens it for another cooldown. One warning is logged when the
+breaker opens and one info line when the store is back — one per outage, not per call.
+
+Stores wrap each I/O call in :meth:`CircuitBreaker.call` / :meth:`CircuitBreaker.acall`;
+the wrapped function must raise :class:`~cachekit.errors.StoreError` for store failures
+(other exceptions, such as ``CacheValueError``, pass through and do not count).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from typing import ParamSpec, TypeVar
+
+from cachekit.errors import StoreError, StoreUnavailable
+
+__all__ = ["CircuitBreaker"]
+
+log = logging.getLogger("cachekit")
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class CircuitBreaker:
+    """Counts consecutive store failures and short-circuits calls while the store is down.
+
+    :param name: the store's name, for messages.
+    :param failure_threshold: consecutive failures that open the breaker.
+    :param cooldown: seconds the breaker stays open before a probe is let through.
+    :param clock: monotonic clock in seconds (inject a fake one in tests).
+    """
+
+    __slots__ = (
+        "_clock",
+        "_failures",
+        "_last_error",
+        "_lock",
+        "_open_until",
+        "cooldown",
+        "failure_threshold",
+        "name",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        failure_threshold: int = 3,
+        cooldown: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if failure_threshold < 1:
+            raise ValueError(f"failure_threshold must be >= 1, got {failure_threshold}")
+        if cooldown <= 0:
+            raise ValueError(f"cooldown must be > 0, got {cooldown}")
+        self.name = name
+        self.failure_threshold = failure_threshold
+        self.cooldown = cooldown
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._failures = 0
+        self._open_until: float | None = None
+        self._last_error = ""
+
+    def __repr__(self) -> str:
+        return (
+            f"CircuitBreaker({self.name!r}, state={self.state!r}, failures={self._failures}, "
+            f"threshold={self.failure_threshold}, cooldown={self.cooldown})"
+        )
+
+    @property
+    def state(self) -> str:
+        """``"closed"`` (calls go through), ``"open"`` (calls fail fast) or ``"half-open"``
+        (the cooldown is over: the next call is a probe)."""
+        if self._open_until is None:
+            return "closed"
+        return "open" if self._clock() < self._open_until else "half-open"
+
+    def before_call(self) -> None:
+        """Raise ``StoreUnavailable`` at once while open; let one probe through after the
+        cooldown (re-arming the cooldown for everyone else)."""
+        if self._open_until is None:
+            return
+        with self._lock:
+            if self._open_until is None:
+                return
+            now = self._clock()
+            if now >= self._open_until:
+                self._open_until = now + self.cooldown  # this caller is the probe
+                return
+            remaining = self._open_until - now
+        raise StoreUnavailable(
+            f"{self.name} store is unavailable (skipping it for {remaining:.1f}s more after "
+            f"{self._failures} failures; last error: {self._last_error})",
+            store=self.name,
+        )
+
+    def record_success(self) -> None:
+        """A call succeeded: close the breaker."""
+        if self._failures or self._open_until is not None:
+            with self._lock:
+                was_open = self._open_until is not None
+                self._failures = 0
+                self._open_until = None
+            if was_open:
+                log.info("cachekit: %s store is reachable again", self.name)
+
+    def record_failure(self, error: BaseException) -> None:
+        """A call failed with a store error: count it, and open the breaker at the
+        threshold (or re-open it after a failed probe)."""
+        with self._lock:
+            self._failures += 1
+            self._last_error = str(error)
+            opening = self._open_until is None and self._failures >= self.failure_threshold
+            if opening or self._open_until is not None:
+                self._open_until = self._clock() + self.cooldown
+        if opening:
+            log.warning(
+                "cachekit: %s store is unavailable (%s); skipping it for %.1fs at a time "
+                "until it answers",
+                self.name,
+                error,
+                self.cooldown,
+            )
+
+    def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run ``fn`` under the breaker."""
+        self.before_call()
+        try:
+            result = fn(*args, **kwargs)
+        except StoreError as exc:
+            self.record_failure(exc)
+            raise
+        self.record_success()
+        return result
+
+    async def acall(self, fn: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Await ``fn`` under the breaker."""
+        self.before_call()
+        try:
+            result = await fn(*args, **kwargs)
+        except StoreError as exc:
+            self.record_failure(exc)
+            raise
+        self.record_success()
+        return result

@@ -1,0 +1,163 @@
+"""The circuit breaker, on an injected clock."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+
+from cachekit.breaker import CircuitBreaker
+from cachekit.errors import CacheValueError, StoreTimeout, StoreUnavailable
+from cachekit.testing import FakeClock
+
+
+class Flaky:
+    """A callable that fails with a store error while `down` is set."""
+
+    def __init__(self) -> None:
+        self.down = False
+        self.calls = 0
+
+    def __call__(self) -> str:
+        self.calls += 1
+        if self.down:
+            raise StoreTimeout("no answer", store="test")
+        return "ok"
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def breaker(clock: FakeClock) -> CircuitBreaker:
+    return CircuitBreaker("test", failure_threshold=3, cooldown=2.0, clock=clock)
+
+
+def test_opens_after_threshold_and_fails_fast(breaker: CircuitBreaker) -> None:
+    """After 3 failures the breaker opens and later calls fail without calling the store."""
+    flaky = Flaky()
+    flaky.down = True
+    for _ in range(3):
+        with pytest.raises(StoreTimeout):
+            breaker.call(flaky)
+    assert breaker.state == "open"
+    with pytest.raises(StoreUnavailable, match="skipping it"):
+        breaker.call(flaky)
+    assert flaky.calls == 3
+
+
+def test_failures_below_threshold_are_forgotten_on_success(breaker: CircuitBreaker) -> None:
+    """A success resets the count: failures must be consecutive to open the breaker."""
+    flaky = Flaky()
+    for _ in range(5):
+        flaky.down = True
+        for _ in range(2):
+            with pytest.raises(StoreTimeout):
+                breaker.call(flaky)
+        flaky.down = False
+        assert breaker.call(flaky) == "ok"
+    assert breaker.state == "closed"
+
+
+def test_half_open_probe_closes_on_success(breaker: CircuitBreaker, clock: FakeClock) -> None:
+    """After the cooldown one probe goes through; its success closes the breaker."""
+    flaky = Flaky()
+    flaky.down = True
+    for _ in range(3):
+        with pytest.raises(StoreTimeout):
+            breaker.call(flaky)
+    flaky.down = False
+    clock.advance(2.0)
+    assert breaker.state == "half-open"
+    assert breaker.call(flaky) == "ok"
+    assert breaker.state == "closed"
+
+
+def test_failed_probe_reopens_for_a_full_cooldown(
+    breaker: CircuitBreaker, clock: FakeClock
+) -> None:
+    """A failed probe re-opens the breaker at once, without three more failures."""
+    flaky = Flaky()
+    flaky.down = True
+    for _ in range(3):
+        with pytest.raises(StoreTimeout):
+            breaker.call(flaky)
+    clock.advance(2.5)
+    with pytest.raises(StoreTimeout):
+        breaker.call(flaky)
+    assert breaker.state == "open"
+    clock.advance(1.9)
+    with pytest.raises(StoreUnavailable):
+        breaker.call(flaky)
+    assert flaky.calls == 4
+
+
+def test_only_one_probe_while_half_open(breaker: CircuitBreaker, clock: FakeClock) -> None:
+    """Once a probe is let through, other callers keep failing fast until it reports."""
+    flaky = Flaky()
+    flaky.down = True
+    for _ in range(3):
+        with pytest.raises(StoreTimeout):
+            breaker.call(flaky)
+    clock.advance(2.0)
+    breaker.before_call()  # the probe
+    with pytest.raises(StoreUnavailable):
+        breaker.before_call()
+
+
+def test_other_errors_do_not_count(breaker: CircuitBreaker) -> None:
+    """Value errors are the caller's fault, not the store's: they never open the breaker."""
+
+    def bad() -> None:
+        raise CacheValueError("not an integer")
+
+    for _ in range(10):
+        with pytest.raises(CacheValueError):
+            breaker.call(bad)
+    assert breaker.state == "closed"
+
+
+def test_logs_once_per_outage(
+    breaker: CircuitBreaker, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One warning when the store goes down and one line when it is back, not one per call."""
+    flaky = Flaky()
+    flaky.down = True
+    with caplog.at_level(logging.INFO, logger="cachekit"):
+        for _ in range(20):
+            with pytest.raises((StoreTimeout, StoreUnavailable)):
+                breaker.call(flaky)
+        flaky.down = False
+        clock.advance(2.0)
+        breaker.call(flaky)
+        breaker.call(flaky)
+    messages = [r.getMessage() for r in caplog.records]
+    assert len([m for m in messages if "unavailable" in m]) == 1
+    assert len([m for m in messages if "reachable again" in m]) == 1
+
+
+def test_async_call(breaker: CircuitBreaker) -> None:
+    """acall counts failures of awaited calls the same way."""
+
+    async def down() -> None:
+        raise StoreUnavailable("refused", store="test")
+
+    async def run() -> None:
+        for _ in range(3):
+            with pytest.raises(StoreUnavailable, match="refused"):
+                await breaker.acall(down)
+        with pytest.raises(StoreUnavailable, match="skipping"):
+            await breaker.acall(down)
+
+    asyncio.run(run())
+    assert breaker.state == "open"
+
+
+@pytest.mark.parametrize(("threshold", "cooldown"), [(0, 1.0), (1, 0.0)])
+def test_rejects_bad_settings(threshold: int, cooldown: float) -> None:
+    """A threshold below 1 or a non-positive cooldown is refused."""
+    with pytest.raises(ValueError, match="must be"):
+        CircuitBreaker("x", failure_threshold=threshold, cooldown=cooldown)
