@@ -1,0 +1,159 @@
+"""Shared pytest fixtures."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from servers import (
+    MemcachedServer,
+    RedisCluster,
+    RedisSentinel,
+    RedisServer,
+    find_binary,
+    memcached_ascii_auth,
+    memcached_sasl,
+    running_servers,
+    stop_all,
+)
+
+# ============================================================================================
+# Real server fixtures (see tests/servers.py)
+#
+# Session-scoped, started lazily on first request, stopped at session end: teardown sends
+# SIGTERM and pytest_sessionfinish waits for (reaps) them all at once. A test
+# that stops or kills a shared server must start() it again before it ends, or use
+# private_redis_server. Tests using any of them get the `servers` marker automatically.
+# Missing binary: skip with the reason, or fail when CACHEKIT_REQUIRE_SERVERS=1 (CI).
+# ============================================================================================
+
+MEMCACHED_USER = "cacheuser"
+MEMCACHED_PASSWORD = "s3cret"
+
+SERVER_FIXTURES = frozenset(
+    {
+        "redis_server",
+        "valkey_server",
+        "redis_cluster",
+        "redis_sentinel",
+        "memcached_server",
+        "memcached_servers",
+        "memcached_sasl_server",
+        "memcached_ascii_server",
+        "private_redis_server",
+    }
+)
+
+
+def require_binaries(*names: str) -> None:
+    """Skip the test (fail it under CACHEKIT_REQUIRE_SERVERS=1) unless all binaries exist."""
+    missing = [name for name in names if find_binary(name) is None]
+    if not missing:
+        return
+    reason = f"{', '.join(missing)} not on PATH: run scripts/install-servers"
+    if os.environ.get("CACHEKIT_REQUIRE_SERVERS") == "1":
+        pytest.fail(f"{reason} (CACHEKIT_REQUIRE_SERVERS=1)", pytrace=False)
+    pytest.skip(reason)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.servers)
+
+
+def pytest_sessionfinish() -> None:
+    stop_all(running_servers())
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A standalone redis-server: .host .port .url .pid .stop() .start() .kill()."""
+    require_binaries("redis-server")
+    server = RedisServer("redis-server", workdir=tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.terminate()
+
+
+@pytest.fixture(scope="session")
+def valkey_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A standalone valkey-server (same handle as redis_server)."""
+    require_binaries("valkey-server")
+    server = RedisServer("valkey-server", workdir=tmp_path_factory.mktemp("valkey")).start()
+    yield server
+    server.terminate()
+
+
+@pytest.fixture
+def private_redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server for this test alone (stop/kill/start it freely)."""
+    require_binaries("redis-server")
+    with RedisServer("redis-server", workdir=tmp_path / "redis") as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    """3 primaries + 3 replicas: .root_urls .url .addresses .nodes .wait_ok()."""
+    require_binaries("redis-server", "redis-cli")
+    with RedisCluster("redis-server", workdir=tmp_path_factory.mktemp("cluster")) as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisSentinel]:
+    """Master + replica + sentinel: .sentinels .master_name .master_address() .failover()."""
+    require_binaries("redis-server")
+    with RedisSentinel("redis-server", workdir=tmp_path_factory.mktemp("sentinel")) as setup:
+        yield setup
+
+
+@pytest.fixture(scope="session")
+def memcached_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MemcachedServer]:
+    """A plain memcached: .host .port .address .url .pid .stop() .start() .kill()."""
+    require_binaries("memcached")
+    server = MemcachedServer(workdir=tmp_path_factory.mktemp("memcached")).start()
+    yield server
+    server.terminate()
+
+
+@pytest.fixture(scope="session")
+def memcached_servers(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[list[MemcachedServer]]:
+    """Three plain memcached servers (for hashing clients)."""
+    require_binaries("memcached")
+    servers = [MemcachedServer(workdir=tmp_path_factory.mktemp("memcached")) for _ in range(3)]
+    try:
+        for server in servers:
+            server.start()
+        yield servers
+    finally:
+        for server in servers:
+            server.terminate()
+
+
+@pytest.fixture(scope="session")
+def memcached_sasl_server(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[MemcachedServer]:
+    """memcached -S (binary protocol, SASL PLAIN): .username .password as well."""
+    require_binaries("memcached", "saslpasswd2")
+    workdir = tmp_path_factory.mktemp("memcached-sasl")
+    server = memcached_sasl(MEMCACHED_USER, MEMCACHED_PASSWORD, workdir=workdir).start()
+    yield server
+    server.terminate()
+
+
+@pytest.fixture(scope="session")
+def memcached_ascii_server(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[MemcachedServer]:
+    """memcached -Y authfile (ASCII auth): .username .password as well."""
+    require_binaries("memcached")
+    workdir = tmp_path_factory.mktemp("memcached-ascii")
+    server = memcached_ascii_auth(MEMCACHED_USER, MEMCACHED_PASSWORD, workdir=workdir).start()
+    yield server
+    server.terminate()
