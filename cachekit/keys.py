@@ -191,11 +191,9 @@ class KeySelector:
     def glob(self) -> str:
         """A Redis ``MATCH`` pattern covering every selected key (and possibly more:
         confirm each candidate with :meth:`matches`). Glob characters are escaped."""
+        segments = [self.plugin, self.tenant, self.namespace]
+        while segments and segments[-1] is None:
+            segments.pop()  # a trailing wildcard segment is covered by the final '*'
         parts = [escape_glob(self.prefix)]
-        for segment in (self.plugin, self.tenant, self.namespace):
-            parts.append("*" if segment is None else escape_glob(segment))
-            parts.append(SEPARATOR)
-        pattern = "".join(parts) + "*"
-        while "**" in pattern:
-            pattern = pattern.replace("**", "*")
-        return pattern
+        parts += [("*" if s is None else escape_glob(s)) + SEPARATOR for s in segments]
+        return "".join(parts) + "*"

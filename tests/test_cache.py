@@ -1,0 +1,187 @@
+"""The scoped Cache and CacheManager API beyond the store contract."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+
+import cachekit
+from cachekit import Cache, CacheManager
+from cachekit.errors import CacheKeyError, CacheValueError
+from cachekit.stores.memory import MemoryStore
+from cachekit.testing import FakeClock
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def manager(clock: FakeClock) -> CacheManager:
+    return CacheManager(store=MemoryStore(clock=clock))
+
+
+def test_public_api_is_pinned() -> None:
+    """The names exported by `cachekit` are exactly the documented public API."""
+    expected = {
+        "MISS",
+        "Cache",
+        "CacheConfig",
+        "CacheKeyError",
+        "CacheManager",
+        "CacheValueError",
+        "CachekitError",
+        "Codec",
+        "ConfigError",
+        "NoScopeError",
+        "RateLimitExceeded",
+        "StoreError",
+        "StoreTimeout",
+        "StoreUnavailable",
+        "__version__",
+    }
+    assert expected <= set(cachekit.__all__)
+    for name in cachekit.__all__:
+        assert hasattr(cachekit, name), name
+
+
+def test_errors_share_one_root() -> None:
+    """Every cachekit exception derives from CachekitError, with builtin bases where apt."""
+    for name in (
+        "ConfigError",
+        "CacheKeyError",
+        "CacheValueError",
+        "NoScopeError",
+        "StoreError",
+        "StoreUnavailable",
+        "StoreTimeout",
+        "RateLimitExceeded",
+    ):
+        assert issubclass(getattr(cachekit, name), cachekit.CachekitError)
+    assert issubclass(cachekit.ConfigError, ValueError)
+    assert issubclass(cachekit.CacheValueError, TypeError)
+    assert issubclass(cachekit.StoreTimeout, cachekit.StoreError)
+
+
+def test_reprs_say_what_they_are(manager: CacheManager) -> None:
+    """Cache and manager reprs show scope and store."""
+    cache = manager.for_plugin("catalog", tenant="acme").namespace("users")
+    assert (
+        repr(cache) == "Cache(plugin='catalog', tenant='acme', namespace='users', store='memory')"
+    )
+    assert repr(manager).startswith("CacheManager(store=MemoryStore(")
+
+
+def test_scope_properties(manager: CacheManager) -> None:
+    """A cache exposes its plugin, tenant, namespace, default TTL and shared store."""
+    cache = manager.for_plugin("catalog").namespace("n").with_options(default_ttl=30)
+    assert (cache.plugin, cache.tenant, cache.namespace_name) == ("catalog", None, "n")
+    assert cache.default_ttl == 30.0
+    assert cache.store is manager.store
+
+
+def test_every_plugin_shares_one_store(manager: CacheManager) -> None:
+    """All caches of a manager share its single store (one pool per process)."""
+    stores = {id(manager.for_plugin(p, tenant=t).store) for p in "abc" for t in ("x", None)}
+    assert stores == {id(manager.store)}
+
+
+@pytest.mark.parametrize(("plugin", "tenant"), [("", "t"), ("p", ""), (None, "t"), ("p", 5)])
+def test_bad_ids_are_refused(manager: CacheManager, plugin: object, tenant: object) -> None:
+    """for_plugin validates ids at once."""
+    with pytest.raises(CacheKeyError):
+        manager.for_plugin(plugin, tenant=tenant)  # type: ignore[arg-type]
+
+
+def test_namespaces_do_not_nest(manager: CacheManager) -> None:
+    """namespace() on a namespace view says how to get another namespace."""
+    users = manager.for_plugin("p").namespace("users")
+    with pytest.raises(CacheKeyError, match="do not nest"):
+        users.namespace("admins")
+    with pytest.raises(CacheKeyError):
+        manager.for_plugin("p").namespace("")
+
+
+def test_default_ttl_from_config_and_with_options(clock: FakeClock) -> None:
+    """defaultTtl applies when ttl=None; with_options overrides it; ttl=0 opts out."""
+    manager = CacheManager.from_config({"backend": {"cache": {"defaultTtl": "10s"}}})
+    manager.store = MemoryStore(clock=clock)
+    cache = manager.for_plugin("p")
+    cache.set("default", 1)
+    cache.set("forever", 1, ttl=0)
+    cache.with_options(default_ttl=timedelta(seconds=100)).set("long", 1)
+    clock.advance(11)
+    assert cache.get_many(["default", "forever", "long"]) == {"forever": 1, "long": 1}
+
+
+def test_with_options_zero_means_no_expiry(manager: CacheManager, clock: FakeClock) -> None:
+    """with_options(default_ttl=0) stores without expiry."""
+    cache = manager.for_plugin("p").with_options(default_ttl=0)
+    assert cache.default_ttl is None
+    cache.set("k", 1)
+    clock.advance(10**6)
+    assert cache.get("k") == 1
+
+
+def test_with_options_rejects_bad_ttl(manager: CacheManager) -> None:
+    """A bad default TTL fails when the view is made, not on first use."""
+    with pytest.raises(CacheValueError):
+        manager.for_plugin("p").with_options(default_ttl=-1)
+
+
+def test_manager_clear_needs_a_target(manager: CacheManager) -> None:
+    """manager.clear() without plugin or tenant refuses to wipe everything."""
+    with pytest.raises(CacheKeyError, match="name a plugin, a tenant or both"):
+        manager.clear()
+    with pytest.raises(CacheKeyError):
+        asyncio.run(manager.aclear())
+
+
+def test_aget_or_set_awaits_a_coroutine_default(manager: CacheManager) -> None:
+    """aget_or_set accepts an async factory and stores its result."""
+    cache = manager.for_plugin("p")
+
+    async def compute() -> str:
+        return "computed"
+
+    async def run() -> tuple[str, str]:
+        return await cache.aget_or_set("k", compute), await cache.aget_or_set("k", "other")
+
+    assert asyncio.run(run()) == ("computed", "computed")
+
+
+def test_get_or_set_with_plain_value(manager: CacheManager) -> None:
+    """A non-callable default is stored as is."""
+    cache = manager.for_plugin("p")
+    assert cache.get_or_set("k", [1, 2]) == [1, 2]
+    assert cache.get("k") == [1, 2]
+
+
+def test_manager_context_managers(manager: CacheManager) -> None:
+    """The manager closes its store on `with` and `async with` exit."""
+    closed: list[str] = []
+    manager.store.close = lambda: closed.append("sync")  # type: ignore[method-assign]
+
+    async def aclose() -> None:
+        closed.append("async")
+
+    manager.store.aclose = aclose  # type: ignore[method-assign]
+    with manager:
+        pass
+
+    async def run() -> None:
+        async with manager:
+            pass
+
+    asyncio.run(run())
+    assert closed == ["sync", "async"]
+
+
+def test_cache_can_be_built_directly() -> None:
+    """Cache(store, plugin=...) works without a manager (its own codec and key space)."""
+    cache = Cache(MemoryStore(), plugin="p", tenant="t")
+    cache.set("k", {"a": 1})
+    assert cache.get("k") == {"a": 1}

@@ -1,0 +1,237 @@
+"""Parsing `backend.cache`: defaults, every section, and a typed error for every bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cachekit import CacheManager
+from cachekit.config import (
+    CacheConfig,
+    load_app_config,
+    parse_app_config,
+    parse_cache_section,
+)
+from cachekit.errors import ConfigError
+
+
+def test_defaults_are_the_memory_store() -> None:
+    """No backend.cache section means the bounded in-memory store and no default TTL."""
+    config = parse_app_config({"app": {"title": "x"}})
+    assert config == CacheConfig()
+    assert config.store == "memory"
+    assert config.default_ttl is None
+    assert config.memory.max_entries == 100_000
+    assert config.timeouts.operation < 1
+    assert config.timeouts.connect < 1
+
+
+def test_full_section() -> None:
+    """Every documented key is read into its typed field."""
+    config = parse_cache_section(
+        {
+            "store": "memory",
+            "connection": "redis://localhost:6379",
+            "defaultTtl": "5m",
+            "failOpen": False,
+            "memory": {"maxEntries": 10, "maxBytes": None},
+            "redis": {
+                "client": {
+                    "namespace": "my-app",
+                    "keyPrefixSeparator": "/",
+                    "clearBatchSize": 50,
+                    "useUnlink": False,
+                },
+                "cluster": {"rootNodes": [{"url": "redis://a:1"}, "redis://b:2"]},
+                "sentinel": {"sentinels": ["h1:26379", "h2:26379"], "masterName": "main"},
+            },
+            "valkey": {"keyPrefix": "flat:", "client": {"clearBatchSize": 7}},
+            "memcache": {"auth": "ascii", "maxValueSize": 2048, "generationRefresh": 500},
+            "timeouts": {"connect": 100, "operation": "2s"},
+            "circuitBreaker": {"failureThreshold": 5, "cooldown": {"seconds": 3}},
+            "infinispan": {"servers": "x"},
+        }
+    )
+    assert config.default_ttl == 300.0
+    assert config.fail_open is False
+    assert (config.memory.max_entries, config.memory.max_bytes) == (10, None)
+    assert config.redis.client.key_prefix == "my-app/"
+    assert config.redis.client.clear_batch_size == 50
+    assert config.redis.client.use_unlink is False
+    assert config.redis.cluster is not None
+    assert config.redis.cluster.root_nodes == ("redis://a:1", "redis://b:2")
+    assert config.redis.sentinel is not None
+    assert config.redis.sentinel.sentinels == ("h1:26379", "h2:26379")
+    assert config.redis.sentinel.master_name == "main"
+    assert config.valkey.effective_key_prefix == "flat:"
+    assert config.valkey.client.clear_batch_size == 7
+    assert config.memcache.generation_refresh == 0.5
+    assert (config.timeouts.connect, config.timeouts.operation) == (0.1, 2.0)
+    assert (config.circuit_breaker.failure_threshold, config.circuit_breaker.cooldown) == (5, 3.0)
+
+
+def test_valkey_client_prefix_wins_over_flat() -> None:
+    """valkey.client.keyPrefix is used when both forms are given."""
+    config = parse_cache_section({"valkey": {"keyPrefix": "a:", "client": {"keyPrefix": "b:"}}})
+    assert config.valkey.effective_key_prefix == "b:"
+
+
+def test_redis_prefix_empty_without_namespace() -> None:
+    """Without redis.client.namespace there is no global prefix."""
+    assert parse_cache_section({}).redis.client.key_prefix == ""
+
+
+def test_connection_forms() -> None:
+    """connection may be a string, a list of servers or a mapping."""
+    assert parse_cache_section({"connection": ["a:1", "b:2"]}).connection == ("a:1", "b:2")
+    mapping = parse_cache_section({"connection": {"url": "redis://x"}}).connection
+    assert dict(mapping) == {"url": "redis://x"}  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("section", "path", "message"),
+    [
+        ({"stroe": "memory"}, "backend.cache.stroe", "did you mean 'store'"),
+        ({"memory": {"maxEntry": 5}}, "backend.cache.memory.maxEntry", "did you mean 'maxEntries'"),
+        ({"memory": {"maxEntries": 0}}, "backend.cache.memory.maxEntries", "at least 1"),
+        ({"memory": {"maxEntries": "10"}}, "backend.cache.memory.maxEntries", "whole number"),
+        ({"memory": []}, "backend.cache.memory", "mapping"),
+        ({"defaultTtl": -1000}, "backend.cache.defaultTtl", ">= 0"),
+        ({"defaultTtl": "soon"}, "backend.cache.defaultTtl", "cannot read"),
+        ({"failOpen": "yes"}, "backend.cache.failOpen", "true or false"),
+        ({"redis": {"client": {"useUnlink": 1}}}, "backend.cache.redis.client.useUnlink", "true"),
+        (
+            {"redis": {"cluster": {"rootNodes": []}}},
+            "backend.cache.redis.cluster.rootNodes",
+            "list",
+        ),
+        ({"redis": {"cluster": {"rootNodes": [{"uri": "x"}]}}}, "rootNodes[0].uri", "'url'"),
+        ({"timeouts": {"operation": 0}}, "backend.cache.timeouts.operation", "positive"),
+        ({"connection": 5}, "backend.cache.connection", "URL string"),
+        ({"store": 5}, "backend.cache.store", "string"),
+    ],
+)
+def test_errors_name_the_path_and_the_fix(
+    section: dict[str, object], path: str, message: str
+) -> None:
+    """Every bad value raises ConfigError starting with its config path."""
+    with pytest.raises(ConfigError, match=message) as info:
+        parse_cache_section(section)
+    assert path in str(info.value)
+    assert info.value.path.endswith(path)
+
+
+def test_unknown_store_lists_known_ones_with_a_suggestion() -> None:
+    """A typo'd store names the known stores and the closest match."""
+    with pytest.raises(ConfigError) as info:
+        parse_cache_section({"store": "redsi"})
+    message = str(info.value)
+    assert message.startswith("backend.cache.store: unknown store 'redsi'")
+    assert "did you mean 'redis'" in message
+    assert "memory, redis, valkey, memcache" in message
+
+
+def test_planned_store_is_not_supported_yet() -> None:
+    """store: infinispan is recognised but refused with a clear message."""
+    with pytest.raises(ConfigError, match="not supported yet"):
+        parse_cache_section({"store": "infinispan"})
+
+
+def test_missing_driver_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A store whose driver is not installed says which extra to install."""
+    import cachekit.stores
+
+    monkeypatch.setattr(cachekit.stores, "_installed", lambda module: False)
+    with pytest.raises(ConfigError, match=r"pip install 'cachekit\[memcache\]'"):
+        parse_cache_section({"store": "memcache"})
+    with pytest.raises(ConfigError, match=r"pip install 'cachekit\[valkey\]'"):
+        parse_cache_section({"store": "valkey"})
+
+
+def test_bad_dotted_path() -> None:
+    """A dotted store path that does not import raises ConfigError."""
+    with pytest.raises(ConfigError, match="cannot load store"):
+        parse_cache_section({"store": "nowhere.module:Store"})
+
+
+def test_env_substitution(monkeypatch: pytest.MonkeyPatch) -> None:
+    """${VAR} references are replaced by environment variables."""
+    monkeypatch.setenv("CACHE_NS", "prod-app")
+    config = parse_cache_section({"redis": {"client": {"namespace": "${CACHE_NS}-x"}}})
+    assert config.redis.client.namespace == "prod-app-x"
+
+
+def test_unset_env_var_names_the_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An unset ${VAR} raises ConfigError naming the variable and the path."""
+    monkeypatch.delenv("NOT_SET_ANYWHERE", raising=False)
+    with pytest.raises(ConfigError, match="NOT_SET_ANYWHERE is not set") as info:
+        parse_cache_section({"connection": "redis://${NOT_SET_ANYWHERE}:6379"})
+    assert info.value.path == "backend.cache.connection"
+
+
+def test_backend_must_be_a_mapping() -> None:
+    """A non-mapping backend section is refused."""
+    with pytest.raises(ConfigError, match="backend"):
+        parse_app_config({"backend": "redis"})
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_from_yaml_deep_merges_later_files_winning(tmp_path: Path) -> None:
+    """Later files override earlier ones key by key, keeping untouched siblings."""
+    base = write(
+        tmp_path,
+        "app-config.yaml",
+        "backend:\n  cache:\n    store: memory\n    defaultTtl: 1m\n"
+        "    memory: {maxEntries: 10, maxBytes: 1000}\n",
+    )
+    prod = write(
+        tmp_path, "app-config.production.yaml", "backend:\n  cache:\n    memory: {maxEntries: 20}\n"
+    )
+    manager = CacheManager.from_yaml(base, prod)
+    assert manager.config.default_ttl == 60.0
+    assert manager.config.memory.max_entries == 20
+    assert manager.config.memory.max_bytes == 1000
+    assert manager.for_plugin("p").default_ttl == 60.0
+
+
+def test_from_yaml_missing_file(tmp_path: Path) -> None:
+    """A missing file raises ConfigError naming it."""
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_app_config(tmp_path / "nope.yaml")
+
+
+def test_from_yaml_invalid_yaml(tmp_path: Path) -> None:
+    """Broken YAML raises ConfigError naming the file."""
+    bad = write(tmp_path, "bad.yaml", "backend: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_app_config(bad)
+
+
+def test_from_yaml_top_level_must_be_mapping(tmp_path: Path) -> None:
+    """A YAML file whose top level is a list is refused."""
+    with pytest.raises(ConfigError, match="mapping"):
+        load_app_config(write(tmp_path, "list.yaml", "- a\n- b\n"))
+
+
+def test_from_yaml_needs_a_path() -> None:
+    """load_app_config() without files says what to pass."""
+    with pytest.raises(ConfigError, match="at least one"):
+        load_app_config()
+
+
+def test_empty_yaml_file_gives_defaults(tmp_path: Path) -> None:
+    """An empty config file means the defaults."""
+    assert CacheManager.from_yaml(write(tmp_path, "empty.yaml", "")).config == CacheConfig()
+
+
+def test_config_is_frozen() -> None:
+    """Parsed config cannot be changed after start-up."""
+    config = CacheConfig()
+    with pytest.raises(AttributeError):
+        config.store = "redis"  # type: ignore[misc]
