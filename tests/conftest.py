@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -22,11 +22,12 @@ from servers import (
 # ============================================================================================
 # Real server fixtures (see tests/servers.py)
 #
-# Session-scoped, started lazily on first request, stopped at session end: teardown sends
-# SIGTERM and pytest_sessionfinish waits for (reaps) them all at once. A test
-# that stops or kills a shared server must start() it again before it ends, or use
-# private_redis_server. Tests using any of them get the `servers` marker automatically.
-# Missing binary: skip with the reason, or fail when CACHEKIT_REQUIRE_SERVERS=1 (CI).
+# Session-scoped, started lazily on first request, stopped at session end (teardown sends
+# SIGTERM, pytest_sessionfinish reaps them all at once). A test that stops or kills a shared
+# server must start() it again before it ends; or use private_redis_server /
+# private_memcached_server (function-scoped). Tests using these fixtures get the `servers`
+# marker automatically. Missing binary: skip with the reason, or fail when
+# CACHEKIT_REQUIRE_SERVERS=1 (CI sets it).
 # ============================================================================================
 
 MEMCACHED_USER = "cacheuser"
@@ -43,6 +44,8 @@ SERVER_FIXTURES = frozenset(
         "memcached_sasl_server",
         "memcached_ascii_server",
         "private_redis_server",
+        "private_memcached_server",
+        "require_servers",
     }
 )
 
@@ -66,6 +69,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 def pytest_sessionfinish() -> None:
     stop_all(running_servers())
+
+
+@pytest.fixture
+def require_servers() -> Callable[..., None]:
+    """``require_servers("redis-server", ...)`` for tests that start servers themselves."""
+    return require_binaries
 
 
 @pytest.fixture(scope="session")
@@ -117,6 +126,15 @@ def memcached_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Memca
     server = MemcachedServer(workdir=tmp_path_factory.mktemp("memcached")).start()
     yield server
     server.terminate()
+
+
+@pytest.fixture
+def private_memcached_server(tmp_path: Path) -> Iterator[MemcachedServer]:
+    """A memcached for this test alone (stop/kill/start it freely)."""
+    require_binaries("memcached")
+    server = MemcachedServer(workdir=tmp_path / "memcached").start()
+    yield server
+    server.kill()  # nothing to lose, and memcached takes up to 1s to act on SIGTERM
 
 
 @pytest.fixture(scope="session")
