@@ -1,0 +1,61 @@
+"""A tiny benchmark harness: interleaved rounds, medians, per-round ratios.
+
+The machines are small and shared (see bench/README.md): cases are run round-robin in
+one process so drift hits every case alike, and each case is compared with a baseline
+*within the same round*; the report gives the median per-op time and the median of the
+per-round ratios.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Case:
+    """One measured operation. ``op()`` performs ``batch`` operations (an async case runs a
+    loop of ``batch`` awaits inside one ``run_until_complete``, so loop start-up is spread
+    thin and paid alike by every async case)."""
+
+    name: str
+    op: Callable[[], object]
+    baseline: str | None = None  # the case this one's ratio is taken against
+    batch: int = 1
+    times: list[float] = field(default_factory=list)  # seconds per op, one per round
+
+
+def run_rounds(cases: Sequence[Case], *, rounds: int = 15, ops: int = 20_000) -> None:
+    """Run every case ``rounds`` times, round-robin, recording seconds per op."""
+    for case in cases:  # warm-up
+        for _ in range(max(1, ops // 10 // case.batch)):
+            case.op()
+    for _ in range(rounds):
+        for case in cases:
+            op, calls = case.op, max(1, ops // case.batch)
+            start = time.perf_counter()
+            for _ in range(calls):
+                op()
+            case.times.append((time.perf_counter() - start) / (calls * case.batch))
+
+
+def ratio(case: Case, by_name: dict[str, Case]) -> float | None:
+    """Median of this case's per-round time divided by its baseline's."""
+    if case.baseline is None:
+        return None
+    base = by_name[case.baseline]
+    return statistics.median(t / b for t, b in zip(case.times, base.times, strict=True))
+
+
+def report(title: str, cases: Sequence[Case]) -> str:
+    """A markdown table: median ns/op and median ratio to the baseline."""
+    by_name = {c.name: c for c in cases}
+    lines = [f"### {title}", "", "| case | median ns/op | ratio | vs |", "|---|---:|---:|---|"]
+    for case in cases:
+        r = ratio(case, by_name)
+        median_ns = statistics.median(case.times) * 1e9
+        cells = f"{r:.2f}x | {case.baseline}" if r is not None else "— | —"
+        lines.append(f"| {case.name} | {median_ns:,.0f} | {cells} |")
+    return "\n".join(lines)
