@@ -134,6 +134,13 @@ class Cache:
         }
         return Cache(self._store, **(args | changes))
 
+    def full_key(self, key: str) -> str:
+        """The store key this cache uses for ``key`` (what ``redis-cli`` shows).
+
+        :raises CacheKeyError: ``key`` is empty or not a ``str``.
+        """
+        return self._key(key)
+
     # --- shared, I/O-free steps -------------------------------------------------------
 
     def _key(self, key: str) -> str:

@@ -86,10 +86,20 @@ class RateLimitExceeded(CachekitError):
     :ivar limit: the number of hits allowed per window.
     :ivar remaining: hits left in the current window (``0`` when refused).
     :ivar retry_after: seconds until a hit would be allowed again.
+    :ivar reset_after: seconds until the limit is fully available again.
     """
 
-    def __init__(self, message: str, *, limit: int, remaining: int, retry_after: float) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        limit: int,
+        remaining: int,
+        retry_after: float,
+        reset_after: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.limit = limit
         self.remaining = remaining
         self.retry_after = retry_after
+        self.reset_after = retry_after if reset_after is None else reset_after

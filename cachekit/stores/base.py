@@ -14,15 +14,20 @@ Run it through :mod:`cachekit.testing`'s contract suite to check the semantics.
 from __future__ import annotations
 
 import asyncio
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import ClassVar, Protocol, TypeVar, runtime_checkable
 
+from cachekit import gcra
+from cachekit.codec import format_int, parse_int
 from cachekit.keys import KeySelector
 
 __all__ = ["BaseStore", "Store"]
 
 T = TypeVar("T")
+
+_gcra_lock = threading.Lock()
 
 
 @runtime_checkable
@@ -83,6 +88,12 @@ class Store(Protocol):
         when the store cannot tell."""
         ...
 
+    def gcra(self, key: str, now: int, interval: int, period: int, cost: int) -> tuple[bool, int]:
+        """Run :func:`cachekit.gcra.step` atomically on the TAT stored at ``key`` (an
+        integer of microseconds); store the new TAT when allowed. Returns the step's
+        ``(allowed, tat)``."""
+        ...
+
     def ping(self) -> None:
         """Raise ``StoreError`` unless the store answers."""
         ...
@@ -102,6 +113,9 @@ class Store(Protocol):
     async def aexpire(self, key: str, ttl: float | None) -> bool: ...
     async def atouch(self, key: str, ttl: float | None) -> bool: ...
     async def aclear(self, selector: KeySelector) -> int | None: ...
+    async def agcra(
+        self, key: str, now: int, interval: int, period: int, cost: int
+    ) -> tuple[bool, int]: ...
     async def aping(self) -> None: ...
     async def aclose(self) -> None: ...
 
@@ -170,6 +184,17 @@ class BaseStore(ABC):
             f"store {self.name!r} cannot clear scopes: implement {type(self).__name__}.clear()"
         )
 
+    def gcra(self, key: str, now: int, interval: int, period: int, cost: int) -> tuple[bool, int]:
+        # Atomic within this process only: network stores override it (Lua, cas).
+        with _gcra_lock:
+            raw = self.get(key)
+            allowed, tat = gcra.step(
+                None if raw is None else parse_int(raw), now, interval, period, cost
+            )
+            if allowed:
+                self.set(key, format_int(tat), (tat - now) / 1e6)
+            return allowed, tat
+
     def ping(self) -> None:
         return None
 
@@ -215,6 +240,11 @@ class BaseStore(ABC):
 
     async def aclear(self, selector: KeySelector) -> int | None:
         return await self._run(self.clear, selector)
+
+    async def agcra(
+        self, key: str, now: int, interval: int, period: int, cost: int
+    ) -> tuple[bool, int]:
+        return await self._run(self.gcra, key, now, interval, period, cost)
 
     async def aping(self) -> None:
         return await self._run(self.ping)
