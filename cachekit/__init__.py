@@ -10,9 +10,11 @@
     cache.get("k")
 """
 
+from cachekit.asgi import CacheMiddleware
 from cachekit.cache import Cache
 from cachekit.codec import MISS, Codec
 from cachekit.config import CacheConfig
+from cachekit.context import Scope, current_cache, current_scope, scope, set_default_manager
 from cachekit.errors import (
     CacheKeyError,
     CachekitError,
@@ -34,14 +36,20 @@ __all__ = [
     "CacheConfig",
     "CacheKeyError",
     "CacheManager",
+    "CacheMiddleware",
     "CacheValueError",
     "CachekitError",
     "Codec",
     "ConfigError",
     "NoScopeError",
     "RateLimitExceeded",
+    "Scope",
     "StoreError",
     "StoreTimeout",
     "StoreUnavailable",
     "__version__",
+    "current_cache",
+    "current_scope",
+    "scope",
+    "set_default_manager",
 ]

@@ -1,0 +1,191 @@
+"""ASGI middleware: bind each request's plugin and tenant scope (:class:`CacheMiddleware`).
+
+A pure ASGI middleware (not Starlette's ``BaseHTTPMiddleware``, which runs the app in
+another task and loses context variables). It works with any ASGI framework::
+
+    from cachekit import CacheManager, CacheMiddleware
+    from cachekit.resolvers import header, path_prefix
+
+    manager = CacheManager.from_yaml("app-config.yaml")
+    app = CacheMiddleware(
+        app,
+        manager=manager,
+        plugin=path_prefix({"/api/catalog": "catalog", "/api/reviews": "reviews"}),
+        tenant=header("X-Tenant-ID"),  # only behind authentication: see cachekit.resolvers
+    )
+
+or, with Starlette, ``Middleware(CacheMiddleware, manager=..., plugin=..., tenant=...)``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from cachekit.context import activate_manager, active_manager, bind, deactivate_manager, unbind
+from cachekit.manager import CacheManager
+from cachekit.resolvers import (
+    DEFAULT_ID_PATTERN,
+    PluginResolver,
+    Rejection,
+    RequestView,
+    ScopeResolver,
+    TenantResolver,
+)
+
+__all__ = ["ASGIApp", "CacheMiddleware"]
+
+log = logging.getLogger("cachekit")
+
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[MutableMapping[str, Any], Receive, Send], Awaitable[None]]
+
+_JSON_HEADERS = [(b"content-type", b"application/json")]
+_WEBSOCKET_POLICY_VIOLATION = 1008
+
+
+class CacheMiddleware:
+    """Binds the (plugin, tenant) scope of every ``http`` and ``websocket`` request for as
+    long as the app handles it — streaming bodies and background tasks included — so the
+    app's code can call :func:`cachekit.current_cache`. Other scope types pass through.
+
+    A request whose ids cannot be resolved or are invalid never reaches the app: it gets a
+    400 (404 for an unknown plugin) with a JSON body ``{"error": "..."}``; a websocket is
+    refused the same way where the server supports denial responses, else closed with code
+    1008. The store is not touched per request.
+
+    On ``lifespan``, the manager is made active for the app's startup and shutdown code; the
+    store is pinged at startup (a failure is logged, not raised: the cache is lossy) and
+    closed after shutdown.
+
+    :param app: the ASGI app to wrap.
+    :param manager: the manager to use (default: the active one at each request, see
+        :func:`cachekit.context.active_manager`).
+    :param plugin: a fixed plugin id or a resolver (:mod:`cachekit.resolvers`).
+    :param tenant: a tenant resolver, or ``None`` for the platform scope. A tenant from a
+        client header must be verified by an authentication layer first.
+    :param tenant_required: refuse requests without a tenant (default: ``True`` when a
+        tenant resolver is given); when ``False`` they run in the platform scope.
+    :param id_pattern: accepted plugin and tenant ids (whole-string match; default 1-64
+        characters of ``A-Za-z0-9._-``).
+    :param manage_store: ping the store at lifespan startup and close it at shutdown.
+    :raises TypeError: a resolver is not callable, or ``tenant`` is a plain string.
+    :raises ValueError: a fixed plugin id does not match ``id_pattern``.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        manager: CacheManager | None = None,
+        *,
+        plugin: str | PluginResolver,
+        tenant: TenantResolver | None = None,
+        tenant_required: bool | None = None,
+        id_pattern: str | re.Pattern[str] = DEFAULT_ID_PATTERN,
+        manage_store: bool = True,
+    ) -> None:
+        self.app = app
+        self.manager = manager
+        self.resolver = ScopeResolver(
+            plugin, tenant, tenant_required=tenant_required, id_pattern=id_pattern
+        )
+        self.manage_store = manage_store
+
+    def __repr__(self) -> str:
+        return (
+            f"CacheMiddleware(app={self.app!r}, manager={self.manager!r}, "
+            f"plugin={self.resolver.plugin!r}, tenant={self.resolver.tenant!r})"
+        )
+
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http" or kind == "websocket":
+            resolver = self.resolver
+            manager = self.manager if self.manager is not None else active_manager()
+            view = RequestView.from_asgi(scope) if resolver.needs_view else None
+            result = resolver.resolve(view, manager)
+            if isinstance(result, Rejection):
+                await _reject(kind, scope, send, result)
+                return
+            token = bind(result)
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                unbind(token)
+        elif kind == "lifespan":
+            await self._lifespan(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+    async def _lifespan(
+        self, scope: MutableMapping[str, Any], receive: Receive, send: Send
+    ) -> None:
+        manager = self.manager if self.manager is not None else active_manager()
+        token = activate_manager(manager)
+        try:
+            if not self.manage_store:
+                await self.app(scope, receive, send)
+                return
+
+            async def receive_and_open() -> Message:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await _ping(manager)
+                return message
+
+            async def close_and_send(message: Message) -> None:
+                if message["type"] in (
+                    "lifespan.shutdown.complete",
+                    "lifespan.shutdown.failed",
+                    "lifespan.startup.failed",
+                ):
+                    await _close(manager)
+                await send(message)
+
+            await self.app(scope, receive_and_open, close_and_send)
+        finally:
+            deactivate_manager(token)
+
+
+async def _ping(manager: CacheManager) -> None:
+    try:
+        await manager.store.aping()
+    except Exception as exc:  # any store failure: log it, serve anyway (the cache is lossy)
+        log.warning("cachekit: store %r did not answer at startup: %s", manager.store.name, exc)
+
+
+async def _close(manager: CacheManager) -> None:
+    try:
+        await manager.aclose()
+    except Exception as exc:  # shutting down: report, never block the shutdown
+        log.warning("cachekit: closing store %r failed: %s", manager.store.name, exc)
+
+
+async def _reject(
+    kind: str, scope: MutableMapping[str, Any], send: Send, rejection: Rejection
+) -> None:
+    headers = [*_JSON_HEADERS, (b"content-length", str(len(rejection.body)).encode())]
+    if kind == "http":
+        await send({"type": "http.response.start", "status": rejection.status, "headers": headers})
+        await send({"type": "http.response.body", "body": rejection.body})
+    elif "websocket.http.response" in (scope.get("extensions") or {}):
+        await send(
+            {
+                "type": "websocket.http.response.start",
+                "status": rejection.status,
+                "headers": headers,
+            }
+        )
+        await send({"type": "websocket.http.response.body", "body": rejection.body})
+    else:
+        await send(
+            {
+                "type": "websocket.close",
+                "code": _WEBSOCKET_POLICY_VIOLATION,
+                "reason": rejection.message,
+            }
+        )

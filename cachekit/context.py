@@ -1,0 +1,324 @@
+"""The request scope: which plugin and tenant the running code works for.
+
+A middleware (:class:`cachekit.CacheMiddleware`, :class:`cachekit.wsgi.CacheMiddleware`)
+or :func:`scope` binds a :class:`Scope` in a context variable; :func:`current_cache`,
+``@cached`` and ``counter()`` read it from there, so plugin code never names its own
+plugin or tenant::
+
+    from cachekit import current_cache, scope
+
+    async def endpoint(request):              # under CacheMiddleware
+        await current_cache().aset("k", 1)
+
+    with scope(plugin="catalog", tenant="acme"):   # a background job or a CLI script
+        current_cache().get("k")
+
+Context variables follow the code that runs for a request: every asyncio task and every
+thread Starlette or anyio starts for it copies them, so sync endpoints in a thread pool,
+streaming bodies and background tasks all see the request's scope, and nothing else does.
+
+Which manager is used: the one passed to :func:`scope` or the middleware; else the one an
+enclosing scope or middleware lifespan made active; else the process default set with
+:func:`set_default_manager`; else an in-memory :class:`~cachekit.CacheManager` created on
+first use.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import threading
+from collections.abc import Callable, Coroutine
+from contextvars import ContextVar, Token
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Final, ParamSpec, TypeVar, overload
+
+from cachekit.cache import Cache
+from cachekit.errors import NoScopeError
+from cachekit.keys import escape_segment
+from cachekit.manager import CacheManager
+
+__all__ = [
+    "Scope",
+    "active_manager",
+    "current_cache",
+    "current_scope",
+    "scope",
+    "set_default_manager",
+]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+NO_SCOPE_MESSAGE: Final = (
+    "no cachekit scope is bound here: serve the app through cachekit.CacheMiddleware "
+    "(ASGI) or cachekit.wsgi.CacheMiddleware (WSGI), or wrap the code in "
+    "`with cachekit.scope(plugin='my-plugin', tenant=...):` (background jobs, CLI scripts, "
+    "tests)"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """Who the running code works for: a plugin id, and a tenant id or ``None`` for the
+    platform scope (data shared by every tenant of the plugin)."""
+
+    plugin: str
+    tenant: str | None = None
+
+
+class Binding:
+    """A :class:`Scope` bound to a manager, with its :class:`~cachekit.Cache` built once.
+
+    This is the value the context variable holds; reusing one binding for many requests
+    of the same scope keeps :func:`current_cache` to a variable read and an attribute
+    access.
+
+    :raises CacheKeyError: an id is empty or not a ``str``.
+    """
+
+    __slots__ = ("cache", "manager", "namespaces", "scope")
+
+    def __init__(self, manager: CacheManager, scope: Scope) -> None:
+        self.manager = manager
+        self.scope = scope
+        self.cache = manager.for_plugin(scope.plugin, scope.tenant)
+        self.namespaces: dict[str, Cache] = {}
+
+    def __repr__(self) -> str:
+        return f"Binding({self.scope!r}, manager={self.manager!r})"
+
+    def namespace(self, name: str) -> Cache:
+        """The cache of namespace ``name`` in this scope (built once, then reused).
+
+        :raises CacheKeyError: ``name`` is empty or not a ``str``.
+        """
+        try:
+            return self.namespaces[name]
+        except KeyError:
+            pass
+        cache = self.cache.namespace(name)
+        if len(self.namespaces) < 256:  # a bound: namespaces are few, names from code
+            self.namespaces[name] = cache
+        return cache
+
+
+_binding: Final[ContextVar[Binding | None]] = ContextVar("cachekit.binding", default=None)
+_manager: Final[ContextVar[CacheManager | None]] = ContextVar("cachekit.manager", default=None)
+
+_default_lock = threading.Lock()
+_default_manager: CacheManager | None = None
+
+
+def set_default_manager(manager: CacheManager | None) -> None:
+    """Make ``manager`` the process-wide default: the one :func:`scope` and the
+    middlewares use when they are given none. ``None`` goes back to an in-memory manager
+    created on first use."""
+    global _default_manager
+    with _default_lock:
+        _default_manager = manager
+
+
+def _default() -> CacheManager:
+    global _default_manager
+    manager = _default_manager
+    if manager is None:
+        with _default_lock:
+            if _default_manager is None:
+                _default_manager = CacheManager()
+            manager = _default_manager
+    return manager
+
+
+def active_manager() -> CacheManager:
+    """The manager code running here should use: the bound scope's, else the one a
+    middleware's lifespan made active, else the process default (see
+    :func:`set_default_manager`), else a lazily created in-memory manager."""
+    binding = _binding.get()
+    if binding is not None:
+        return binding.manager
+    manager = _manager.get()
+    return manager if manager is not None else _default()
+
+
+def current_scope() -> Scope:
+    """The :class:`Scope` bound in this context.
+
+    :raises NoScopeError: no scope is bound (the message says how to bind one).
+    """
+    binding = _binding.get()
+    if binding is None:
+        raise NoScopeError(NO_SCOPE_MESSAGE)
+    return binding.scope
+
+
+def current_cache(namespace: str | None = None) -> Cache:
+    """The :class:`~cachekit.Cache` of the bound scope, or of its namespace ``namespace``.
+
+    Cheap enough to call on every use: the caches are built once per scope.
+
+    :param namespace: a namespace within the scope (``None``: the default namespace).
+    :raises NoScopeError: no scope is bound (the message says how to bind one).
+    :raises CacheKeyError: ``namespace`` is empty or not a ``str``.
+    """
+    binding = _binding.get()
+    if binding is None:
+        raise NoScopeError(NO_SCOPE_MESSAGE)
+    if namespace is None:
+        return binding.cache
+    return binding.namespace(namespace)
+
+
+def bind(binding: Binding) -> Token[Binding | None]:
+    """Bind ``binding`` in the current context; pass the token to :func:`unbind`. For
+    middlewares: application code uses :func:`scope`."""
+    return _binding.set(binding)
+
+
+def unbind(token: Token[Binding | None]) -> None:
+    """Undo the :func:`bind` that returned ``token``."""
+    _binding.reset(token)
+
+
+def activate_manager(manager: CacheManager) -> Token[CacheManager | None]:
+    """Make ``manager`` active in the current context without binding a scope (a
+    middleware does this for its lifespan); pass the token to :func:`deactivate_manager`."""
+    return _manager.set(manager)
+
+
+def deactivate_manager(token: Token[CacheManager | None]) -> None:
+    """Undo the :func:`activate_manager` that returned ``token``."""
+    _manager.reset(token)
+
+
+class ScopeContext:
+    """What :func:`scope` returns: a context manager (``with``, ``async with``) and a
+    decorator (on ``def`` and ``async def``) that binds one scope.
+
+    The decorator form binds afresh on every call and may be used from many threads and
+    tasks at once. As a context manager one object may be re-entered (nested), but not
+    entered from concurrently running tasks: make one ``scope(...)`` per task.
+    """
+
+    __slots__ = ("_binding", "_manager", "_tokens", "scope")
+
+    def __init__(self, scope: Scope, manager: CacheManager | None) -> None:
+        self.scope = scope
+        self._manager = manager
+        # An explicit manager: validate the ids and build the cache now, once.
+        self._binding = Binding(manager, scope) if manager is not None else None
+        self._tokens: list[Token[Binding | None]] = []
+
+    def __repr__(self) -> str:
+        return f"scope(plugin={self.scope.plugin!r}, tenant={self.scope.tenant!r})"
+
+    def _resolve(self) -> Binding:
+        binding = self._binding
+        if binding is not None and self._manager is not None:
+            return binding
+        manager = active_manager()
+        if binding is None or binding.manager is not manager:
+            binding = self._binding = Binding(manager, self.scope)
+        return binding
+
+    def __enter__(self) -> Cache:
+        binding = self._resolve()
+        self._tokens.append(_binding.set(binding))
+        return binding.cache
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        _binding.reset(self._tokens.pop())
+
+    async def __aenter__(self) -> Cache:
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+    @overload
+    def __call__(
+        self, fn: Callable[P, Coroutine[Any, Any, R]]
+    ) -> Callable[P, Coroutine[Any, Any, R]]: ...
+    @overload
+    def __call__(self, fn: Callable[P, R]) -> Callable[P, R]: ...
+
+    def __call__(self, fn: Callable[P, Any]) -> Callable[P, Any]:
+        """Decorate ``fn`` so every call runs in this scope.
+
+        :raises TypeError: ``fn`` is a generator function (its body runs between the
+            caller's steps, where a scope cannot stay bound safely).
+        """
+        if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
+            raise TypeError(
+                f"scope() cannot decorate the generator function {fn.__qualname__}: "
+                "its body runs between the caller's steps; bind the scope around the "
+                "code that consumes it instead"
+            )
+        resolve = self._resolve
+        if _is_async_callable(fn):
+
+            @functools.wraps(fn)
+            async def run_async(*args: P.args, **kwargs: P.kwargs) -> Any:
+                token = _binding.set(resolve())
+                try:
+                    return await fn(*args, **kwargs)
+                finally:
+                    _binding.reset(token)
+
+            return run_async
+
+        @functools.wraps(fn)
+        def run(*args: P.args, **kwargs: P.kwargs) -> Any:
+            token = _binding.set(resolve())
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                _binding.reset(token)
+
+        return run
+
+
+def _is_async_callable(fn: object) -> bool:
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    return inspect.iscoroutinefunction(fn) or (
+        callable(fn) and inspect.iscoroutinefunction(type(fn).__call__)
+    )
+
+
+def scope(
+    plugin: str, tenant: str | None = None, manager: CacheManager | None = None
+) -> ScopeContext:
+    """Bind a plugin scope for a block or a function: ``with``, ``async with``, or a
+    decorator on ``def`` / ``async def``. The scope is unbound on the way out, also when
+    the code raises; an enclosing scope is restored.
+
+    ::
+
+        with cachekit.scope(plugin="catalog", tenant="acme") as cache:
+            cache.set("k", 1)           # the same object as current_cache()
+
+        @cachekit.scope(plugin="reports")
+        async def nightly_job() -> None:
+            await cachekit.current_cache().aincr("runs")
+
+    :param plugin: the plugin id.
+    :param tenant: the tenant id, or ``None`` for the platform scope.
+    :param manager: the manager to use (default: the active one, see :func:`active_manager`).
+    :raises CacheKeyError: an id is empty or not a ``str``.
+    """
+    escape_segment(plugin, "plugin id")
+    if tenant is not None:
+        escape_segment(tenant, "tenant id")
+    return ScopeContext(Scope(plugin, tenant), manager)

@@ -1,0 +1,502 @@
+"""How a middleware finds the plugin and tenant of a request.
+
+Both middlewares (:class:`cachekit.CacheMiddleware` for ASGI,
+:class:`cachekit.wsgi.CacheMiddleware` for WSGI) see a request through one small
+:class:`RequestView` — path, headers, host and the ``state`` an earlier (authentication)
+layer left — and ask two resolvers for ids:
+
+* **plugin**: a plain string (a fixed id), :func:`path_prefix`, :func:`path_segment`, or
+  any callable ``(view) -> str | None``. ``None`` means "no such plugin": the request gets
+  a 404.
+* **tenant**: :func:`header`, :func:`subdomain`, :func:`state`, any callable, or ``None``
+  for the platform scope. ``None`` from a resolver means "no tenant given": a 400 when the
+  tenant is required (the default), else the platform scope.
+
+Every id is validated before the app runs (default :data:`DEFAULT_ID_PATTERN`: 1-64
+characters of ``A-Za-z0-9._-``); a bad one gets a 400 with a short JSON body
+``{"error": "..."}``.
+
+.. warning::
+
+   A tenant id read from a client-controlled header, host or path is only a *claim*. Put an
+   authentication layer in front of the middleware that checks the caller belongs to that
+   tenant (and rejects the request otherwise), or better, let that layer put the verified
+   tenant in the request state and resolve it with :func:`state`. The cache keeps tenants
+   apart; it cannot know who is allowed to claim which tenant.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import re
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from cachekit.context import Binding, Scope
+from cachekit.manager import CacheManager
+
+__all__ = [
+    "DEFAULT_ID_PATTERN",
+    "PluginResolver",
+    "Rejection",
+    "RequestView",
+    "ScopeResolver",
+    "TenantResolver",
+    "header",
+    "path_prefix",
+    "path_segment",
+    "state",
+    "subdomain",
+]
+
+DEFAULT_ID_PATTERN: Final = re.compile(r"[A-Za-z0-9._-]{1,64}")
+"""Plugin and tenant ids a middleware accepts unless told otherwise (whole-string match)."""
+
+PluginResolver = Callable[["RequestView"], str | None]
+"""Finds the plugin id of a request; ``None``: unknown plugin (404)."""
+TenantResolver = Callable[["RequestView"], str | None]
+"""Finds the tenant id of a request; ``None``: no tenant given."""
+
+
+# --- the request view ------------------------------------------------------------------
+
+
+class _AsgiHeaders(Mapping[str, str]):
+    """Case-insensitive, read-only view of ASGI ``headers``; repeated headers are joined
+    with ``", "`` (as WSGI servers do), so a repeated tenant header fails validation."""
+
+    __slots__ = ("_raw",)
+
+    def __init__(self, raw: list[tuple[bytes, bytes]]) -> None:
+        self._raw = raw
+
+    def get(self, key: str, default: Any = None) -> Any:
+        name = key.lower().encode("latin-1")
+        found = [value for k, value in self._raw if k.lower() == name]
+        if not found:
+            return default
+        return b", ".join(found).decode("latin-1")
+
+    def __getitem__(self, key: str) -> str:
+        value: str | None = self.get(key)
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(dict.fromkeys(k.decode("latin-1").lower() for k, _ in self._raw))
+
+    def __len__(self) -> int:
+        return len({k.lower() for k, _ in self._raw})
+
+    def __repr__(self) -> str:
+        return f"Headers({dict(self.items())!r})"
+
+
+class _WsgiHeaders(Mapping[str, str]):
+    """Case-insensitive, read-only view of the ``HTTP_*`` keys of a WSGI environ."""
+
+    __slots__ = ("_environ",)
+
+    def __init__(self, environ: Mapping[str, Any]) -> None:
+        self._environ = environ
+
+    @staticmethod
+    def _key(name: str) -> str:
+        key = name.upper().replace("-", "_")
+        return key if key in ("CONTENT_TYPE", "CONTENT_LENGTH") else "HTTP_" + key
+
+    def get(self, key: str, default: Any = None) -> Any:
+        value = self._environ.get(self._key(key))
+        return default if value is None else value
+
+    def __getitem__(self, key: str) -> str:
+        value: str | None = self.get(key)
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        for key in self._environ:
+            if key.startswith("HTTP_"):
+                yield key[5:].replace("_", "-").lower()
+            elif key in ("CONTENT_TYPE", "CONTENT_LENGTH") and self._environ[key]:
+                yield key.replace("_", "-").lower()
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def __repr__(self) -> str:
+        return f"Headers({dict(self.items())!r})"
+
+
+class RequestView:
+    """The parts of a request resolvers look at, the same for ASGI and WSGI.
+
+    :ivar path: the path inside the app (ASGI ``path`` without ``root_path``; WSGI
+        ``PATH_INFO``), percent-decoded.
+    :ivar headers: the request headers, a case-insensitive read-only mapping.
+    :ivar state: what earlier layers left for this request: the ASGI scope's ``state``
+        dict (Starlette's ``request.state``), or the WSGI environ itself.
+    :ivar raw: the ASGI scope or WSGI environ, for resolvers that need more.
+    """
+
+    __slots__ = ("_server_name", "headers", "path", "raw", "state")
+
+    def __init__(
+        self,
+        path: str,
+        headers: Mapping[str, str],
+        state: Mapping[str, Any],
+        raw: Mapping[str, Any],
+        server_name: str = "",
+    ) -> None:
+        self.path = path
+        self.headers = headers
+        self.state = state
+        self.raw = raw
+        self._server_name = server_name
+
+    @classmethod
+    def from_asgi(cls, scope: Mapping[str, Any]) -> RequestView:
+        """The view of an ASGI ``http`` or ``websocket`` scope."""
+        path: str = scope["path"]
+        root_path: str = scope.get("root_path", "")
+        if root_path and path.startswith(root_path):
+            rest = path[len(root_path) :]
+            if not rest or rest[0] == "/":
+                path = rest
+        server = scope.get("server")
+        return cls(
+            path,
+            _AsgiHeaders(scope.get("headers", [])),
+            scope.get("state") or {},
+            scope,
+            server[0] if server else "",
+        )
+
+    @classmethod
+    def from_wsgi(cls, environ: Mapping[str, Any]) -> RequestView:
+        """The view of a WSGI environ (``PATH_INFO`` decoded as UTF-8, per PEP 3333's
+        latin-1 transport)."""
+        path: str = environ.get("PATH_INFO", "")
+        # Not UTF-8: keep the raw characters (they match no id of the default pattern).
+        with contextlib.suppress(UnicodeError):
+            path = path.encode("latin-1").decode("utf-8")
+        return cls(path, _WsgiHeaders(environ), environ, environ, environ.get("SERVER_NAME", ""))
+
+    @property
+    def host(self) -> str:
+        """The requested host name: the ``Host`` header (else the server name), in lower
+        case, without port; IPv6 literals keep their brackets."""
+        host: str = self.headers.get("host") or self._server_name
+        host = host.strip().lower()
+        if host.startswith("["):
+            end = host.find("]")
+            return host[: end + 1] if end != -1 else host
+        return host.rsplit(":", 1)[0] if ":" in host else host
+
+    def __repr__(self) -> str:
+        return f"RequestView(path={self.path!r}, host={self.host!r})"
+
+
+# --- plugin resolvers -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _PathPrefix:
+    prefixes: tuple[tuple[str, str], ...]
+    default: str | None
+
+    def __call__(self, view: RequestView) -> str | None:
+        path = view.path
+        for prefix, plugin in self.prefixes:
+            if path.startswith(prefix) and (
+                len(path) == len(prefix) or path[len(prefix)] == "/" or prefix.endswith("/")
+            ):
+                return plugin
+        return self.default
+
+    def __repr__(self) -> str:
+        return f"path_prefix({dict(self.prefixes)!r}, default={self.default!r})"
+
+
+def path_prefix(prefixes: Mapping[str, str], *, default: str | None = None) -> PluginResolver:
+    """Plugin id by path prefix: ``path_prefix({"/api/catalog": "catalog"})``.
+
+    A prefix matches whole path segments (``/api/catalog`` matches ``/api/catalog`` and
+    ``/api/catalog/items``, not ``/api/catalogue``); the longest matching prefix wins.
+
+    :param prefixes: path prefix -> plugin id.
+    :param default: the plugin id for paths no prefix matches (for example ``"host"`` for
+        the host's own routes); ``None``: such requests get a 404.
+    :raises ValueError: a prefix does not start with ``/``.
+    """
+    normalized: dict[str, str] = {}
+    for prefix, plugin in prefixes.items():
+        if not prefix.startswith("/"):
+            raise ValueError(f"path prefixes start with '/', got {prefix!r}")
+        key = prefix.rstrip("/") or "/"
+        if key in normalized:
+            raise ValueError(f"path prefix {prefix!r} is listed twice")
+        normalized[key] = plugin
+    ordered = sorted(normalized.items(), key=lambda item: len(item[0]), reverse=True)
+    return _PathPrefix(tuple(ordered), default)
+
+
+@dataclass(frozen=True, slots=True)
+class _PathSegment:
+    index: int
+    known: frozenset[str] | None
+    default: str | None
+
+    def __call__(self, view: RequestView) -> str | None:
+        parts = view.path.split("/")
+        if len(parts) <= self.index + 1 or not parts[self.index + 1]:
+            return self.default
+        segment = parts[self.index + 1]
+        if self.known is not None and segment not in self.known:
+            return self.default
+        return segment
+
+    def __repr__(self) -> str:
+        known = None if self.known is None else sorted(self.known)
+        return f"path_segment({self.index}, known={known!r}, default={self.default!r})"
+
+
+def path_segment(
+    index: int, *, known: Iterable[str] | None = None, default: str | None = None
+) -> PluginResolver:
+    """Plugin id from one path segment, counted from 0: ``path_segment(1)`` reads
+    ``catalog`` in ``/api/catalog/items``.
+
+    :param index: which segment.
+    :param known: the plugin ids that exist; any other segment counts as no plugin.
+        Without it, any valid segment names a plugin.
+    :param default: the plugin id when the path has no such segment or names no known
+        plugin (for example ``"host"`` for the host's own routes); ``None``: such requests
+        get a 404.
+    :raises ValueError: ``index`` is negative.
+    """
+    if index < 0:
+        raise ValueError(f"index must be >= 0, got {index}")
+    return _PathSegment(index, None if known is None else frozenset(known), default)
+
+
+# --- tenant resolvers -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Header:
+    name: str
+
+    def __call__(self, view: RequestView) -> str | None:
+        value: str | None = view.headers.get(self.name)
+        return value
+
+    def __repr__(self) -> str:
+        return f"header({self.name!r})"
+
+
+def header(name: str) -> TenantResolver:
+    """Tenant id from a request header: ``header("X-Tenant-ID")``.
+
+    The client chooses this value. Only use it behind an authentication layer that
+    verifies the caller may act for that tenant (or rejects the request).
+
+    :param name: the header name (any case).
+    """
+    return _Header(name)
+
+
+@dataclass(frozen=True, slots=True)
+class _Subdomain:
+    base: str | None
+
+    def __call__(self, view: RequestView) -> str | None:
+        host = view.host
+        if not host or host.startswith("["):
+            return None
+        if self.base is not None:
+            suffix = "." + self.base
+            if not host.endswith(suffix):
+                return None
+            label = host[: -len(suffix)]
+            return label if label and "." not in label else None
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            labels = host.split(".")
+            return labels[0] if len(labels) >= 3 else None
+        return None
+
+    def __repr__(self) -> str:
+        return f"subdomain({self.base!r})"
+
+
+def subdomain(base: str | None = None) -> TenantResolver:
+    """Tenant id from the first label of the host: ``acme`` in ``acme.example.com``.
+
+    :param base: the domain tenants live under (``"example.com"``); then only hosts
+        ``<tenant>.example.com`` name a tenant. Without it, the first label of any host with
+        three or more labels does (IP addresses never do).
+    """
+    return _Subdomain(None if base is None else base.strip(".").lower())
+
+
+@dataclass(frozen=True, slots=True)
+class _State:
+    key: str
+
+    def __call__(self, view: RequestView) -> str | None:
+        value = view.state.get(self.key)
+        if value is None or isinstance(value, str):
+            return value
+        if isinstance(value, int | uuid.UUID) and not isinstance(value, bool):
+            return str(value)
+        raise TypeError(
+            f"request state {self.key!r} holds a {type(value).__name__}; "
+            "a tenant id must be a str, an int or a UUID"
+        )
+
+    def __repr__(self) -> str:
+        return f"state({self.key!r})"
+
+
+def state(key: str) -> TenantResolver:
+    """Tenant id that an authentication layer stored for this request: ASGI
+    ``scope["state"][key]`` (Starlette's ``request.state.<key>``), WSGI ``environ[key]``.
+
+    The preferred resolver: the id comes from verified credentials, not from the client.
+    ``str``, ``int`` and ``UUID`` values are accepted.
+
+    :param key: the state key (for WSGI, conventionally dotted: ``"myauth.tenant"``).
+    :raises TypeError: (when resolving) the state holds another type.
+    """
+    return _State(key)
+
+
+# --- the part both middlewares share ------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why a request was refused before the app ran: an HTTP status and a short message,
+    sent as ``{"error": message}``."""
+
+    status: int
+    message: str
+    body: bytes = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "body", json.dumps({"error": self.message}).encode())
+
+
+_UNKNOWN_PLUGIN: Final = Rejection(404, "unknown plugin")
+_INVALID_PLUGIN: Final = Rejection(400, "invalid plugin id")
+_MISSING_TENANT: Final = Rejection(400, "missing tenant id")
+_INVALID_TENANT: Final = Rejection(400, "invalid tenant id")
+
+_MEMO_SIZE: Final = 1024
+
+
+class ScopeResolver:
+    """Resolves and validates the (plugin, tenant) of each request and hands back the
+    :class:`~cachekit.context.Binding` to bind, or a :class:`Rejection`. Both middlewares
+    are thin shells around one of these.
+
+    Bindings of recently seen scopes are kept (at most 1024), so a request of a known scope
+    costs the resolver calls and a dict lookup.
+
+    :param plugin: a fixed plugin id or a :data:`PluginResolver`.
+    :param tenant: a :data:`TenantResolver`, or ``None`` for the platform scope.
+    :param tenant_required: reject requests whose tenant resolver finds nothing (default:
+        ``True`` when a tenant resolver is given).
+    :param id_pattern: the ids to accept (whole-string match).
+    :raises TypeError: ``tenant`` is a string (use ``header("...")`` or a callable), or a
+        resolver is not callable.
+    :raises ValueError: the fixed plugin id does not match ``id_pattern``.
+    """
+
+    def __init__(
+        self,
+        plugin: str | PluginResolver,
+        tenant: TenantResolver | None = None,
+        *,
+        tenant_required: bool | None = None,
+        id_pattern: str | re.Pattern[str] = DEFAULT_ID_PATTERN,
+    ) -> None:
+        self.id_pattern = re.compile(id_pattern) if isinstance(id_pattern, str) else id_pattern
+        if isinstance(plugin, str):
+            if not self._valid(plugin):
+                raise ValueError(f"plugin id {plugin!r} does not match {self.id_pattern.pattern!r}")
+        elif not callable(plugin):
+            raise TypeError(f"plugin must be an id or a callable, got {plugin!r}")
+        if isinstance(tenant, str):
+            raise TypeError(
+                f"tenant={tenant!r} is a string: use tenant=header({tenant!r}) to read a "
+                "header, state(...) for a value set by authentication, or a callable"
+            )
+        if tenant is not None and not callable(tenant):
+            raise TypeError(f"tenant must be a callable or None, got {tenant!r}")
+        self.plugin = plugin
+        self.tenant = tenant
+        self.tenant_required = tenant is not None if tenant_required is None else tenant_required
+        self._fixed = plugin if isinstance(plugin, str) else None
+        self._find_plugin = None if isinstance(plugin, str) else plugin
+        self._memo: dict[tuple[str, str | None], Binding] = {}
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return (
+            f"ScopeResolver(plugin={self.plugin!r}, tenant={self.tenant!r}, "
+            f"tenant_required={self.tenant_required!r}, id_pattern={self.id_pattern.pattern!r})"
+        )
+
+    def _valid(self, value: object) -> bool:
+        if type(value) is not str:
+            raise TypeError(f"an id resolver returned {type(value).__name__} {value!r}, not str")
+        return self.id_pattern.fullmatch(value) is not None
+
+    @property
+    def needs_view(self) -> bool:
+        """Whether resolving looks at the request at all (not for a fixed plugin and no
+        tenant)."""
+        return self._fixed is None or self.tenant is not None
+
+    def resolve(self, view: RequestView | None, manager: CacheManager) -> Binding | Rejection:
+        """The binding for the request seen through ``view`` (``None`` is allowed when
+        :attr:`needs_view` is false), or why it is refused.
+
+        :raises TypeError: a resolver returned something other than ``str`` or ``None``.
+        """
+        plugin = self._fixed
+        tenant = None
+        if view is not None:
+            if self._find_plugin is not None:
+                plugin = self._find_plugin(view)
+                if plugin is None:
+                    return _UNKNOWN_PLUGIN
+            if self.tenant is not None:
+                tenant = self.tenant(view)
+                if tenant is None and self.tenant_required:
+                    return _MISSING_TENANT
+        assert plugin is not None, "view=None needs a fixed plugin"
+        binding = self._memo.get((plugin, tenant))
+        if binding is not None and binding.manager is manager:
+            return binding
+        if self._fixed is None and not self._valid(plugin):
+            return _INVALID_PLUGIN
+        if tenant is not None and not self._valid(tenant):
+            return _INVALID_TENANT
+        binding = Binding(manager, Scope(plugin, tenant))
+        with self._lock:
+            if len(self._memo) >= _MEMO_SIZE:
+                del self._memo[next(iter(self._memo))]
+            self._memo[plugin, tenant] = binding
+        return binding

@@ -1,0 +1,165 @@
+"""WSGI middleware: bind each request's plugin and tenant scope (:class:`CacheMiddleware`).
+
+::
+
+    from flask import Flask
+    from cachekit import CacheManager
+    from cachekit.resolvers import header, path_segment
+    from cachekit.wsgi import CacheMiddleware
+
+    app = Flask(__name__)
+    app.wsgi_app = CacheMiddleware(
+        app.wsgi_app,
+        manager=CacheManager.from_yaml("app-config.yaml"),
+        plugin=path_segment(1, known={"catalog", "reviews"}),   # /api/<plugin>/...
+        tenant=header("X-Tenant-ID"),  # only behind authentication: see cachekit.resolvers
+    )
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from http import HTTPStatus
+from typing import TYPE_CHECKING
+
+from cachekit.context import Binding, active_manager, bind, unbind
+from cachekit.manager import CacheManager
+from cachekit.resolvers import (
+    DEFAULT_ID_PATTERN,
+    PluginResolver,
+    Rejection,
+    RequestView,
+    ScopeResolver,
+    TenantResolver,
+)
+
+if TYPE_CHECKING:
+    from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
+
+__all__ = ["CacheMiddleware"]
+
+
+class CacheMiddleware:
+    """Binds the (plugin, tenant) scope of every request while the app runs *and* while
+    the server iterates and closes the response, so streaming responses and generators
+    can call :func:`cachekit.current_cache`.
+
+    The scope is bound only inside the middleware's own calls — the app call, each step of
+    the response iterable, and its ``close()`` — and unbound when each returns. Whatever
+    thread or context the server iterates the response in, the app's code sees the scope,
+    and nothing the server runs between requests does: a thread pool never carries one
+    request's scope into the next.
+
+    A request whose ids cannot be resolved or are invalid never reaches the app: it gets a
+    400 (404 for an unknown plugin) with a JSON body ``{"error": "..."}``. The store is not
+    touched per request.
+
+    :param app: the WSGI app to wrap (for Flask: ``app.wsgi_app``).
+    :param manager: the manager to use (default: the active one at each request, see
+        :func:`cachekit.context.active_manager`).
+    :param plugin: a fixed plugin id or a resolver (:mod:`cachekit.resolvers`).
+    :param tenant: a tenant resolver, or ``None`` for the platform scope. A tenant from a
+        client header must be verified by an authentication layer first.
+    :param tenant_required: refuse requests without a tenant (default: ``True`` when a
+        tenant resolver is given); when ``False`` they run in the platform scope.
+    :param id_pattern: accepted plugin and tenant ids (whole-string match; default 1-64
+        characters of ``A-Za-z0-9._-``).
+    :raises TypeError: a resolver is not callable, or ``tenant`` is a plain string.
+    :raises ValueError: a fixed plugin id does not match ``id_pattern``.
+    """
+
+    def __init__(
+        self,
+        app: WSGIApplication,
+        manager: CacheManager | None = None,
+        *,
+        plugin: str | PluginResolver,
+        tenant: TenantResolver | None = None,
+        tenant_required: bool | None = None,
+        id_pattern: str | re.Pattern[str] = DEFAULT_ID_PATTERN,
+    ) -> None:
+        self.app = app
+        self.manager = manager
+        self.resolver = ScopeResolver(
+            plugin, tenant, tenant_required=tenant_required, id_pattern=id_pattern
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"CacheMiddleware(app={self.app!r}, manager={self.manager!r}, "
+            f"plugin={self.resolver.plugin!r}, tenant={self.resolver.tenant!r})"
+        )
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        resolver = self.resolver
+        manager = self.manager if self.manager is not None else active_manager()
+        view = RequestView.from_wsgi(environ) if resolver.needs_view else None
+        result = resolver.resolve(view, manager)
+        if isinstance(result, Rejection):
+            return _reject(start_response, result)
+        token = bind(result)
+        try:
+            response = self.app(environ, start_response)
+        finally:
+            unbind(token)
+        if isinstance(response, list | tuple):
+            return response  # already complete: no app code runs while it is sent
+        return ScopedResponse(response, result)
+
+    def close(self) -> None:
+        """Close the manager's store connections (WSGI has no shutdown hook: call this
+        from ``atexit`` or the server's shutdown, if the store needs it)."""
+        (self.manager if self.manager is not None else active_manager()).close()
+
+
+class ScopedResponse:
+    """A response iterable that runs each step of the app's iterable, and its
+    ``close()``, with the request's scope bound (werkzeug's ``ClosingIterator`` shape).
+
+    :param response: the iterable the app returned.
+    :param binding: the request's binding.
+    """
+
+    __slots__ = ("_binding", "_iterator", "_response")
+
+    def __init__(self, response: Iterable[bytes], binding: Binding) -> None:
+        self._response = response
+        self._binding = binding
+        self._iterator: Iterator[bytes] | None = None
+
+    def __repr__(self) -> str:
+        return f"ScopedResponse({self._response!r}, {self._binding.scope!r})"
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        token = bind(self._binding)
+        try:
+            iterator = self._iterator
+            if iterator is None:
+                iterator = self._iterator = iter(self._response)
+            return next(iterator)
+        finally:
+            unbind(token)
+
+    def close(self) -> None:
+        """Close the app's iterable (PEP 3333), in the request's scope."""
+        close = getattr(self._response, "close", None)
+        if close is None:
+            return
+        token = bind(self._binding)
+        try:
+            close()
+        finally:
+            unbind(token)
+
+
+def _reject(start_response: StartResponse, rejection: Rejection) -> list[bytes]:
+    status = f"{rejection.status} {HTTPStatus(rejection.status).phrase}"
+    start_response(
+        status,
+        [("Content-Type", "application/json"), ("Content-Length", str(len(rejection.body)))],
+    )
+    return [rejection.body]
