@@ -383,6 +383,7 @@ class _ClientSpec:
             "socket_timeout": self.operation_timeout,
             "socket_connect_timeout": self.connect_timeout,
             "decode_responses": False,
+            "protocol": 2,
             **self.options,
         }
 
@@ -412,6 +413,7 @@ class _ClientSpec:
                 "socket_timeout": self.operation_timeout,
                 "socket_connect_timeout": self.connect_timeout,
                 "retry": d.no_retry(asynchronous=asynchronous),
+                "protocol": 2,
             }
             if self.sentinel_password is not None:
                 sentinel_options["password"] = self.sentinel_password
@@ -687,12 +689,16 @@ class RedisStore(BaseStore):
     # --- clients ------------------------------------------------------------------------
 
     def client(self) -> Any:
-        """The shared sync client (created on first use)."""
+        """The shared sync client (created on first use).
+
+        :raises StoreUnavailable: creating it failed (a sync cluster client discovers the
+            cluster when it is built), or the breaker is open.
+        """
         client = self._sync
         if client is None:
             with self._lock:
                 if self._sync is None:
-                    self._sync = self._client_factory()
+                    self._sync = self._call(self._client_factory)
                 client = self._sync
         return client
 
