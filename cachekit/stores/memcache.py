@@ -112,10 +112,15 @@ from importlib.util import find_spec
 from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar
 
 from pymemcache.client.base import Client as _PymemcacheClient
-from pymemcache.exceptions import MemcacheClientError, MemcacheServerError
+from pymemcache.exceptions import (
+    MemcacheClientError,
+    MemcacheServerError,
+    MemcacheUnexpectedCloseError,
+)
 
+from cachekit import gcra
 from cachekit.breaker import CircuitBreaker
-from cachekit.codec import parse_int
+from cachekit.codec import format_int, parse_int
 from cachekit.errors import (
     CacheValueError,
     ConfigError,
@@ -149,6 +154,7 @@ _UNSCOPED_PREFIX: Final = "%u:"
 _UNREADABLE: Final = re.compile(r"[^\x21-\x7e]")
 _HOSTNAME: Final = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?")
 _INCR_ATTEMPTS: Final = 8
+_CAS_ATTEMPTS: Final = 32
 _MAX_CACHED_SCOPES: Final = 50_000  # per server; the cache is dropped when it grows past this
 _MAX_IDLE_CONNECTIONS: Final = 64
 
@@ -444,6 +450,8 @@ class _Client(Protocol):
     def delete(self, key: str) -> bool: ...
     def delete_many(self, keys: Sequence[str]) -> int: ...
     def incr(self, key: str, delta: int) -> int | None: ...
+    def gets(self, key: str) -> tuple[bytes | None, Any]: ...
+    def cas(self, key: str, value: bytes, token: Any, exptime: int) -> bool: ...
     def touch(self, key: str, exptime: int) -> bool: ...
     def ping(self) -> None: ...
     def close(self) -> None: ...
@@ -563,6 +571,12 @@ class _TextClient:
                 )
             if b"auth" in text:
                 return _store_error(_AuthFailed(text.decode(errors="replace")), self.address, 0)
+        if isinstance(exc, MemcacheUnexpectedCloseError) and not self._credentials:
+            return StoreUnavailable(
+                f"memcache server {self.address} closed the connection; if it requires "
+                "authentication (memcached -S), give user:password@ in backend.cache.connection",
+                store=STORE_NAME,
+            )
         return _store_error(exc, self.address, self._timeout)
 
     def get(self, key: str) -> bytes | None:
@@ -592,6 +606,13 @@ class _TextClient:
             _PymemcacheClient.incr if delta >= 0 else _PymemcacheClient.decr, key, abs(delta)
         )
         return value
+
+    def gets(self, key: str) -> tuple[bytes | None, Any]:
+        value: tuple[bytes | None, Any] = self._run(_PymemcacheClient.gets, key)
+        return value
+
+    def cas(self, key: str, value: bytes, token: Any, exptime: int) -> bool:
+        return bool(self._run(_PymemcacheClient.cas, key, value, token, exptime, False))
 
     def touch(self, key: str, exptime: int) -> bool:
         return bool(self._run(_PymemcacheClient.touch, key, exptime, False))
@@ -814,6 +835,13 @@ class _BinaryClient:
     def incr(self, key: str, delta: int) -> int | None:
         value: int | None = self._run(self._ops.incr_existing, key, delta)
         return value
+
+    def gets(self, key: str) -> tuple[bytes | None, Any]:
+        value: tuple[bytes | None, Any] = self._run(self._ops.get, key)
+        return value
+
+    def cas(self, key: str, value: bytes, token: Any, exptime: int) -> bool:
+        return bool(self._run(self._ops.cas, key, value, token, exptime))
 
     def touch(self, key: str, exptime: int) -> bool:
         return bool(self._run(self._ops.touch_key, key, exptime))
@@ -1042,10 +1070,16 @@ class MemcacheStore(BaseStore):
 
     def get_many(self, keys: Sequence[str]) -> dict[str, bytes]:
         found: dict[str, bytes] = {}
+        errors: list[StoreError] = []
         for node, batch in self._group(keys).items():
-            values = node.breaker.call(node.client.get_many, list(batch))
+            try:
+                values = node.breaker.call(node.client.get_many, list(batch))
+            except StoreError as exc:
+                errors.append(exc)
+                continue
             for stored, raw in values.items():
                 found[batch[stored]] = decode_value(raw)
+        self._raise_first(errors, "get_many")
         return found
 
     # --- writes ---------------------------------------------------------------------------
@@ -1121,6 +1155,33 @@ class MemcacheStore(BaseStore):
         node, stored = self._locate(key)
         return node.breaker.call(node.client.touch, stored, expiry(ttl))
 
+    def gcra(self, key: str, now: int, interval: int, period: int, cost: int) -> tuple[bool, int]:
+        """One :func:`cachekit.gcra.step`, atomic across processes: ``gets`` the TAT, then
+        ``add`` (none yet) or ``cas`` the new one, retrying when another writer got there
+        first.
+
+        :raises StoreUnavailable: the key stayed contended through every retry.
+        """
+        node, stored = self._locate(key)
+        call, client = node.breaker.call, node.client
+        for _ in range(_CAS_ATTEMPTS):
+            raw, token = call(client.gets, stored)
+            tat = None if raw is None else parse_int(decode_value(raw))
+            allowed, new_tat = gcra.step(tat, now, interval, period, cost)
+            if not allowed:
+                return allowed, new_tat
+            data, exptime = encode_value(format_int(new_tat)), expiry((new_tat - now) / 1e6)
+            if raw is None:
+                done = call(client.add, stored, data, exptime)
+            else:
+                done = call(client.cas, stored, data, token, exptime)
+            if done:
+                return allowed, new_tat
+        raise StoreUnavailable(
+            f"rate limit {key!r} stayed contended through {_CAS_ATTEMPTS} compare-and-set attempts",
+            store=self.name,
+        )
+
     def clear(self, selector: KeySelector) -> None:
         """Start a new generation of the selected scopes on every server (see the module
         documentation); returns ``None``.
@@ -1169,7 +1230,7 @@ class MemcacheStore(BaseStore):
         error = errors[0]
         raise type(error)(
             f"{operation} failed on {len(errors)} of {len(self._nodes)} memcache servers "
-            f"(the others were served): {error}",
+            f"(the others answered): {error}",
             store=self.name,
         ) from error
 
