@@ -28,6 +28,7 @@ characters of ``A-Za-z0-9._-``); a bad one gets a 400 with a short JSON body
 from __future__ import annotations
 
 import contextlib
+import functools
 import ipaddress
 import json
 import re
@@ -35,6 +36,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Final
 
 from cachekit.context import Binding, Scope
@@ -65,10 +67,18 @@ TenantResolver = Callable[["RequestView"], str | None]
 
 # --- the request view ------------------------------------------------------------------
 
+_EMPTY: Final[Mapping[str, Any]] = MappingProxyType({})
+
+
+@functools.lru_cache(maxsize=256)
+def _asgi_header_name(key: str) -> bytes:
+    return key.lower().encode("latin-1")
+
 
 class _AsgiHeaders(Mapping[str, str]):
-    """Case-insensitive, read-only view of ASGI ``headers``; repeated headers are joined
-    with ``", "`` (as WSGI servers do), so a repeated tenant header fails validation."""
+    """Case-insensitive, read-only view of ASGI ``headers`` (whose names servers send in
+    lower case, as the ASGI spec asks); repeated headers are joined with ``", "`` (as WSGI
+    servers do), so a repeated tenant header fails validation."""
 
     __slots__ = ("_raw",)
 
@@ -76,11 +86,12 @@ class _AsgiHeaders(Mapping[str, str]):
         self._raw = raw
 
     def get(self, key: str, default: Any = None) -> Any:
-        name = key.lower().encode("latin-1")
-        found = [value for k, value in self._raw if k.lower() == name]
-        if not found:
-            return default
-        return b", ".join(found).decode("latin-1")
+        name = _asgi_header_name(key)
+        found = None
+        for k, value in self._raw:
+            if k == name:
+                found = value if found is None else found + b", " + value
+        return default if found is None else found.decode("latin-1")
 
     def __getitem__(self, key: str) -> str:
         value: str | None = self.get(key)
@@ -89,10 +100,10 @@ class _AsgiHeaders(Mapping[str, str]):
         return value
 
     def __iter__(self) -> Iterator[str]:
-        return iter(dict.fromkeys(k.decode("latin-1").lower() for k, _ in self._raw))
+        return iter(dict.fromkeys(k.decode("latin-1") for k, _ in self._raw))
 
     def __len__(self) -> int:
-        return len({k.lower() for k, _ in self._raw})
+        return len({k for k, _ in self._raw})
 
     def __repr__(self) -> str:
         return f"Headers({dict(self.items())!r})"
@@ -146,7 +157,7 @@ class RequestView:
     :ivar raw: the ASGI scope or WSGI environ, for resolvers that need more.
     """
 
-    __slots__ = ("_server_name", "headers", "path", "raw", "state")
+    __slots__ = ("headers", "path", "raw", "state")
 
     def __init__(
         self,
@@ -154,47 +165,42 @@ class RequestView:
         headers: Mapping[str, str],
         state: Mapping[str, Any],
         raw: Mapping[str, Any],
-        server_name: str = "",
     ) -> None:
         self.path = path
         self.headers = headers
         self.state = state
         self.raw = raw
-        self._server_name = server_name
 
     @classmethod
     def from_asgi(cls, scope: Mapping[str, Any]) -> RequestView:
         """The view of an ASGI ``http`` or ``websocket`` scope."""
         path: str = scope["path"]
-        root_path: str = scope.get("root_path", "")
+        root_path: str | None = scope.get("root_path")
         if root_path and path.startswith(root_path):
             rest = path[len(root_path) :]
             if not rest or rest[0] == "/":
                 path = rest
-        server = scope.get("server")
-        return cls(
-            path,
-            _AsgiHeaders(scope.get("headers", [])),
-            scope.get("state") or {},
-            scope,
-            server[0] if server else "",
-        )
+        return cls(path, _AsgiHeaders(scope["headers"]), scope.get("state") or _EMPTY, scope)
 
     @classmethod
     def from_wsgi(cls, environ: Mapping[str, Any]) -> RequestView:
         """The view of a WSGI environ (``PATH_INFO`` decoded as UTF-8, per PEP 3333's
         latin-1 transport)."""
         path: str = environ.get("PATH_INFO", "")
-        # Not UTF-8: keep the raw characters (they match no id of the default pattern).
-        with contextlib.suppress(UnicodeError):
-            path = path.encode("latin-1").decode("utf-8")
-        return cls(path, _WsgiHeaders(environ), environ, environ, environ.get("SERVER_NAME", ""))
+        if not path.isascii():
+            # Not UTF-8: keep the raw characters (they match no id of the default pattern).
+            with contextlib.suppress(UnicodeError):
+                path = path.encode("latin-1").decode("utf-8")
+        return cls(path, _WsgiHeaders(environ), environ, environ)
 
     @property
     def host(self) -> str:
-        """The requested host name: the ``Host`` header (else the server name), in lower
+        """The requested host name: the ``Host`` header (else the server's name), in lower
         case, without port; IPv6 literals keep their brackets."""
-        host: str = self.headers.get("host") or self._server_name
+        host: str | None = self.headers.get("host")
+        if not host:
+            server = self.raw.get("server")  # ASGI: (host, port); WSGI: SERVER_NAME
+            host = server[0] if server else self.raw.get("SERVER_NAME", "")
         host = host.strip().lower()
         if host.startswith("["):
             end = host.find("]")
@@ -210,20 +216,19 @@ class RequestView:
 
 @dataclass(frozen=True, slots=True)
 class _PathPrefix:
-    prefixes: tuple[tuple[str, str], ...]
+    prefixes: tuple[tuple[str, str, str], ...]  # (prefix, prefix + "/", plugin)
     default: str | None
 
     def __call__(self, view: RequestView) -> str | None:
         path = view.path
-        for prefix, plugin in self.prefixes:
-            if path.startswith(prefix) and (
-                len(path) == len(prefix) or path[len(prefix)] == "/" or prefix.endswith("/")
-            ):
+        for prefix, directory, plugin in self.prefixes:
+            if path.startswith(directory) or path == prefix:
                 return plugin
         return self.default
 
     def __repr__(self) -> str:
-        return f"path_prefix({dict(self.prefixes)!r}, default={self.default!r})"
+        prefixes = {prefix: plugin for prefix, _, plugin in self.prefixes}
+        return f"path_prefix({prefixes!r}, default={self.default!r})"
 
 
 def path_prefix(prefixes: Mapping[str, str], *, default: str | None = None) -> PluginResolver:
@@ -246,7 +251,9 @@ def path_prefix(prefixes: Mapping[str, str], *, default: str | None = None) -> P
             raise ValueError(f"path prefix {prefix!r} is listed twice")
         normalized[key] = plugin
     ordered = sorted(normalized.items(), key=lambda item: len(item[0]), reverse=True)
-    return _PathPrefix(tuple(ordered), default)
+    return _PathPrefix(
+        tuple((p, p if p == "/" else p + "/", plugin) for p, plugin in ordered), default
+    )
 
 
 @dataclass(frozen=True, slots=True)

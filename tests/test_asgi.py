@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import socket
@@ -499,49 +500,48 @@ async def test_background_task_runs_in_the_request_scope(
 # --- over HTTP: a real uvicorn server ------------------------------------------------------
 
 
-@pytest.fixture
-def uvicorn_url(manager: CacheManager) -> Iterator[tuple[str, list[str]]]:
-    """Serve a probed app with uvicorn in a thread; the probe, outside the middleware,
-    records whether any scope is visible before and after the middleware ran."""
-    probe: list[str] = []
-    inner = CacheMiddleware(Recorder(), manager, plugin="catalog", tenant=header("X-Tenant-ID"))
-
-    async def probed(scope: Message, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await inner(scope, receive, send)
-            return
-        for when in ("before", "after"):
-            if when == "after":
-                await inner(scope, receive, send)
-            try:
-                probe.append(f"{when}:{current_scope().tenant}")
-            except NoScopeError:
-                probe.append(f"{when}:none")
-
+@contextlib.contextmanager
+def uvicorn_serving(app: Any) -> Iterator[str]:
+    """Serve ``app`` with uvicorn from a thread of this process; on exit, shut it down
+    gracefully (in-flight requests finish first)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(probed, log_level="warning", lifespan="off", ws="none"))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", ws="none"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     try:
         while not server.started:
             thread.join(0.01)
             assert thread.is_alive(), "uvicorn did not start"
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}", probe
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
     finally:
         server.should_exit = True
         thread.join(10)
         sock.close()
 
 
-def test_no_scope_leaks_between_requests_over_http(uvicorn_url: tuple[str, list[str]]) -> None:
-    """Over real HTTP (one keep-alive connection), no scope is visible outside the
-    middleware before or after any request."""
-    url, probe = uvicorn_url
-    with httpx.Client(base_url=url) as http:
+def test_no_scope_leaks_between_requests_over_http(manager: CacheManager) -> None:
+    """Over real HTTP (uvicorn, one keep-alive connection), a probe outside the middleware
+    sees no scope before or after any request, in the task that ran the middleware."""
+    probe: list[str] = []
+    inner = CacheMiddleware(Recorder(), manager, plugin="catalog", tenant=header("X-Tenant-ID"))
+
+    def visible() -> str:
+        try:
+            return str(current_scope().tenant)
+        except NoScopeError:
+            return "none"
+
+    async def probed(scope: Message, receive: Any, send: Any) -> None:
+        probe.append(f"before:{visible()}")
+        await inner(scope, receive, send)
+        probe.append(f"after:{visible()}")
+
+    with uvicorn_serving(probed) as url, httpx.Client(base_url=url) as http:
         for tenant in ("acme", "globex", "acme"):
             answer = http.get("/", headers={"X-Tenant-ID": tenant})
             assert answer.json() == {"plugin": "catalog", "tenant": tenant}
+    # The server has shut down: every request's "after" was recorded.
     assert probe == ["before:none", "after:none"] * 3
 
 

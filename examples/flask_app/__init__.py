@@ -1,0 +1,1 @@
+"""A multi-plugin Flask host using cachekit: run ``python -m examples.flask_app``."""

@@ -1,0 +1,1 @@
+"""A multi-plugin Starlette host using cachekit: run ``python -m examples.starlette_app``."""
