@@ -74,7 +74,8 @@ class CacheMiddleware:
         characters of ``A-Za-z0-9._-``).
     :param manage_store: ping the store at lifespan startup and close it at shutdown.
     :raises TypeError: a resolver is not callable, or ``tenant`` is a plain string.
-    :raises ValueError: a fixed plugin id does not match ``id_pattern``.
+    :raises ValueError: a fixed plugin id does not match ``id_pattern``, or
+        ``tenant_required=True`` without a tenant resolver.
     """
 
     def __init__(

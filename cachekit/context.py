@@ -40,12 +40,18 @@ from cachekit.keys import escape_segment
 from cachekit.manager import CacheManager
 
 __all__ = [
+    "Binding",
     "Scope",
+    "ScopeContext",
+    "activate_manager",
     "active_manager",
+    "bind",
     "current_cache",
     "current_scope",
+    "deactivate_manager",
     "scope",
     "set_default_manager",
+    "unbind",
 ]
 
 P = ParamSpec("P")
@@ -167,7 +173,8 @@ def current_cache(namespace: str | None = None) -> Cache:
         raise NoScopeError(NO_SCOPE_MESSAGE)
     if namespace is None:
         return binding.cache
-    return binding.namespace(namespace)
+    cache = binding.namespaces.get(namespace)
+    return cache if cache is not None else binding.namespace(namespace)
 
 
 def bind(binding: Binding) -> Token[Binding | None]:

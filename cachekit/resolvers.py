@@ -427,7 +427,8 @@ class ScopeResolver:
     :param id_pattern: the ids to accept (whole-string match).
     :raises TypeError: ``tenant`` is a string (use ``header("...")`` or a callable), or a
         resolver is not callable.
-    :raises ValueError: the fixed plugin id does not match ``id_pattern``.
+    :raises ValueError: the fixed plugin id does not match ``id_pattern``, or
+        ``tenant_required=True`` without a tenant resolver.
     """
 
     def __init__(
@@ -451,6 +452,8 @@ class ScopeResolver:
             )
         if tenant is not None and not callable(tenant):
             raise TypeError(f"tenant must be a callable or None, got {tenant!r}")
+        if tenant is None and tenant_required:
+            raise ValueError("tenant_required=True needs a tenant resolver (tenant=...)")
         self.plugin = plugin
         self.tenant = tenant
         self.tenant_required = tenant is not None if tenant_required is None else tenant_required

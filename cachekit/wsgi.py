@@ -66,7 +66,8 @@ class CacheMiddleware:
     :param id_pattern: accepted plugin and tenant ids (whole-string match; default 1-64
         characters of ``A-Za-z0-9._-``).
     :raises TypeError: a resolver is not callable, or ``tenant`` is a plain string.
-    :raises ValueError: a fixed plugin id does not match ``id_pattern``.
+    :raises ValueError: a fixed plugin id does not match ``id_pattern``, or
+        ``tenant_required=True`` without a tenant resolver.
     """
 
     def __init__(

@@ -302,8 +302,9 @@ def test_custom_id_pattern(manager: CacheManager) -> None:
 
 
 def test_configuration_mistakes_fail_at_construction() -> None:
-    """A string tenant (likely meant as a header name), a non-callable resolver or an
-    invalid fixed plugin id fail when the middleware is built."""
+    """A string tenant (likely meant as a header name), a non-callable resolver, an
+    invalid fixed plugin id or a required tenant without a resolver fail when the
+    middleware is built."""
     with pytest.raises(TypeError, match=r"header\('X-Tenant-ID'\)"):
         ScopeResolver("a", "X-Tenant-ID")  # type: ignore[arg-type]
     with pytest.raises(TypeError):
@@ -312,6 +313,8 @@ def test_configuration_mistakes_fail_at_construction() -> None:
         ScopeResolver(42)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="does not match"):
         ScopeResolver("../x")
+    with pytest.raises(ValueError, match="needs a tenant resolver"):
+        ScopeResolver("a", tenant_required=True)
 
 
 def test_resolver_returning_a_non_str_is_a_programming_error(manager: CacheManager) -> None:
