@@ -30,7 +30,6 @@ from cachekit.resolvers import (
     DEFAULT_ID_PATTERN,
     PluginResolver,
     Rejection,
-    RequestView,
     ScopeResolver,
     TenantResolver,
 )
@@ -105,10 +104,10 @@ class CacheMiddleware:
     async def __call__(self, scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http" or kind == "websocket":
-            resolver = self.resolver
-            manager = self.manager if self.manager is not None else active_manager()
-            view = RequestView.from_asgi(scope) if resolver.needs_view else None
-            result = resolver.resolve(view, manager)
+            manager = self.manager
+            result = self.resolver.resolve_asgi(
+                scope, manager if manager is not None else active_manager()
+            )
             if isinstance(result, Rejection):
                 await _reject(kind, scope, send, result)
                 return

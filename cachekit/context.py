@@ -177,15 +177,11 @@ def current_cache(namespace: str | None = None) -> Cache:
     return cache if cache is not None else binding.namespace(namespace)
 
 
-def bind(binding: Binding) -> Token[Binding | None]:
-    """Bind ``binding`` in the current context; pass the token to :func:`unbind`. For
-    middlewares: application code uses :func:`scope`."""
-    return _binding.set(binding)
-
-
-def unbind(token: Token[Binding | None]) -> None:
-    """Undo the :func:`bind` that returned ``token``."""
-    _binding.reset(token)
+# For middlewares (application code uses scope()): ``token = bind(binding)`` binds a
+# Binding in the current context, ``unbind(token)`` undoes it. They are the context
+# variable's own methods, so a request pays no extra call for them.
+bind: Final[Callable[[Binding | None], Token[Binding | None]]] = _binding.set
+unbind: Final[Callable[[Token[Binding | None]], None]] = _binding.reset
 
 
 def activate_manager(manager: CacheManager) -> Token[CacheManager | None]:

@@ -65,20 +65,73 @@ TenantResolver = Callable[["RequestView"], str | None]
 """Finds the tenant id of a request; ``None``: no tenant given."""
 
 
-# --- the request view ------------------------------------------------------------------
+# --- reading a request: shared by the view and the built-in resolvers' direct paths ------
 
 _EMPTY: Final[Mapping[str, Any]] = MappingProxyType({})
 
 
+def _asgi_path(scope: Mapping[str, Any]) -> str:
+    """The path inside the app: ASGI ``path`` without ``root_path`` (as Starlette routes)."""
+    path: str = scope["path"]
+    root_path: str | None = scope.get("root_path")
+    if root_path and path.startswith(root_path):
+        rest = path[len(root_path) :]
+        if not rest or rest[0] == "/":
+            return rest
+    return path
+
+
+def _wsgi_path(environ: Mapping[str, Any]) -> str:
+    """``PATH_INFO``, decoded as UTF-8 from PEP 3333's latin-1 transport."""
+    path: str = environ.get("PATH_INFO", "")
+    if not path.isascii():
+        # Not UTF-8: keep the raw characters (they match no id of the default pattern).
+        with contextlib.suppress(UnicodeError):
+            path = path.encode("latin-1").decode("utf-8")
+    return path
+
+
 @functools.lru_cache(maxsize=256)
-def _asgi_header_name(key: str) -> bytes:
-    return key.lower().encode("latin-1")
+def _asgi_header_name(name: str) -> bytes:
+    return name.lower().encode("latin-1")
+
+
+def _wsgi_header_key(name: str) -> str:
+    key = name.upper().replace("-", "_")
+    return key if key in ("CONTENT_TYPE", "CONTENT_LENGTH") else "HTTP_" + key
+
+
+def _asgi_header(raw: Iterable[tuple[bytes, bytes]], name: bytes) -> str | None:
+    """One header of an ASGI ``headers`` list (names arrive in lower case, as the ASGI
+    spec asks of servers); repeats are joined with ``", "`` as WSGI servers do, so a
+    repeated tenant header fails validation instead of picking one."""
+    found = None
+    for key, value in raw:
+        if key == name:
+            found = value if found is None else found + b", " + value
+    return None if found is None else found.decode("latin-1")
+
+
+def _host(header: str | None, server_name: str) -> str:
+    """The host name from a ``Host`` header (else the server's name): lower case, no
+    port; IPv6 literals keep their brackets."""
+    host = (header or server_name).strip().lower()
+    if host.startswith("["):
+        end = host.find("]")
+        return host[: end + 1] if end != -1 else host
+    return host.rsplit(":", 1)[0] if ":" in host else host
+
+
+def _asgi_server_name(scope: Mapping[str, Any]) -> str:
+    server = scope.get("server")
+    return str(server[0]) if server else ""
+
+
+# --- the request view ------------------------------------------------------------------
 
 
 class _AsgiHeaders(Mapping[str, str]):
-    """Case-insensitive, read-only view of ASGI ``headers`` (whose names servers send in
-    lower case, as the ASGI spec asks); repeated headers are joined with ``", "`` (as WSGI
-    servers do), so a repeated tenant header fails validation."""
+    """Case-insensitive, read-only view of ASGI ``headers`` (repeats joined)."""
 
     __slots__ = ("_raw",)
 
@@ -86,15 +139,11 @@ class _AsgiHeaders(Mapping[str, str]):
         self._raw = raw
 
     def get(self, key: str, default: Any = None) -> Any:
-        name = _asgi_header_name(key)
-        found = None
-        for k, value in self._raw:
-            if k == name:
-                found = value if found is None else found + b", " + value
-        return default if found is None else found.decode("latin-1")
+        value = _asgi_header(self._raw, _asgi_header_name(key))
+        return default if value is None else value
 
     def __getitem__(self, key: str) -> str:
-        value: str | None = self.get(key)
+        value = _asgi_header(self._raw, _asgi_header_name(key))
         if value is None:
             raise KeyError(key)
         return value
@@ -117,17 +166,12 @@ class _WsgiHeaders(Mapping[str, str]):
     def __init__(self, environ: Mapping[str, Any]) -> None:
         self._environ = environ
 
-    @staticmethod
-    def _key(name: str) -> str:
-        key = name.upper().replace("-", "_")
-        return key if key in ("CONTENT_TYPE", "CONTENT_LENGTH") else "HTTP_" + key
-
     def get(self, key: str, default: Any = None) -> Any:
-        value = self._environ.get(self._key(key))
+        value = self._environ.get(_wsgi_header_key(key))
         return default if value is None else value
 
     def __getitem__(self, key: str) -> str:
-        value: str | None = self.get(key)
+        value: str | None = self._environ.get(_wsgi_header_key(key))
         if value is None:
             raise KeyError(key)
         return value
@@ -157,7 +201,7 @@ class RequestView:
     :ivar raw: the ASGI scope or WSGI environ, for resolvers that need more.
     """
 
-    __slots__ = ("headers", "path", "raw", "state")
+    __slots__ = ("_server_name", "headers", "path", "raw", "state")
 
     def __init__(
         self,
@@ -165,66 +209,85 @@ class RequestView:
         headers: Mapping[str, str],
         state: Mapping[str, Any],
         raw: Mapping[str, Any],
+        server_name: str = "",
     ) -> None:
         self.path = path
         self.headers = headers
         self.state = state
         self.raw = raw
+        self._server_name = server_name
 
     @classmethod
     def from_asgi(cls, scope: Mapping[str, Any]) -> RequestView:
         """The view of an ASGI ``http`` or ``websocket`` scope."""
-        path: str = scope["path"]
-        root_path: str | None = scope.get("root_path")
-        if root_path and path.startswith(root_path):
-            rest = path[len(root_path) :]
-            if not rest or rest[0] == "/":
-                path = rest
-        return cls(path, _AsgiHeaders(scope["headers"]), scope.get("state") or _EMPTY, scope)
+        return cls(
+            _asgi_path(scope),
+            _AsgiHeaders(scope["headers"]),
+            scope.get("state") or _EMPTY,
+            scope,
+            _asgi_server_name(scope),
+        )
 
     @classmethod
     def from_wsgi(cls, environ: Mapping[str, Any]) -> RequestView:
-        """The view of a WSGI environ (``PATH_INFO`` decoded as UTF-8, per PEP 3333's
-        latin-1 transport)."""
-        path: str = environ.get("PATH_INFO", "")
-        if not path.isascii():
-            # Not UTF-8: keep the raw characters (they match no id of the default pattern).
-            with contextlib.suppress(UnicodeError):
-                path = path.encode("latin-1").decode("utf-8")
-        return cls(path, _WsgiHeaders(environ), environ, environ)
+        """The view of a WSGI environ."""
+        return cls(
+            _wsgi_path(environ),
+            _WsgiHeaders(environ),
+            environ,
+            environ,
+            environ.get("SERVER_NAME", ""),
+        )
 
     @property
     def host(self) -> str:
         """The requested host name: the ``Host`` header (else the server's name), in lower
         case, without port; IPv6 literals keep their brackets."""
-        host: str | None = self.headers.get("host")
-        if not host:
-            server = self.raw.get("server")  # ASGI: (host, port); WSGI: SERVER_NAME
-            host = server[0] if server else self.raw.get("SERVER_NAME", "")
-        host = host.strip().lower()
-        if host.startswith("["):
-            end = host.find("]")
-            return host[: end + 1] if end != -1 else host
-        return host.rsplit(":", 1)[0] if ":" in host else host
+        return _host(self.headers.get("host"), self._server_name)
 
     def __repr__(self) -> str:
         return f"RequestView(path={self.path!r}, host={self.host!r})"
 
 
-# --- plugin resolvers -------------------------------------------------------------------
+# --- the built-in resolvers -------------------------------------------------------------
+
+
+class _Builtin:
+    """A built-in resolver. Called with a :class:`RequestView` like any resolver; the
+    middlewares call :meth:`asgi` / :meth:`wsgi` instead, which read the one thing needed
+    straight from the ASGI scope or WSGI environ (no view is built per request)."""
+
+    __slots__ = ()
+
+    def __call__(self, view: RequestView) -> str | None:
+        raise NotImplementedError
+
+    def asgi(self, scope: Mapping[str, Any]) -> str | None:
+        raise NotImplementedError
+
+    def wsgi(self, environ: Mapping[str, Any]) -> str | None:
+        raise NotImplementedError
 
 
 @dataclass(frozen=True, slots=True)
-class _PathPrefix:
+class _PathPrefix(_Builtin):
     prefixes: tuple[tuple[str, str, str], ...]  # (prefix, prefix + "/", plugin)
     default: str | None
 
-    def __call__(self, view: RequestView) -> str | None:
-        path = view.path
+    def match(self, path: str) -> str | None:
         for prefix, directory, plugin in self.prefixes:
             if path.startswith(directory) or path == prefix:
                 return plugin
         return self.default
+
+    def __call__(self, view: RequestView) -> str | None:
+        return self.match(view.path)
+
+    def asgi(self, scope: Mapping[str, Any]) -> str | None:
+        return self.match(_asgi_path(scope))
+
+    def wsgi(self, environ: Mapping[str, Any]) -> str | None:
+        return self.match(_wsgi_path(environ))
 
     def __repr__(self) -> str:
         prefixes = {prefix: plugin for prefix, _, plugin in self.prefixes}
@@ -240,7 +303,7 @@ def path_prefix(prefixes: Mapping[str, str], *, default: str | None = None) -> P
     :param prefixes: path prefix -> plugin id.
     :param default: the plugin id for paths no prefix matches (for example ``"host"`` for
         the host's own routes); ``None``: such requests get a 404.
-    :raises ValueError: a prefix does not start with ``/``.
+    :raises ValueError: a prefix does not start with ``/``, or is listed twice.
     """
     normalized: dict[str, str] = {}
     for prefix, plugin in prefixes.items():
@@ -257,19 +320,28 @@ def path_prefix(prefixes: Mapping[str, str], *, default: str | None = None) -> P
 
 
 @dataclass(frozen=True, slots=True)
-class _PathSegment:
+class _PathSegment(_Builtin):
     index: int
     known: frozenset[str] | None
     default: str | None
 
-    def __call__(self, view: RequestView) -> str | None:
-        parts = view.path.split("/")
+    def match(self, path: str) -> str | None:
+        parts = path.split("/", self.index + 2)
         if len(parts) <= self.index + 1 or not parts[self.index + 1]:
             return self.default
         segment = parts[self.index + 1]
         if self.known is not None and segment not in self.known:
             return self.default
         return segment
+
+    def __call__(self, view: RequestView) -> str | None:
+        return self.match(view.path)
+
+    def asgi(self, scope: Mapping[str, Any]) -> str | None:
+        return self.match(_asgi_path(scope))
+
+    def wsgi(self, environ: Mapping[str, Any]) -> str | None:
+        return self.match(_wsgi_path(environ))
 
     def __repr__(self) -> str:
         known = None if self.known is None else sorted(self.known)
@@ -295,15 +367,21 @@ def path_segment(
     return _PathSegment(index, None if known is None else frozenset(known), default)
 
 
-# --- tenant resolvers -------------------------------------------------------------------
-
-
 @dataclass(frozen=True, slots=True)
-class _Header:
+class _Header(_Builtin):
     name: str
+    asgi_name: bytes
+    wsgi_key: str
 
     def __call__(self, view: RequestView) -> str | None:
         value: str | None = view.headers.get(self.name)
+        return value
+
+    def asgi(self, scope: Mapping[str, Any]) -> str | None:
+        return _asgi_header(scope["headers"], self.asgi_name)
+
+    def wsgi(self, environ: Mapping[str, Any]) -> str | None:
+        value: str | None = environ.get(self.wsgi_key)
         return value
 
     def __repr__(self) -> str:
@@ -318,15 +396,14 @@ def header(name: str) -> TenantResolver:
 
     :param name: the header name (any case).
     """
-    return _Header(name)
+    return _Header(name, _asgi_header_name(name), _wsgi_header_key(name))
 
 
 @dataclass(frozen=True, slots=True)
-class _Subdomain:
+class _Subdomain(_Builtin):
     base: str | None
 
-    def __call__(self, view: RequestView) -> str | None:
-        host = view.host
+    def match(self, host: str) -> str | None:
         if not host or host.startswith("["):
             return None
         if self.base is not None:
@@ -341,6 +418,16 @@ class _Subdomain:
             labels = host.split(".")
             return labels[0] if len(labels) >= 3 else None
         return None
+
+    def __call__(self, view: RequestView) -> str | None:
+        return self.match(view.host)
+
+    def asgi(self, scope: Mapping[str, Any]) -> str | None:
+        host = _asgi_header(scope["headers"], b"host")
+        return self.match(_host(host, _asgi_server_name(scope)))
+
+    def wsgi(self, environ: Mapping[str, Any]) -> str | None:
+        return self.match(_host(environ.get("HTTP_HOST"), environ.get("SERVER_NAME", "")))
 
     def __repr__(self) -> str:
         return f"subdomain({self.base!r})"
@@ -357,11 +444,10 @@ def subdomain(base: str | None = None) -> TenantResolver:
 
 
 @dataclass(frozen=True, slots=True)
-class _State:
+class _State(_Builtin):
     key: str
 
-    def __call__(self, view: RequestView) -> str | None:
-        value = view.state.get(self.key)
+    def convert(self, value: object) -> str | None:
         if value is None or isinstance(value, str):
             return value
         if isinstance(value, int | uuid.UUID) and not isinstance(value, bool):
@@ -370,6 +456,15 @@ class _State:
             f"request state {self.key!r} holds a {type(value).__name__}; "
             "a tenant id must be a str, an int or a UUID"
         )
+
+    def __call__(self, view: RequestView) -> str | None:
+        return self.convert(view.state.get(self.key))
+
+    def asgi(self, scope: Mapping[str, Any]) -> str | None:
+        return self.convert((scope.get("state") or _EMPTY).get(self.key))
+
+    def wsgi(self, environ: Mapping[str, Any]) -> str | None:
+        return self.convert(environ.get(self.key))
 
     def __repr__(self) -> str:
         return f"state({self.key!r})"
@@ -417,8 +512,10 @@ class ScopeResolver:
     :class:`~cachekit.context.Binding` to bind, or a :class:`Rejection`. Both middlewares
     are thin shells around one of these.
 
-    Bindings of recently seen scopes are kept (at most 1024), so a request of a known scope
-    costs the resolver calls and a dict lookup.
+    The per-request path is kept short: built-in resolvers read the ASGI scope or WSGI
+    environ directly (a :class:`RequestView` is built only for custom callables), and the
+    bindings of recently seen scopes are kept (at most 1024), so a request of a known scope
+    costs the resolver calls and one dict lookup; ids are validated once, when first seen.
 
     :param plugin: a fixed plugin id or a :data:`PluginResolver`.
     :param tenant: a :data:`TenantResolver`, or ``None`` for the platform scope.
@@ -459,7 +556,14 @@ class ScopeResolver:
         self.tenant_required = tenant is not None if tenant_required is None else tenant_required
         self._fixed = plugin if isinstance(plugin, str) else None
         self._find_plugin = None if isinstance(plugin, str) else plugin
-        self._memo: dict[tuple[str, str | None], Binding] = {}
+        self._builtin_plugin = plugin if isinstance(plugin, _Builtin) else None
+        self._builtin_tenant = tenant if isinstance(tenant, _Builtin) else None
+        # Both ids readable without a view: fixed or built-in plugin, no or built-in tenant.
+        self._direct = (self._fixed is not None or self._builtin_plugin is not None) and (
+            tenant is None or self._builtin_tenant is not None
+        )
+        # (plugin, tenant) -> binding; only checked ids get in, so lookups with None miss.
+        self._memo: dict[tuple[str | None, str | None], Binding] = {}
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -473,33 +577,53 @@ class ScopeResolver:
             raise TypeError(f"an id resolver returned {type(value).__name__} {value!r}, not str")
         return self.id_pattern.fullmatch(value) is not None
 
-    @property
-    def needs_view(self) -> bool:
-        """Whether resolving looks at the request at all (not for a fixed plugin and no
-        tenant)."""
-        return self._fixed is None or self.tenant is not None
-
-    def resolve(self, view: RequestView | None, manager: CacheManager) -> Binding | Rejection:
-        """The binding for the request seen through ``view`` (``None`` is allowed when
-        :attr:`needs_view` is false), or why it is refused.
+    def resolve(self, view: RequestView, manager: CacheManager) -> Binding | Rejection:
+        """The binding for the request seen through ``view``, or why it is refused.
 
         :raises TypeError: a resolver returned something other than ``str`` or ``None``.
         """
-        plugin = self._fixed
-        tenant = None
-        if view is not None:
-            if self._find_plugin is not None:
-                plugin = self._find_plugin(view)
-                if plugin is None:
-                    return _UNKNOWN_PLUGIN
-            if self.tenant is not None:
-                tenant = self.tenant(view)
-                if tenant is None and self.tenant_required:
-                    return _MISSING_TENANT
-        assert plugin is not None, "view=None needs a fixed plugin"
+        find = self._find_plugin
+        plugin = self._fixed if find is None else find(view)
+        tenant = None if self.tenant is None else self.tenant(view)
         binding = self._memo.get((plugin, tenant))
         if binding is not None and binding.manager is manager:
             return binding
+        return self._check_and_bind(plugin, tenant, manager)
+
+    def resolve_asgi(self, scope: Mapping[str, Any], manager: CacheManager) -> Binding | Rejection:
+        """:meth:`resolve` for an ASGI ``http`` or ``websocket`` scope."""
+        if not self._direct:
+            return self.resolve(RequestView.from_asgi(scope), manager)
+        builtin = self._builtin_plugin
+        plugin = self._fixed if builtin is None else builtin.asgi(scope)
+        tenant = None if self._builtin_tenant is None else self._builtin_tenant.asgi(scope)
+        binding = self._memo.get((plugin, tenant))
+        if binding is not None and binding.manager is manager:
+            return binding
+        return self._check_and_bind(plugin, tenant, manager)
+
+    def resolve_wsgi(
+        self, environ: Mapping[str, Any], manager: CacheManager
+    ) -> Binding | Rejection:
+        """:meth:`resolve` for a WSGI environ."""
+        if not self._direct:
+            return self.resolve(RequestView.from_wsgi(environ), manager)
+        builtin = self._builtin_plugin
+        plugin = self._fixed if builtin is None else builtin.wsgi(environ)
+        tenant = None if self._builtin_tenant is None else self._builtin_tenant.wsgi(environ)
+        binding = self._memo.get((plugin, tenant))
+        if binding is not None and binding.manager is manager:
+            return binding
+        return self._check_and_bind(plugin, tenant, manager)
+
+    def _check_and_bind(
+        self, plugin: str | None, tenant: str | None, manager: CacheManager
+    ) -> Binding | Rejection:
+        # The memo missed. It only ever holds checked ids, so a hit needs no checks.
+        if plugin is None:
+            return _UNKNOWN_PLUGIN
+        if tenant is None and self.tenant_required:
+            return _MISSING_TENANT
         if self._fixed is None and not self._valid(plugin):
             return _INVALID_PLUGIN
         if tenant is not None and not self._valid(tenant):

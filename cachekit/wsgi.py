@@ -29,7 +29,6 @@ from cachekit.resolvers import (
     DEFAULT_ID_PATTERN,
     PluginResolver,
     Rejection,
-    RequestView,
     ScopeResolver,
     TenantResolver,
 )
@@ -93,10 +92,8 @@ class CacheMiddleware:
         )
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        resolver = self.resolver
         manager = self.manager if self.manager is not None else active_manager()
-        view = RequestView.from_wsgi(environ) if resolver.needs_view else None
-        result = resolver.resolve(view, manager)
+        result = self.resolver.resolve_wsgi(environ, manager)
         if isinstance(result, Rejection):
             return _reject(start_response, result)
         token = bind(result)

@@ -262,12 +262,98 @@ def test_optional_tenant_falls_back_to_the_platform_scope(manager: CacheManager)
     assert resolver.resolve(bad, manager) == Rejection(400, "invalid tenant id")
 
 
-def test_fixed_plugin_without_tenant_needs_no_view(manager: CacheManager) -> None:
-    """A fixed plugin and no tenant resolver resolve without looking at the request."""
+def test_fixed_plugin_without_tenant_reads_nothing_from_the_request(
+    manager: CacheManager,
+) -> None:
+    """A fixed plugin and no tenant resolver resolve even from a bare scope or environ."""
     resolver = ScopeResolver("catalog")
-    assert not resolver.needs_view
-    assert resolve(resolver, None, manager) == Scope("catalog", None)  # type: ignore[arg-type]
-    assert ScopeResolver("catalog", header("X")).needs_view
+    for result in (
+        resolver.resolve_asgi({"type": "http"}, manager),
+        resolver.resolve_wsgi({}, manager),
+        resolver.resolve(asgi_view("/"), manager),
+    ):
+        assert isinstance(result, Binding)
+        assert result.scope == Scope("catalog", None)
+
+
+def test_custom_callables_get_a_view_from_either_protocol(manager: CacheManager) -> None:
+    """Custom resolvers receive a RequestView whether the request came over ASGI or WSGI."""
+    resolver = ScopeResolver(
+        lambda view: view.path.strip("/"), lambda view: view.headers.get("x-org")
+    )
+    asgi_scope = {"type": "http", "path": "/catalog", "headers": [(b"x-org", b"acme")]}
+    environ = {"PATH_INFO": "/catalog", "HTTP_X_ORG": "acme"}
+    for result in (
+        resolver.resolve_asgi(asgi_scope, manager),
+        resolver.resolve_wsgi(environ, manager),
+    ):
+        assert isinstance(result, Binding)
+        assert result.scope == Scope("catalog", "acme")
+
+
+PATHS = st.lists(st.sampled_from(["api", "catalog", "reviews", "", "x.y", "é"]), max_size=4).map(
+    lambda parts: "/" + "/".join(parts)
+)
+VALUES = st.one_of(st.none(), st.sampled_from(["acme", "", "a b", "../x", "é"]))
+HOSTS = st.one_of(
+    st.none(),
+    st.sampled_from(["acme.example.com", "Acme.Example.com:80", "example.com", "[::1]:80"]),
+)
+BUILTIN_PLUGINS = [
+    path_prefix({"/api/catalog": "catalog", "/api": "api"}),
+    path_prefix({"/api/catalog": "catalog"}, default="host"),
+    path_segment(1),
+    path_segment(1, known={"catalog"}, default="host"),
+    "catalog",
+]
+BUILTIN_TENANTS = [
+    None,
+    header("X-Tenant-ID"),
+    subdomain(),
+    subdomain("example.com"),
+    state("tenant"),
+]
+
+
+@given(
+    plugin=st.sampled_from(BUILTIN_PLUGINS),
+    tenant=st.sampled_from(BUILTIN_TENANTS),
+    path=PATHS,
+    value=VALUES,
+    host=HOSTS,
+)
+def test_direct_paths_agree_with_the_view(
+    plugin: Any, tenant: Any, path: str, value: str | None, host: str | None
+) -> None:
+    """Built-in resolvers reading the ASGI scope or WSGI environ directly give the same
+    result as the same resolvers called with a RequestView."""
+    resolver = ScopeResolver(plugin, tenant, tenant_required=False)
+    asgi_headers = [(b"host", host.encode())] if host is not None else []
+    environ: dict[str, Any] = {
+        "PATH_INFO": path.encode().decode("latin-1"),
+        "SERVER_NAME": "server.local",
+    }
+    if host is not None:
+        environ["HTTP_HOST"] = host
+    if value is not None:
+        asgi_headers.append((b"x-tenant-id", value.encode()))
+        environ["HTTP_X_TENANT_ID"] = value.encode().decode("latin-1")
+        environ["tenant"] = value
+    scope = {
+        "type": "http",
+        "path": path,
+        "headers": asgi_headers,
+        "server": ("server.local", 80),
+        "state": {} if value is None else {"tenant": value},
+    }
+
+    def outcome(result: Binding | Rejection) -> object:
+        return result.scope if isinstance(result, Binding) else result
+
+    by_view = outcome(resolver.resolve(RequestView.from_asgi(scope), CACHE_MANAGER))
+    assert outcome(resolver.resolve_asgi(scope, CACHE_MANAGER)) == by_view
+    by_wsgi_view = outcome(resolver.resolve(RequestView.from_wsgi(environ), CACHE_MANAGER))
+    assert outcome(resolver.resolve_wsgi(environ, CACHE_MANAGER)) == by_wsgi_view
 
 
 def test_bindings_are_reused_per_scope_and_manager(manager: CacheManager) -> None:
@@ -298,7 +384,7 @@ def test_custom_id_pattern(manager: CacheManager) -> None:
     assert isinstance(resolver.resolve(asgi_view("/", {"X": "ACME"}), manager), Rejection)
     assert isinstance(resolver.resolve(asgi_view("/", {"X": "abc"}), manager), Rejection)
     resolver = ScopeResolver("Catalog.v2", id_pattern=re.compile(r"[A-Za-z0-9.]+"))
-    assert resolve(resolver, None, manager).plugin == "Catalog.v2"  # type: ignore[arg-type]
+    assert resolve(resolver, asgi_view("/"), manager).plugin == "Catalog.v2"
 
 
 def test_configuration_mistakes_fail_at_construction() -> None:
