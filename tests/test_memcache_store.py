@@ -284,9 +284,19 @@ def test_incr_that_loses_the_create_race_increments_the_winner(
 
 
 @pytest.mark.servers
-def test_gcra_is_atomic_across_processes(memcached_server: MemcachedServer, plugin: str) -> None:
-    """Two stores (two processes' worth of state) racing on one limit admit exactly it."""
-    stores = [build(address(memcached_server)) for _ in range(2)]
+@pytest.mark.parametrize("setup", ["text", "sasl"])
+def test_gcra_is_atomic_across_processes(
+    request: pytest.FixtureRequest, setup: str, plugin: str
+) -> None:
+    """Two stores (two processes' worth of state) racing on one limit admit exactly it,
+    over both protocols' gets/cas."""
+    if setup == "text":
+        server: MemcachedServer = request.getfixturevalue("memcached_server")
+        connection = address(server)
+    else:
+        server = request.getfixturevalue("memcached_sasl_server")
+        connection = f"{server.username}:{server.password}@{address(server)}"
+    stores = [build(connection) for _ in range(2)]
     key = KeySpace().scope_prefix(plugin, "t", None) + "limit"
     limit, period, now = 25, 1_000_000, 10**15
     allowed: list[bool] = []
