@@ -16,12 +16,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import ParamSpec, TypeVar
 
 from cachekit.errors import StoreError, StoreUnavailable
 
-__all__ = ["CircuitBreaker"]
+__all__ = ["CircuitBreaker", "OutageLog"]
 
 log = logging.getLogger("cachekit")
 
@@ -152,3 +153,34 @@ class CircuitBreaker:
             raise
         self.record_success()
         return result
+
+
+class OutageLog:
+    """Which stores have had their current outage reported, so callers that fail open
+    (``@cached``, rate limits) warn once per outage rather than once per call.
+
+    Stores are held weakly. ``active`` is a plain attribute so the hot path can check
+    "is anything down?" for the price of one attribute read.
+    """
+
+    __slots__ = ("_down", "active")
+
+    def __init__(self) -> None:
+        self._down: weakref.WeakSet[object] = weakref.WeakSet()
+        self.active = False
+
+    def __repr__(self) -> str:
+        return f"OutageLog(down={len(self._down)})"
+
+    def first_failure(self, store: object) -> bool:
+        """Record a failure of ``store``; ``True`` if this outage was not reported yet."""
+        if store in self._down:
+            return False
+        self._down.add(store)
+        self.active = True
+        return True
+
+    def recovered(self, store: object) -> None:
+        """``store`` answered: its next failure starts a new outage."""
+        self._down.discard(store)
+        self.active = bool(self._down)

@@ -157,8 +157,12 @@ class Cache:
         try:
             return self._codec.decode(raw)
         except DecodeError as exc:
-            log.warning("cachekit: unreadable value at %r treated as a miss (%s)", full_key, exc)
-            return default
+            return self._unreadable(full_key, exc, default)
+
+    @staticmethod
+    def _unreadable(full_key: str, exc: DecodeError, default: Any) -> Any:
+        log.warning("cachekit: unreadable value at %r treated as a miss (%s)", full_key, exc)
+        return default
 
     def _keys(self, keys: Iterable[str]) -> dict[str, str]:
         """Full key -> user key, for batch calls."""
@@ -198,8 +202,16 @@ class Cache:
     def get(self, key: str, default: Any = None) -> Any:
         """The value at ``key``, or ``default`` on a miss (pass :data:`cachekit.MISS` to
         tell a cached ``None`` from a miss)."""
-        full = self._key(key)
-        return self._decode(full, self._store.get(full), default)
+        if type(key) is not str or not key:
+            check_key(key)
+        full = self._prefix + key  # _key() and _decode(), inlined: this is the hit path
+        raw = self._store.get(full)
+        if raw is None:
+            return default
+        try:
+            return self._codec.decode(raw)
+        except DecodeError as exc:
+            return self._unreadable(full, exc, default)
 
     def set(self, key: str, value: Any, ttl: TTL | None = None) -> None:
         """Store ``value`` at ``key``.

@@ -1,0 +1,174 @@
+"""@cached hit cost and counter().incr() against the raw client and peer libraries.
+
+Run: .venv/bin/python bench/bench_cached.py        (about 40 s; needs redis-server and the
+     `bench` extra: pip install -e '.[bench]')
+
+One process, one run; this process and its own redis-server are pinned to the same core
+(see bench/README.md for why); cases run round-robin and each ratio is the median of the
+per-round ratios against the baseline named in the table.
+
+Targets (issue 6):
+- sync memory-store hit (inside a scope, value decoded) no slower than
+  ``cachetools.cached(TTLCache, lock=...)``;
+- async memory hit at least 3x faster than aiocache and 5x faster than cashews (defaults);
+- a Redis hit within 1.15x of one raw redis-py GET;
+- ``counter().incr()`` on Redis within 1.2x of a raw INCR.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import sys
+import threading
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+import cachetools
+import redis
+from aiocache import cached as aiocache_cached
+from cashews import cache as cashews_cache
+from dogpile.cache import make_region
+from flask import Flask
+from flask_caching import Cache as FlaskCache
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
+from harness import Case, report, run_rounds  # noqa: E402
+from servers import RedisServer  # noqa: E402
+
+from cachekit import CacheManager  # noqa: E402
+from cachekit.context import scope  # noqa: E402
+from cachekit.counters import counter  # noqa: E402
+from cachekit.decorators import cached  # noqa: E402
+
+VALUE = {"id": 42, "name": "widget", "tags": ["a", "b"]}
+CORE = 0
+ASYNC_BATCH = 200
+
+
+def load(item_id: int) -> dict[str, Any]:
+    return VALUE
+
+
+async def aload(item_id: int) -> dict[str, Any]:
+    return VALUE
+
+
+def batched(
+    loop: asyncio.AbstractEventLoop, fn: Callable[[int], Coroutine[Any, Any, Any]]
+) -> Callable[[], object]:
+    async def many() -> None:
+        for _ in range(ASYNC_BATCH):
+            await fn(1)
+
+    return lambda: loop.run_until_complete(many())
+
+
+def sync_memory_cases() -> list[Case]:
+    lru = functools.lru_cache(maxsize=1024)(load)
+    ttl_lock = cachetools.cached(cachetools.TTLCache(maxsize=1024, ttl=300), lock=threading.Lock())(
+        load
+    )
+    region = make_region().configure("dogpile.cache.memory", expiration_time=300)
+    dogpile = region.cache_on_arguments()(load)
+    app = Flask(__name__)
+    flask_cache = FlaskCache(app, config={"CACHE_TYPE": "SimpleCache"})
+    memoized = flask_cache.memoize(timeout=300)(load)
+    ours = cached(namespace="bench", ttl=300)(load)
+    ctx = app.app_context()
+    ctx.push()
+    for fn in (lru, ttl_lock, dogpile, memoized, ours):
+        fn(1)
+    return [
+        Case("cachetools.cached(TTLCache, lock)", lambda: ttl_lock(1)),
+        Case("functools.lru_cache", lambda: lru(1), baseline="cachetools.cached(TTLCache, lock)"),
+        Case(
+            "dogpile.cache memory", lambda: dogpile(1), baseline="cachetools.cached(TTLCache, lock)"
+        ),
+        Case(
+            "Flask-Caching memoize (SimpleCache)",
+            lambda: memoized(1),
+            baseline="cachetools.cached(TTLCache, lock)",
+        ),
+        Case(
+            "cachekit @cached (memory)",
+            lambda: ours(1),
+            baseline="cachetools.cached(TTLCache, lock)",
+        ),
+    ]
+
+
+def async_memory_cases(loop: asyncio.AbstractEventLoop) -> list[Case]:
+    cashews_cache.setup("mem://")
+    via_aiocache = aiocache_cached(ttl=300)(aload)
+    via_cashews = cashews_cache(ttl="5m")(aload)
+    ours = cached(namespace="bench-async", ttl=300)(aload)
+    for fn in (via_aiocache, via_cashews, ours):
+        loop.run_until_complete(fn(1))
+    return [
+        Case("aiocache @cached (memory)", batched(loop, via_aiocache), batch=ASYNC_BATCH),
+        Case("cashews @cache (mem://)", batched(loop, via_cashews), batch=ASYNC_BATCH),
+        Case(
+            "cachekit async @cached (memory)",
+            batched(loop, ours),
+            baseline="aiocache @cached (memory)",
+            batch=ASYNC_BATCH,
+        ),
+        Case(
+            "cachekit async @cached (memory) ",
+            batched(loop, ours),
+            baseline="cashews @cache (mem://)",
+            batch=ASYNC_BATCH,
+        ),
+    ]
+
+
+def redis_cases(url: str, manager: CacheManager) -> list[Case]:
+    raw = redis.Redis.from_url(url)
+    ours = cached(namespace="bench", ttl=300)(load)
+    hits = counter("hits")
+    ours(1)
+    key = manager.for_plugin("bench", "acme").namespace("bench").full_key("1")
+    raw.set("raw:1", manager.codec.encode(VALUE))
+    assert raw.get(key) is not None
+    return [
+        Case("raw redis-py GET", lambda: raw.get("raw:1")),
+        Case("cachekit @cached (redis)", lambda: ours(1), baseline="raw redis-py GET"),
+        Case("raw redis-py INCR", lambda: raw.incr("raw:hits")),
+        Case("cachekit counter().incr() (redis)", hits.incr, baseline="raw redis-py INCR"),
+    ]
+
+
+def main() -> None:
+    os.sched_setaffinity(0, {CORE})
+    results = []
+    memory = CacheManager()
+    with scope(plugin="bench", tenant="acme", manager=memory):
+        cases = sync_memory_cases()
+        run_rounds(cases, rounds=15, ops=20_000)
+        results.append(report("sync hit, in-process store", cases))
+        loop = asyncio.new_event_loop()
+        cases = async_memory_cases(loop)
+        run_rounds(cases, rounds=15, ops=20_000)
+        results.append(report("async hit, in-process store", cases))
+        loop.close()
+    server = RedisServer("redis-server", workdir=Path("/tmp/cachekit-bench-redis"))
+    server.start()
+    try:
+        os.sched_setaffinity(server.pid, {CORE})  # type: ignore[arg-type]
+        config = {"backend": {"cache": {"store": "redis", "connection": server.url}}}
+        manager = CacheManager.from_config(config)
+        with scope(plugin="bench", tenant="acme", manager=manager):
+            cases = redis_cases(server.url, manager)
+            run_rounds(cases, rounds=15, ops=3_000)
+        results.append(report("Redis (same core as the server)", cases))
+    finally:
+        server.stop()
+    print("\n\n".join(results))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,471 @@
+"""Counters and rate limits in the current scope.
+
+::
+
+    hits = counter("hits")                   # module level: resolved per call
+    hits.incr()                              # atomic on every store
+    await hits.aincr()
+
+    limit = rate_limit("search", 10, per=1)  # 10 per second, per (plugin, tenant)
+    result = limit.hit()                     # RateLimitResult(allowed=..., remaining=...)
+
+    @rate_limited("export", 5, per=60, key=lambda request: request.client.host)
+    async def export(request): ...           # raises RateLimitExceeded -> a 429
+
+Both resolve the cache at call time from the bound scope (:func:`cachekit.current_cache`),
+so one module-level object serves every plugin and tenant, each with its own counts.
+
+Algorithms (``algorithm=``):
+
+* ``"fixed"`` — one counter per window of ``per`` seconds (one atomic ``incr``; a
+  refused hit is taken back with a ``decr``, so only allowed hits count).
+* ``"sliding"`` — the sliding-window counter: this window's count plus the previous
+  window's, weighted by how much of it still overlaps the last ``per`` seconds.
+* ``"gcra"`` — the generic cell rate algorithm: one key holding a timestamp, updated
+  atomically by the store (:mod:`cachekit.gcra`); smooth, with bursts of up to ``limit``.
+
+A store outage follows ``on_error``: ``"allow"`` (default: the cache is lossy, the limit
+is skipped, one warning per outage) or ``"deny"`` (fail closed).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final, Literal, TypeVar
+
+import wrapt
+
+from cachekit import gcra
+from cachekit.breaker import OutageLog
+from cachekit.cache import Cache
+from cachekit.codec import parse_int
+from cachekit.context import current_cache
+from cachekit.durations import TTL, store_ttl
+from cachekit.errors import CacheValueError, RateLimitExceeded, StoreError
+
+__all__ = ["Counter", "RateLimit", "RateLimitResult", "counter", "rate_limit", "rate_limited"]
+
+log = logging.getLogger("cachekit")
+
+F = TypeVar("F", bound=Callable[..., Any])
+Algorithm = Literal["fixed", "sliding", "gcra"]
+
+RATE_LIMIT_NAMESPACE: Final = "ratelimits"
+_ALGORITHMS: Final = ("fixed", "sliding", "gcra")
+
+
+class Counter:
+    """An atomic integer in the current scope (see :func:`counter`)."""
+
+    __slots__ = ("name", "namespace", "ttl")
+
+    def __init__(self, name: str, *, ttl: TTL | None = None, namespace: str = "counters") -> None:
+        if type(name) is not str or not name:
+            raise CacheValueError(f"a counter needs a non-empty str name, got {name!r}")
+        self.name = name
+        self.ttl = ttl
+        self.namespace = namespace
+
+    def __repr__(self) -> str:
+        return f"counter({self.name!r}, ttl={self.ttl!r}, namespace={self.namespace!r})"
+
+    def _cache(self) -> Cache:
+        return current_cache(self.namespace)
+
+    @staticmethod
+    def _int(value: Any) -> int:
+        if type(value) is not int:
+            raise CacheValueError(f"the counter holds {type(value).__name__}, not an integer")
+        return value
+
+    def incr(self, delta: int = 1) -> int:
+        """Add ``delta`` atomically; a new counter starts at ``delta`` with the TTL."""
+        return self._cache().incr(self.name, delta, self.ttl)
+
+    def decr(self, delta: int = 1) -> int:
+        """Subtract ``delta`` atomically (counters may go negative)."""
+        return self._cache().decr(self.name, delta, self.ttl)
+
+    def get(self) -> int:
+        """The current value (``0`` when the counter does not exist)."""
+        return self._int(self._cache().get(self.name, 0))
+
+    def reset(self) -> bool:
+        """Delete the counter; ``True`` if it existed."""
+        return self._cache().delete(self.name)
+
+    def expire(self, ttl: TTL) -> bool:
+        """Give the counter a new TTL (``0``: none); ``False`` if it does not exist."""
+        return self._cache().expire(self.name, ttl)
+
+    async def aincr(self, delta: int = 1) -> int:
+        """Async :meth:`incr`."""
+        return await self._cache().aincr(self.name, delta, self.ttl)
+
+    async def adecr(self, delta: int = 1) -> int:
+        """Async :meth:`decr`."""
+        return await self._cache().adecr(self.name, delta, self.ttl)
+
+    async def aget(self) -> int:
+        """Async :meth:`get`."""
+        return self._int(await self._cache().aget(self.name, 0))
+
+    async def areset(self) -> bool:
+        """Async :meth:`reset`."""
+        return await self._cache().adelete(self.name)
+
+    async def aexpire(self, ttl: TTL) -> bool:
+        """Async :meth:`expire`."""
+        return await self._cache().aexpire(self.name, ttl)
+
+
+def counter(name: str, *, ttl: TTL | None = None, namespace: str = "counters") -> Counter:
+    """An atomic counter named ``name`` in the current scope's ``namespace``.
+
+    :param ttl: set when the counter is created (an existing counter keeps its TTL).
+    """
+    return Counter(name, ttl=ttl, namespace=namespace)
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitResult:
+    """The outcome of a hit (or a peek).
+
+    :ivar allowed: whether the hit is allowed.
+    :ivar limit: hits allowed per period.
+    :ivar remaining: hits still allowed now.
+    :ivar reset_after: seconds until the limit is fully available again.
+    :ivar retry_after: seconds until a refused hit would be allowed (``0`` when allowed).
+    """
+
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_after: float
+    retry_after: float
+
+    def raise_for_limit(self, name: str = "rate limit") -> None:
+        """Raise :class:`RateLimitExceeded` unless allowed."""
+        if not self.allowed:
+            raise RateLimitExceeded(
+                f"{name} exceeded: {self.limit} allowed, retry in {self.retry_after:.1f}s",
+                limit=self.limit,
+                remaining=self.remaining,
+                retry_after=self.retry_after,
+                reset_after=self.reset_after,
+            )
+
+
+_outages = OutageLog()
+
+
+class RateLimit:
+    """``limit`` hits per ``per`` seconds in the current scope (see :func:`rate_limit`)."""
+
+    __slots__ = ("algorithm", "clock", "key", "limit", "name", "on_error", "per")
+
+    def __init__(
+        self,
+        name: str,
+        limit: int,
+        per: TTL,
+        *,
+        algorithm: Algorithm = "fixed",
+        key: str | None = None,
+        on_error: Literal["allow", "deny"] = "allow",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if type(name) is not str or not name:
+            raise CacheValueError(f"a rate limit needs a non-empty str name, got {name!r}")
+        if type(limit) is not int or limit < 1:
+            raise CacheValueError(f"limit must be an int >= 1, got {limit!r}")
+        seconds = store_ttl(per)
+        if seconds is None:
+            raise CacheValueError("per must be a positive period, got 0")
+        if algorithm not in _ALGORITHMS:
+            raise CacheValueError(f"algorithm must be one of {_ALGORITHMS}, got {algorithm!r}")
+        if on_error not in ("allow", "deny"):
+            raise CacheValueError(f"on_error must be 'allow' or 'deny', got {on_error!r}")
+        if key is not None and (type(key) is not str or not key):
+            raise CacheValueError(f"key must be a non-empty str, got {key!r}")
+        self.name = name
+        self.limit = limit
+        self.per = seconds
+        self.algorithm = algorithm
+        self.key = key
+        self.on_error = on_error
+        self.clock = clock
+
+    def __repr__(self) -> str:
+        return (
+            f"rate_limit({self.name!r}, {self.limit}, per={self.per}, "
+            f"algorithm={self.algorithm!r}, key={self.key!r}, on_error={self.on_error!r})"
+        )
+
+    # --- shared, I/O-free steps ---------------------------------------------------------
+
+    def _base(self) -> str:
+        return self.name if self.key is None else f"{self.name}|{self.key}"
+
+    def _windows(self, now: float) -> tuple[str, str, float]:
+        """(current window key, previous window key, seconds into the window)."""
+        index = math.floor(now / self.per)
+        base = self._base()
+        return f"{base}|{index}", f"{base}|{index - 1}", now - index * self.per
+
+    def _fixed(self, count: int, into: float) -> RateLimitResult:
+        allowed = count <= self.limit
+        reset = self.per - into
+        retry = 0.0 if allowed else reset
+        return RateLimitResult(allowed, self.limit, max(0, self.limit - count), reset, retry)
+
+    def _sliding(self, current: int, previous: int, into: float, cost: int) -> RateLimitResult:
+        """``current`` counts this window's hits including this one (of ``cost``)."""
+        per, limit = self.per, self.limit
+        used = previous * (1.0 - into / per) + current
+        allowed = used <= limit
+        retry = 0.0 if allowed else self._sliding_retry(current, previous, into, cost)
+        remaining = max(0, math.floor(limit - used))
+        return RateLimitResult(allowed, limit, remaining, 2 * per - into, retry)
+
+    def _sliding_retry(self, current: int, previous: int, into: float, cost: int) -> float:
+        per, limit = self.per, self.limit
+        if previous and current <= limit:
+            # this window: previous * (1 - (into + t) / per) + current <= limit
+            wait = per * (1 - (limit - current) / previous) - into
+            if wait <= per - into:
+                return max(0.0, wait)
+        # next window: this window's allowed hits become the weighted previous ones
+        kept = current - cost
+        later = per * (1 - (limit - cost) / kept) if kept > 0 else 0.0
+        return per - into + max(0.0, later)
+
+    def _gcra_params(self) -> tuple[int, int]:
+        period = round(self.per * 1e6)
+        return max(1, period // self.limit), period
+
+    def _gcra(self, allowed: bool, tat: int, now: int) -> RateLimitResult:
+        interval, period = self._gcra_params()
+        remaining = max(0, (now + period - tat) // interval)
+        retry = 0.0 if allowed else max(0.0, (tat + interval - period - now) / 1e6)
+        return RateLimitResult(allowed, self.limit, remaining, max(0, tat - now) / 1e6, retry)
+
+    def _failed(self, exc: StoreError, store: object) -> RateLimitResult:
+        if _outages.first_failure(store):
+            log.warning(
+                "cachekit: rate limit %r %s hits while the store fails: %s",
+                self.name,
+                "allows" if self.on_error == "allow" else "denies",
+                exc,
+            )
+        if self.on_error == "allow":
+            return RateLimitResult(True, self.limit, self.limit, 0.0, 0.0)
+        return RateLimitResult(False, self.limit, 0, self.per, self.per)
+
+    @staticmethod
+    def _ok(cache: Cache) -> None:
+        if _outages.active:
+            _outages.recovered(cache.store)
+
+    # --- sync -------------------------------------------------------------------------
+
+    def hit(self, cost: int = 1) -> RateLimitResult:
+        """Consume ``cost`` hits (if allowed) and report the outcome."""
+        cache = current_cache(RATE_LIMIT_NAMESPACE)
+        now = self.clock()
+        try:
+            if self.algorithm == "gcra":
+                interval, period = self._gcra_params()
+                now_us = round(now * 1e6)
+                full = cache.full_key(self._base())
+                allowed, tat = cache.store.gcra(full, now_us, interval, period, cost)
+                result = self._gcra(allowed, tat, now_us)
+            else:
+                current, previous, into = self._windows(now)
+                count = cache.incr(current, cost, ttl=2 * self.per)
+                if self.algorithm == "fixed":
+                    result = self._fixed(count, into)
+                else:
+                    result = self._sliding(count, _count(cache.get(previous, 0)), into, cost)
+                if not result.allowed:  # a refused hit does not count
+                    cache.decr(current, cost)
+        except StoreError as exc:
+            return self._failed(exc, cache.store)
+        self._ok(cache)
+        return result
+
+    def peek(self) -> RateLimitResult:
+        """The outcome a hit would have now, without consuming anything."""
+        cache = current_cache(RATE_LIMIT_NAMESPACE)
+        now = self.clock()
+        try:
+            if self.algorithm == "gcra":
+                tat = _count(cache.get(self._base(), 0)) or None
+                return self._peek_gcra(tat, now)
+            current, previous, into = self._windows(now)
+            found = cache.get_many([current, previous])
+            return self._peek_windows(found, current, previous, into)
+        except StoreError as exc:
+            return self._failed(exc, cache.store)
+
+    def reset(self) -> None:
+        """Forget every hit counted so far."""
+        current_cache(RATE_LIMIT_NAMESPACE).delete_many(self._reset_keys())
+
+    # --- async ------------------------------------------------------------------------
+
+    async def ahit(self, cost: int = 1) -> RateLimitResult:
+        """Async :meth:`hit`."""
+        cache = current_cache(RATE_LIMIT_NAMESPACE)
+        now = self.clock()
+        try:
+            if self.algorithm == "gcra":
+                interval, period = self._gcra_params()
+                now_us = round(now * 1e6)
+                full = cache.full_key(self._base())
+                allowed, tat = await cache.store.agcra(full, now_us, interval, period, cost)
+                result = self._gcra(allowed, tat, now_us)
+            else:
+                current, previous, into = self._windows(now)
+                count = await cache.aincr(current, cost, ttl=2 * self.per)
+                if self.algorithm == "fixed":
+                    result = self._fixed(count, into)
+                else:
+                    prev = _count(await cache.aget(previous, 0))
+                    result = self._sliding(count, prev, into, cost)
+                if not result.allowed:  # a refused hit does not count
+                    await cache.adecr(current, cost)
+        except StoreError as exc:
+            return self._failed(exc, cache.store)
+        self._ok(cache)
+        return result
+
+    async def apeek(self) -> RateLimitResult:
+        """Async :meth:`peek`."""
+        cache = current_cache(RATE_LIMIT_NAMESPACE)
+        now = self.clock()
+        try:
+            if self.algorithm == "gcra":
+                tat = _count(await cache.aget(self._base(), 0)) or None
+                return self._peek_gcra(tat, now)
+            current, previous, into = self._windows(now)
+            found = await cache.aget_many([current, previous])
+            return self._peek_windows(found, current, previous, into)
+        except StoreError as exc:
+            return self._failed(exc, cache.store)
+
+    async def areset(self) -> None:
+        """Async :meth:`reset`."""
+        await current_cache(RATE_LIMIT_NAMESPACE).adelete_many(self._reset_keys())
+
+    # --- peeks and resets share these -------------------------------------------------
+
+    def _peek_gcra(self, tat: int | None, now: float) -> RateLimitResult:
+        interval, period = self._gcra_params()
+        now_us = round(now * 1e6)
+        allowed, _ = gcra.step(tat, now_us, interval, period, 1)
+        current = now_us if tat is None or tat < now_us else tat
+        return self._gcra(allowed, current, now_us)
+
+    def _peek_windows(
+        self, found: dict[str, Any], current: str, previous: str, into: float
+    ) -> RateLimitResult:
+        count = _count(found.get(current, 0))
+        if self.algorithm == "fixed":
+            result = self._fixed(count + 1, into)
+        else:
+            result = self._sliding(count + 1, _count(found.get(previous, 0)), into, 1)
+        # evaluated as if one more hit came; `remaining` is reported before that hit
+        remaining = result.remaining + 1 if result.allowed else 0
+        return RateLimitResult(
+            result.allowed, self.limit, remaining, result.reset_after, result.retry_after
+        )
+
+    def _reset_keys(self) -> list[str]:
+        if self.algorithm == "gcra":
+            return [self._base()]
+        current, previous, _ = self._windows(self.clock())
+        return [current, previous]
+
+
+def _count(value: Any) -> int:
+    if type(value) is int:
+        return value
+    if isinstance(value, bytes):
+        parsed = parse_int(value)
+        if parsed is not None:
+            return parsed
+    raise CacheValueError(f"a rate-limit key holds {type(value).__name__}, not an integer")
+
+
+def rate_limit(
+    name: str,
+    limit: int,
+    per: TTL,
+    *,
+    algorithm: Algorithm = "fixed",
+    key: str | None = None,
+    on_error: Literal["allow", "deny"] = "allow",
+) -> RateLimit:
+    """A limit of ``limit`` hits per ``per`` seconds, counted in the current scope (so per
+    plugin and tenant) and, with ``key``, per user, IP or anything else within it.
+
+    :raises CacheValueError: a bad name, limit, period, algorithm or on_error.
+    """
+    return RateLimit(name, limit, per, algorithm=algorithm, key=key, on_error=on_error)
+
+
+def rate_limited(
+    name: str,
+    limit: int,
+    per: TTL,
+    *,
+    algorithm: Algorithm = "fixed",
+    key: str | Callable[..., str] | None = None,
+    on_error: Literal["allow", "deny"] = "allow",
+) -> Callable[[F], F]:
+    """Decorate an endpoint (``def`` or ``async def``) so each call takes a hit and a
+    refused one raises :class:`RateLimitExceeded` — which the middlewares and the
+    framework hooks in :mod:`cachekit.http` turn into a 429 with ``Retry-After`` and
+    ``RateLimit-*`` headers.
+
+    :param key: a fixed str, or a callable with the endpoint's arguments returning the
+        key (per user, per client address).
+    """
+    fixed_key = None if callable(key) else key
+    fixed = RateLimit(name, limit, per, algorithm=algorithm, key=fixed_key, on_error=on_error)
+
+    def limit_for(args: tuple[Any, ...], kwargs: dict[str, Any]) -> RateLimit:
+        if not callable(key):
+            return fixed
+        return RateLimit(
+            name, limit, per, algorithm=algorithm, key=key(*args, **kwargs), on_error=on_error
+        )
+
+    def decorate(fn: F) -> F:
+        if inspect.iscoroutinefunction(fn):
+
+            @wrapt.decorator
+            async def async_wrapper(
+                wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+            ) -> Any:
+                (await limit_for(args, kwargs).ahit()).raise_for_limit(name)
+                return await wrapped(*args, **kwargs)
+
+            return async_wrapper(fn)  # type: ignore[return-value]
+
+        @wrapt.decorator
+        def sync_wrapper(
+            wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+        ) -> Any:
+            limit_for(args, kwargs).hit().raise_for_limit(name)
+            return wrapped(*args, **kwargs)
+
+        return sync_wrapper(fn)  # type: ignore[return-value]
+
+    return decorate

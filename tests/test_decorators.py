@@ -1,0 +1,582 @@
+"""@cached on the memory store: keys, helpers, stampedes, locks, staleness, outages."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import inspect
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from flaky_store import FlakyStore
+
+import cachekit.decorators as decorators
+from cachekit import CacheManager
+from cachekit.codec import MISS
+from cachekit.context import current_cache, scope
+from cachekit.decorators import cached
+from cachekit.errors import CacheKeyError, NoScopeError, StoreUnavailable
+from cachekit.stores.memory import MemoryStore
+from cachekit.testing import FakeClock
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    """One fake clock for the memory store's TTLs and @cached's freshness checks."""
+    fake = FakeClock(1_700_000_000.0)
+    monkeypatch.setattr(decorators, "_wall", fake)
+    return fake
+
+
+@pytest.fixture
+def manager(clock: FakeClock) -> CacheManager:
+    return CacheManager(store=MemoryStore(clock=clock))
+
+
+@pytest.fixture
+def bound(manager: CacheManager) -> Iterator[CacheManager]:
+    with scope(plugin="catalog", tenant="acme", manager=manager):
+        yield manager
+
+
+class Calls:
+    """A function body that records its calls."""
+
+    def __init__(self) -> None:
+        self.args: list[Any] = []
+
+    def __call__(self, *args: Any) -> Any:
+        self.args.append(args)
+        return args
+
+    @property
+    def count(self) -> int:
+        return len(self.args)
+
+
+def test_sync_function_is_computed_once(bound: CacheManager) -> None:
+    """A second call with the same arguments is served from the cache."""
+    calls = Calls()
+
+    @cached(ttl=60)
+    def double(x: int) -> int:
+        calls(x)
+        return 2 * x
+
+    assert [double(2), double(2), double(3)] == [4, 4, 6]
+    assert calls.count == 2
+
+
+def test_async_function_is_computed_once(bound: CacheManager) -> None:
+    """Async functions are cached the same way."""
+    calls = Calls()
+
+    @cached(ttl=60)
+    async def double(x: int) -> int:
+        calls(x)
+        return 2 * x
+
+    async def run() -> list[int]:
+        return [await double(2), await double(2)]
+
+    assert asyncio.run(run()) == [4, 4]
+    assert calls.count == 1
+
+
+def test_wrapper_tells_the_truth_about_the_function() -> None:
+    """Signature, __wrapped__, name and coroutine-ness are those of the original."""
+
+    async def original(a: int, b: str = "x") -> str:
+        return b * a
+
+    wrapped = cached()(original)
+    assert inspect.iscoroutinefunction(wrapped)
+    assert inspect.signature(wrapped) == inspect.signature(original)
+    assert wrapped.__wrapped__ is original
+    assert wrapped.__name__ == "original"
+    assert wrapped.uncached is original  # type: ignore[attr-defined]
+    assert not inspect.iscoroutinefunction(cached()(lambda: 1))
+
+
+def test_key_ignores_keyword_order_and_applies_defaults(bound: CacheManager) -> None:
+    """f(1), f(1, 2), f(a=1, b=2) and f(b=2, a=1) are one entry; f(1, 3) another."""
+    calls = Calls()
+
+    @cached()
+    def f(a: int, b: int = 2) -> int:
+        calls(a, b)
+        return a + b
+
+    f(1)
+    f(1, 2)
+    f(a=1, b=2)
+    f(b=2, a=1)
+    f(1, 3)
+    assert calls.args == [(1, 2), (1, 3)]
+
+
+def test_methods_drop_self_and_cls(bound: CacheManager) -> None:
+    """Instance, class and static methods cache by their arguments only."""
+    calls = Calls()
+
+    class Repo:
+        @cached()
+        def get(self, x: int) -> int:
+            calls("get", x)
+            return x
+
+        @cached()
+        @classmethod
+        def build(cls, x: int) -> int:
+            calls("build", x)
+            return x
+
+        @cached()
+        @staticmethod
+        def pure(x: int) -> int:
+            calls("pure", x)
+            return x
+
+    a, b = Repo(), Repo()
+    assert [a.get(1), b.get(1), Repo.build(2), a.build(2), Repo.pure(3), a.pure(3)] == [
+        1,
+        1,
+        2,
+        2,
+        3,
+        3,
+    ]
+    assert calls.args == [("get", 1), ("build", 2), ("pure", 3)]
+    assert a.get.invalidate(1) is True
+    assert Repo.build.invalidate(2) is True
+    a.get(1)
+    assert calls.count == 4
+
+
+def test_identity_based_argument_is_refused(bound: CacheManager) -> None:
+    """An argument whose repr is its address raises CacheKeyError pointing at key=/ignore=."""
+
+    @cached()
+    def f(obj: object) -> int:
+        return 1
+
+    with pytest.raises(CacheKeyError, match=r"key=.*ignore="):
+        f(object())
+
+
+def test_ignore_and_custom_keys(bound: CacheManager) -> None:
+    """ignore= leaves arguments out; key= as callable or template builds the key."""
+    calls = Calls()
+
+    @cached(ignore=("request",))
+    def by_user(user_id: int, request: object) -> int:
+        calls(user_id)
+        return user_id
+
+    by_user(1, object())
+    by_user(1, object())
+
+    @cached(key=lambda user, **_: f"user:{user['id']}")
+    def profile(user: dict[str, Any], verbose: bool = False) -> str:
+        calls("profile")
+        return str(user["id"])
+
+    profile({"id": 7})
+    profile({"id": 7}, verbose=True)
+
+    @cached(key="item:{item_id}")
+    def item(item_id: int, lang: str = "en") -> int:
+        calls("item")
+        return item_id
+
+    item(5)
+    item(5, lang="de")
+    assert calls.count == 3
+    assert current_cache(f"{__name__}.test_ignore_and_custom_keys.<locals>.item").get("item:5") == 5
+
+
+def test_ignore_unknown_argument_fails_when_applied() -> None:
+    """ignore= naming no parameter is an error at decoration time."""
+    with pytest.raises(CacheKeyError, match="nope"):
+        cached(ignore=("nope",))(lambda x: x)
+
+
+def test_long_keys_are_hashed_and_stay_distinct(bound: CacheManager) -> None:
+    """Arguments that make a key over 200 characters are hashed; different ones stay apart."""
+
+    @cached(namespace="long")
+    def f(text: str) -> str:
+        return text[-1]
+
+    a, b = "x" * 300 + "a", "x" * 300 + "b"
+    assert (f(a), f(b)) == ("a", "b")
+    keys = list(bound.store._data)  # type: ignore[attr-defined]
+    assert all(len(k) < 200 for k in keys)
+
+
+def test_rich_arguments_make_stable_keys(bound: CacheManager) -> None:
+    """Lists, dicts (any order), sets, tuples, enums and dataclasses key deterministically."""
+    import dataclasses
+    import enum
+
+    class Color(enum.Enum):
+        RED = 1
+
+    @dataclasses.dataclass
+    class Point:
+        x: int
+
+    calls = Calls()
+
+    @cached()
+    def f(*args: Any, **kwargs: Any) -> int:
+        calls()
+        return 1
+
+    f([1, {"b": 2, "a": 1}], {3, 1}, Color.RED, Point(1), k=(1,))
+    f([1, {"a": 1, "b": 2}], {1, 3}, Color.RED, Point(1), k=(1,))
+    assert calls.count == 1
+    f([1, {"a": 1, "b": 2}], {1, 3}, Color.RED, Point(2), k=(1,))
+    assert calls.count == 2
+
+
+def test_ttl_forms(bound: CacheManager, clock: FakeClock) -> None:
+    """ttl accepts seconds, timedelta or a callable of the result."""
+    calls = Calls()
+
+    @cached(ttl=timedelta(seconds=10))
+    def a() -> int:
+        calls("a")
+        return 1
+
+    @cached(ttl=lambda result: result)
+    def b(seconds: int) -> int:
+        calls("b")
+        return seconds
+
+    a()
+    b(5)
+    b(100)
+    clock.advance(20)
+    a()
+    b(5)
+    b(100)
+    assert calls.args == [("a",), ("b",), ("b",), ("a",), ("b",)]
+
+
+def test_unless_and_cache_none(bound: CacheManager) -> None:
+    """unless(result) and cache_none=False skip storing."""
+    calls = Calls()
+
+    @cached(unless=lambda r: r < 0)
+    def f(x: int) -> int:
+        calls(x)
+        return x
+
+    @cached(cache_none=False)
+    def g() -> None:
+        calls("g")
+
+    @cached()
+    def h() -> None:
+        calls("h")
+
+    for _ in range(2):
+        f(-1)
+        f(1)
+        g()
+        h()
+    assert calls.args == [(-1,), (1,), ("g",), ("h",), (-1,), ("g",)]
+
+
+def test_invalidate_and_refresh(bound: CacheManager) -> None:
+    """invalidate deletes the entry; refresh recomputes and stores it."""
+    state = {"n": 0}
+
+    @cached()
+    def f(x: int) -> int:
+        state["n"] += 1
+        return state["n"]
+
+    assert f(1) == 1
+    assert f.invalidate(1) is True  # type: ignore[attr-defined]
+    assert f.invalidate(1) is False  # type: ignore[attr-defined]
+    assert f(1) == 2
+    assert f.refresh(1) == 3  # type: ignore[attr-defined]
+    assert f(1) == 3
+
+
+def test_async_helpers(bound: CacheManager) -> None:
+    """ainvalidate and refresh work on async functions."""
+    state = {"n": 0}
+
+    @cached()
+    async def f() -> int:
+        state["n"] += 1
+        return state["n"]
+
+    async def run() -> list[Any]:
+        return [await f(), await f.ainvalidate(), await f(), await f.refresh(), await f()]  # type: ignore[attr-defined]
+
+    assert asyncio.run(run()) == [1, True, 2, 3, 3]
+
+
+def test_tenants_and_plugins_do_not_share_entries(manager: CacheManager) -> None:
+    """The same call caches separately per tenant and per plugin."""
+    calls = Calls()
+
+    @cached()
+    def f(x: int) -> int:
+        calls(x)
+        return x
+
+    for plugin, tenant in [("a", "t1"), ("a", "t2"), ("b", "t1"), ("a", None), ("a", "t1")]:
+        with scope(plugin=plugin, tenant=tenant, manager=manager):
+            f(1)
+    assert calls.count == 4
+
+
+def test_default_namespace_is_module_and_qualname(bound: CacheManager) -> None:
+    """Without namespace=, entries live in the namespace '<module>.<qualname>'."""
+
+    @cached()
+    def f() -> str:
+        return "v"
+
+    f()
+    ns = current_cache(f"{__name__}.test_default_namespace_is_module_and_qualname.<locals>.f")
+    assert ns.get("()") == "v"
+
+
+def test_no_scope_raises(manager: CacheManager) -> None:
+    """Calling outside any scope says how to bind one."""
+
+    @cached()
+    def f() -> int:
+        return 1
+
+    with pytest.raises(NoScopeError, match="scope"):
+        f()
+
+
+def test_asyncio_stampede_computes_once(bound: CacheManager) -> None:
+    """100 concurrent asyncio callers of one cold key run the function once."""
+    calls = Calls()
+
+    @cached()
+    async def slow(x: int) -> int:
+        calls(x)
+        await asyncio.sleep(0.05)
+        return x
+
+    async def run() -> list[int]:
+        return await asyncio.gather(*(slow(7) for _ in range(100)))
+
+    assert asyncio.run(run()) == [7] * 100
+    assert calls.count == 1
+
+
+def test_thread_stampede_computes_once(bound: CacheManager) -> None:
+    """50 threads on one cold key run the function once."""
+    calls = Calls()
+    barrier = threading.Barrier(50)
+
+    @cached()
+    def slow(x: int) -> int:
+        calls(x)
+        time.sleep(0.05)
+        return x
+
+    results: list[int] = []
+
+    def worker() -> None:
+        barrier.wait()
+        results.append(slow(3))
+
+    threads = [
+        threading.Thread(target=contextvars.copy_context().run, args=(worker,)) for _ in range(50)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [3] * 50
+    assert calls.count == 1
+    assert slow.invalidate.__self__.policy.locks == {}  # type: ignore[attr-defined]
+
+
+def test_failed_computation_reaches_every_waiter_and_is_not_cached(bound: CacheManager) -> None:
+    """When the first caller fails, its waiters get the error and the next call retries."""
+    calls = Calls()
+
+    @cached()
+    async def boom() -> int:
+        calls()
+        await asyncio.sleep(0.01)
+        raise ValueError("nope")
+
+    async def run() -> list[Any]:
+        return await asyncio.gather(*(boom() for _ in range(5)), return_exceptions=True)
+
+    assert all(isinstance(r, ValueError) for r in asyncio.run(run()))
+    assert calls.count == 1
+    asyncio.run(run())
+    assert calls.count == 2
+
+
+def test_cross_process_lock_waits_for_the_holder(bound: CacheManager) -> None:
+    """With lock=True a caller that finds the store lock held polls for the value the
+    holder writes, instead of computing it."""
+    calls = Calls()
+
+    @cached(namespace="locked", lock=True)
+    def f() -> str:
+        calls()
+        return "mine"
+
+    cache = current_cache("locked")
+    assert cache.add("()|lock", "other-process", ttl=10)
+    got: list[str] = []
+    thread = threading.Thread(
+        target=contextvars.copy_context().run, args=(lambda: got.append(f()),)
+    )
+    thread.start()
+    time.sleep(0.05)
+    cache.set("()", "theirs")
+    thread.join()
+    assert got == ["theirs"]
+    assert calls.count == 0
+
+
+def test_cross_process_lock_gives_up_after_lock_timeout(bound: CacheManager) -> None:
+    """A waiter whose holder never writes computes itself after lock_timeout."""
+
+    @cached(namespace="stuck", lock=True, lock_timeout=0.1)
+    def f() -> str:
+        return "computed"
+
+    assert current_cache("stuck").add("()|lock", "dead-process", ttl=10)
+    assert f() == "computed"
+
+
+def test_lock_is_released_after_computing(bound: CacheManager) -> None:
+    """The holder deletes its lock once the value is stored."""
+
+    @cached(namespace="rel", lock=True)
+    async def f() -> str:
+        return "v"
+
+    assert asyncio.run(f()) == "v"
+    assert current_cache("rel").get("()|lock", MISS) is MISS
+
+
+def test_stale_while_revalidate_async(bound: CacheManager, clock: FakeClock) -> None:
+    """Past ttl but within stale_ttl the old value is served at once and refreshed once."""
+    state = {"n": 0}
+
+    @cached(ttl=10, stale_ttl=60)
+    async def f() -> int:
+        state["n"] += 1
+        return state["n"]
+
+    async def run() -> list[int]:
+        first = await f()
+        clock.advance(15)
+        stale = [await f() for _ in range(5)]
+        await asyncio.sleep(0.01)  # let the background refresh finish
+        return [first, *stale, await f()]
+
+    assert asyncio.run(run()) == [1, 1, 1, 1, 1, 1, 2]
+    assert state["n"] == 2
+    clock.advance(100)  # beyond ttl + stale_ttl: a plain miss
+    assert asyncio.run(f()) == 3  # type: ignore[arg-type]
+
+
+def test_stale_while_revalidate_sync(bound: CacheManager, clock: FakeClock) -> None:
+    """Sync functions refresh a stale entry in a background thread with the same scope."""
+    state = {"n": 0}
+    refreshed = threading.Event()
+
+    @cached(ttl=10, stale_ttl=60)
+    def f() -> int:
+        state["n"] += 1
+        if state["n"] > 1:
+            refreshed.set()
+        return state["n"]
+
+    assert f() == 1
+    clock.advance(15)
+    assert f() == 1
+    assert refreshed.wait(2)
+    for _ in range(100):  # the refresh stores right after computing
+        if f() == 2:
+            break
+        time.sleep(0.01)
+    assert f() == 2
+
+
+def test_store_outage_fails_open_with_one_warning(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With the store down the function is called every time, one warning per outage."""
+    store = FlakyStore(clock=clock)
+    manager = CacheManager(store=store)
+    calls = Calls()
+
+    @cached()
+    def f(x: int) -> int:
+        calls(x)
+        return x * 10
+
+    with scope(plugin="p", manager=manager), caplog.at_level(logging.WARNING, "cachekit"):
+        assert f(1) == 10
+        store.down = True
+        assert [f(1) for _ in range(5)] == [10] * 5
+        store.down = False
+        assert f(2) == 20
+        store.down = True
+        f(3)
+    assert calls.count == 8
+    warnings = [r for r in caplog.records if "calls through" in r.getMessage()]
+    assert len(warnings) == 2  # two outages
+
+
+def test_async_outage_fails_open(clock: FakeClock) -> None:
+    """Async @cached also calls through a dead store."""
+    store = FlakyStore(clock=clock)
+    store.down = True
+
+    @cached()
+    async def f() -> str:
+        return "fresh"
+
+    async def run() -> str:
+        with scope(plugin="p", manager=CacheManager(store=store)):
+            return await f()
+
+    assert asyncio.run(run()) == "fresh"
+
+
+def test_fail_open_can_be_turned_off(clock: FakeClock) -> None:
+    """With failOpen: false a store error propagates."""
+    store = FlakyStore(clock=clock)
+    manager = CacheManager.from_config({"backend": {"cache": {"failOpen": False}}}, store=store)
+    store.down = True
+
+    @cached()
+    def f() -> int:
+        return 1
+
+    with scope(plugin="p", manager=manager), pytest.raises(StoreUnavailable):
+        f()
+
+
+def test_bad_lock_timeout() -> None:
+    """lock_timeout must be positive."""
+    with pytest.raises(ValueError, match="lock_timeout"):
+        cached(lock=True, lock_timeout=0)
