@@ -672,6 +672,14 @@ def test_connection_forms(connection: Any, expected: list[tuple[str, int, str | 
     assert [(s.host, s.port, s.username) for s in servers] == expected
 
 
+def test_each_list_item_is_one_server() -> None:
+    """In a list a comma belongs to the item (a password may hold one): one server each."""
+    store = MemcacheStore(["u:p,q@a:1", MemcacheServer("b", 2, "u", "p")])
+    assert store.servers == ("a:1", "b:2")
+    with pytest.raises(ConfigError, match="twice"):
+        MemcacheStore(["a:1", "a:1"])
+
+
 def test_password_keeps_colons_and_at_signs() -> None:
     """The password is everything between the first ':' and the last '@'."""
     (server,) = parse_servers("user:p:a@s@host:1")

@@ -492,9 +492,12 @@ def _store_error(exc: Exception, address: str, timeout: float) -> Exception:
         return StoreTimeout(
             f"memcache server {address} did not answer within {timeout}s", store=STORE_NAME
         )
-    detail = " ".join(
-        a.decode(errors="replace") if isinstance(a, bytes) else str(a) for a in exc.args
-    )
+    if any(isinstance(a, bytes) for a in exc.args):  # pymemcache's server replies
+        detail = " ".join(
+            a.decode(errors="replace") if isinstance(a, bytes) else str(a) for a in exc.args
+        )
+    else:
+        detail = str(exc)
     return StoreUnavailable(
         f"memcache server {address}: {detail or 'connection closed unexpectedly'}",
         store=STORE_NAME,
@@ -670,8 +673,12 @@ class _TextClient:
         self._run(_PymemcacheClient.version)
 
     def close(self) -> None:
-        idle, self._idle = self._idle, []
-        for client in idle:
+        idle = self._idle  # emptied in place: a call in flight puts its client back here
+        while idle:
+            try:
+                client = idle.pop()
+            except IndexError:
+                break
             client.close()
 
 
@@ -928,8 +935,9 @@ class MemcacheStore(BaseStore):
     SASL or ASCII-authenticated. See the module documentation for how it maps cachekit's
     semantics onto memcached.
 
-    :param servers: ``"host:port"``, ``"user:password@host:port"``, a comma-separated string
-        or a sequence of those (or of :class:`MemcacheServer`).
+    :param servers: ``"host:port"``, ``"user:password@host:port"`` or a comma-separated
+        string of them, or a sequence with one server per item (a string or a
+        :class:`MemcacheServer`).
     :param auth: ``None`` (SASL when credentials are given), ``"sasl"`` or ``"ascii"``.
     :param max_value_size: largest item (value + key + 64 bytes), as memcached's ``-I``.
     :param generation_refresh: seconds a scope's generations are cached in this process:
@@ -998,7 +1006,7 @@ class MemcacheStore(BaseStore):
         if isinstance(servers, str):
             return parse_servers(servers, "servers")
         parsed = [
-            s if isinstance(s, MemcacheServer) else parse_servers(s, f"servers[{i}]")[0]
+            s if isinstance(s, MemcacheServer) else MemcacheServer.parse(s, f"servers[{i}]")
             for i, s in enumerate(servers)
         ]
         if not parsed:
