@@ -102,6 +102,8 @@ class CacheMiddleware:
         )
 
     async def __call__(self, scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
+        """Handle one ASGI connection: bind the scope of ``http`` and ``websocket``
+        requests (or refuse them), manage the store on ``lifespan``, pass others through."""
         kind = scope["type"]
         if kind == "http" or kind == "websocket":
             manager = self.manager

@@ -92,6 +92,7 @@ class CacheMiddleware:
         )
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        """Handle one request (PEP 3333): refuse it, or run the app in its scope."""
         manager = self.manager if self.manager is not None else active_manager()
         result = self.resolver.resolve_wsgi(environ, manager)
         if isinstance(result, Rejection):
@@ -101,8 +102,10 @@ class CacheMiddleware:
             response = self.app(environ, start_response)
         finally:
             unbind(token)
-        if isinstance(response, list | tuple):
-            return response  # already complete: no app code runs while it is sent
+        if isinstance(response, list | tuple) or type(response) is environ.get("wsgi.file_wrapper"):
+            # Complete, or a file the server sends itself (keep its fast path): no app
+            # code runs while it is sent.
+            return response
         return ScopedResponse(response, result)
 
     def close(self) -> None:

@@ -16,6 +16,7 @@ import pytest
 import uvicorn
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from starlette.routing import Mount, Route, WebSocketRoute
@@ -495,6 +496,24 @@ async def test_background_task_runs_in_the_request_scope(
     await client.put("/api/catalog/items/k", json=2, headers={"X-Tenant-ID": "acme"})
     assert manager.for_plugin("catalog", "acme").get("background-writes") == 2
     assert manager.for_plugin("catalog", None).get("background-writes") is None
+
+
+async def test_usable_in_starlettes_middleware_list(manager: CacheManager) -> None:
+    """Middleware(CacheMiddleware, ...) in Starlette's middleware list binds the scope."""
+
+    async def endpoint(request: Request) -> JSONResponse:
+        return JSONResponse({"tenant": current_scope().tenant})
+
+    app = Starlette(
+        routes=[Route("/", endpoint)],
+        middleware=[
+            Middleware(CacheMiddleware, manager=manager, plugin="p", tenant=header("X-Tenant-ID"))
+        ],
+    )
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        answer = await client.get("/", headers={"X-Tenant-ID": "acme"})
+    assert answer.json() == {"tenant": "acme"}
 
 
 # --- over HTTP: a real uvicorn server ------------------------------------------------------

@@ -112,6 +112,30 @@ def test_complete_responses_are_passed_through_unwrapped(manager: CacheManager) 
     assert isinstance(response, list)
 
 
+def test_server_file_wrapper_is_passed_through(manager: CacheManager) -> None:
+    """A response made with the server's wsgi.file_wrapper is returned as is, so the
+    server keeps its fast path for sending files."""
+
+    class FileWrapper:
+        def __init__(self, data: bytes) -> None:
+            self.data = data
+
+        def __iter__(self) -> Iterator[bytes]:
+            yield self.data
+
+    def app(env: Environ, start_response: Any) -> Iterable[bytes]:
+        start_response("200 OK", [])
+        return FileWrapper(b"file")
+
+    middleware = CacheMiddleware(app, manager, plugin="catalog")
+    env = environ()
+    env["wsgi.file_wrapper"] = FileWrapper
+    response = middleware(env, StartResponse())
+    assert isinstance(response, FileWrapper)
+    response = middleware(environ(), StartResponse())  # without the server's wrapper type
+    assert isinstance(response, ScopedResponse)
+
+
 def test_generator_body_and_close_run_in_the_scope(manager: CacheManager) -> None:
     """A generator response reads the cache while the server iterates it, after the app
     returned; its cleanup runs in the scope at close(); nothing stays bound after."""
