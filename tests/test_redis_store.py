@@ -253,7 +253,16 @@ def test_valkey_store_uses_the_valkey_client_and_its_prefix() -> None:
 
 @pytest.mark.parametrize(
     ("ttl", "ms"),
-    [(1.0, 1000), (0.3, 300), (2.3, 2300), (0.0001, 1), (1e-9, 1), (1.0005, 1001), (1e30, 10**15)],
+    [
+        (1.0, 1000),
+        (0.3, 300),
+        (1.1, 1100),
+        (2.3, 2300),
+        (0.0001, 1),
+        (1e-9, 1),
+        (1.0005, 1001),
+        (1e30, 10**15),
+    ],
 )
 def test_ttl_goes_out_as_milliseconds_rounded_up(ttl: float, ms: int) -> None:
     """TTLs become whole milliseconds rounded up (never 0), clamped below Redis's limit."""
@@ -768,3 +777,39 @@ def test_one_async_client_per_event_loop(redis_server: RedisServer) -> None:
     assert len({id(c) for c in seen}) == 3
     cache.clear()
     store.close()
+
+
+@pytest.mark.parametrize("topology", ["cluster", "sentinel"])
+def test_valkey_client_library_drives_cluster_and_sentinel(
+    request: pytest.FixtureRequest, topology: str
+) -> None:
+    """store: valkey with valkey.cluster / valkey.sentinel builds valkey-py's cluster and
+    sentinel clients, which work sync and async (here against the Redis topologies)."""
+    section: dict[str, Any]
+    if topology == "cluster":
+        cluster = request.getfixturevalue("redis_cluster")
+        section = {"cluster": {"rootNodes": [{"url": u} for u in cluster.root_urls]}}
+    else:
+        setup = request.getfixturevalue("redis_sentinel")
+        sentinels = [f"{host}:{port}" for host, port in setup.sentinels]
+        section = {"sentinel": {"sentinels": sentinels, "masterName": setup.master_name}}
+    manager = manager_for({"store": "valkey", "valkey": {**section, "keyPrefix": "vk:"}})
+    cache = manager.for_plugin("vk", tenant="t")
+    assert type(manager.store.client()).__module__.startswith("valkey")  # type: ignore[attr-defined]
+    cache.set_many({"a": 1, "b": 2}, ttl=60)
+    assert cache.incr("a", 4, ttl=60) == 5
+
+    async def async_side() -> tuple[Any, ...]:
+        values = (
+            await asyncio.gather(*(cache.aincr("n", ttl=60) for _ in range(20))),
+            await cache.aget_many(["a", "b"]),
+            await cache.aclear(),
+        )
+        await manager.aclose()
+        return values
+
+    counts, found, removed = asyncio.run(async_side())
+    assert sorted(counts) == list(range(1, 21))
+    assert found == {"a": 5, "b": 2}
+    assert removed == 3
+    manager.close()

@@ -57,6 +57,7 @@ import threading
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
+from math import ceil
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final, Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -159,7 +160,9 @@ class _Driver:
         """Cluster-client arguments that switch the library's own retries off."""
         options: dict[str, Any] = {"retry": self.no_retry(asynchronous=asynchronous)}
         if self.module == "valkey":  # valkey-py still counts retries in these
-            options["cluster_error_retry_attempts"] = 0
+            # ...but its asyncio cluster pipeline runs range(attempts) times: 0 would never
+            # send anything, so it gets 1 (one retry after a topology refresh).
+            options["cluster_error_retry_attempts"] = 1 if asynchronous else 0
             if asynchronous:
                 options["connection_error_retry_attempts"] = 0
         return options
@@ -421,7 +424,8 @@ class _ClientSpec:
                 list(self.sentinels), sentinel_kwargs=sentinel_options, retry=retry, **common
             )
             client_class = d.async_client if asynchronous else d.client
-            return manager.master_for(self.master_name, redis_class=client_class)
+            class_option = {f"{d.module}_class": client_class}  # redis_class / valkey_class
+            return manager.master_for(self.master_name, **class_option)
         client_class = d.async_client if asynchronous else d.client
         return client_class.from_url(self.url, retry=retry, **common)
 
@@ -492,13 +496,8 @@ async def _close_async_client(client: Any) -> None:
 
 def _milliseconds(ttl: float) -> int:
     """A TTL in seconds as whole milliseconds, rounded up (never 0), clamped to ``_MAX_PX``."""
-    exact = ttl * 1000.0
-    ms = int(exact)
-    if exact - ms > 1e-6:  # round up, ignoring float noise such as 0.3 * 1000
-        ms += 1
-    if ms < 1:
-        return 1
-    return ms if ms < _MAX_PX else _MAX_PX
+    ms = ceil(ttl * 1000.0 - 1e-6)  # up, ignoring float noise: 1.1 * 1000 = 1100.0000000000002
+    return ms if 0 < ms < _MAX_PX else (1 if ms < 1 else _MAX_PX)
 
 
 # --- the store ---------------------------------------------------------------------------
@@ -790,8 +789,18 @@ class RedisStore(BaseStore):
 
     # --- sync operations ----------------------------------------------------------------
 
+    # get, set and incr (sync and async) are the hot path: they spell out _call's breaker
+    # protocol instead of calling it (a frame and an argument tuple less per call).
+
     def get(self, key: str) -> bytes | None:
-        return self._call(self.client().get, key)  # type: ignore[no-any-return]
+        breaker = self.breaker
+        breaker.before_call()
+        try:
+            value: bytes | None = (self._sync or self.client()).get(key)
+        except self._errors.catch as exc:
+            raise self._failed(exc) from exc
+        breaker.record_success()
+        return value
 
     def get_many(self, keys: Sequence[str]) -> dict[str, bytes]:
         if not keys:
@@ -802,11 +811,14 @@ class RedisStore(BaseStore):
         return {key: value for key, value in zip(keys, values, strict=True) if value is not None}
 
     def set(self, key: str, value: bytes, ttl: float | None) -> None:
-        client = self.client()
-        if ttl is None:
-            self._call(client.set, key, value)
-        else:
-            self._call(client.set, key, value, None, _milliseconds(ttl))
+        px = None if ttl is None else _milliseconds(ttl)
+        breaker = self.breaker
+        breaker.before_call()
+        try:
+            (self._sync or self.client()).set(key, value, None, px)
+        except self._errors.catch as exc:
+            raise self._failed(exc) from exc
+        breaker.record_success()
 
     def set_many(self, items: Mapping[str, bytes], ttl: float | None) -> None:
         if items:
@@ -847,14 +859,24 @@ class RedisStore(BaseStore):
         return sum(pipe.execute())
 
     def incr(self, key: str, delta: int, ttl: float | None) -> int:
-        client = self.client()
+        breaker = self.breaker
+        breaker.before_call()
+        client = self._sync or self.client()
         try:
             if ttl is None:
-                return self._call(client.incrby, key, delta)  # type: ignore[no-any-return]
-            args = (key, delta, _milliseconds(ttl))
-            return self._call(self._script, client, _INCR_WITH_TTL, *args)  # type: ignore[no-any-return]
-        except CacheValueError as exc:
-            raise CacheValueError(f"cannot increment {key!r}: {exc}") from None
+                value: int = client.incrby(key, delta)
+            else:
+                value = self._script(client, _INCR_WITH_TTL, key, delta, _milliseconds(ttl))
+        except self._errors.catch as exc:
+            raise self._incr_failed(key, exc) from exc
+        breaker.record_success()
+        return value
+
+    def _incr_failed(self, key: str, exc: BaseException) -> CachekitError:
+        error = self._failed(exc)
+        if isinstance(error, CacheValueError):
+            return CacheValueError(f"cannot increment {key!r}: {error}")
+        return error
 
     def _script(self, client: Any, script: _Script, key: str, *args: Any) -> Any:
         try:
@@ -900,7 +922,17 @@ class RedisStore(BaseStore):
     # --- async operations: the same commands on the running loop's client --------------
 
     async def aget(self, key: str) -> bytes | None:
-        return await self._acall(self.async_client().get, key)  # type: ignore[no-any-return]
+        breaker = self.breaker
+        breaker.before_call()
+        client = self.async_client()
+        try:
+            if self._uninitialized:
+                await self._initialize_cluster()
+            value: bytes | None = await client.get(key)
+        except self._errors.catch as exc:
+            raise self._failed(exc) from exc
+        breaker.record_success()
+        return value
 
     async def aget_many(self, keys: Sequence[str]) -> dict[str, bytes]:
         if not keys:
@@ -911,11 +943,17 @@ class RedisStore(BaseStore):
         return {key: value for key, value in zip(keys, values, strict=True) if value is not None}
 
     async def aset(self, key: str, value: bytes, ttl: float | None) -> None:
+        px = None if ttl is None else _milliseconds(ttl)
+        breaker = self.breaker
+        breaker.before_call()
         client = self.async_client()
-        if ttl is None:
-            await self._acall(client.set, key, value)
-        else:
-            await self._acall(client.set, key, value, None, _milliseconds(ttl))
+        try:
+            if self._uninitialized:
+                await self._initialize_cluster()
+            await client.set(key, value, None, px)
+        except self._errors.catch as exc:
+            raise self._failed(exc) from exc
+        breaker.record_success()
 
     async def aset_many(self, items: Mapping[str, bytes], ttl: float | None) -> None:
         if items:
@@ -952,14 +990,21 @@ class RedisStore(BaseStore):
         return sum(await pipe.execute())
 
     async def aincr(self, key: str, delta: int, ttl: float | None) -> int:
+        breaker = self.breaker
+        breaker.before_call()
         client = self.async_client()
         try:
+            if self._uninitialized:
+                await self._initialize_cluster()
             if ttl is None:
-                return await self._acall(client.incrby, key, delta)  # type: ignore[no-any-return]
-            args = (key, delta, _milliseconds(ttl))
-            return await self._acall(self._ascript, client, _INCR_WITH_TTL, *args)  # type: ignore[no-any-return]
-        except CacheValueError as exc:
-            raise CacheValueError(f"cannot increment {key!r}: {exc}") from None
+                value: int = await client.incrby(key, delta)
+            else:
+                args = (key, delta, _milliseconds(ttl))
+                value = await self._ascript(client, _INCR_WITH_TTL, *args)
+        except self._errors.catch as exc:
+            raise self._incr_failed(key, exc) from exc
+        breaker.record_success()
+        return value
 
     async def _ascript(self, client: Any, script: _Script, key: str, *args: Any) -> Any:
         try:
