@@ -1,0 +1,268 @@
+"""@cached, counters and rate limits on real Redis and memcached: cross-process locks,
+outages under an endpoint, exact counts under concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import json
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+from servers import MemcachedServer, RedisServer
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from cachekit import CacheManager
+from cachekit.asgi import CacheMiddleware
+from cachekit.context import scope
+from cachekit.counters import RateLimit, counter
+from cachekit.decorators import cached
+
+ROOT = Path(__file__).resolve().parent.parent
+FAST_FAILURE = {
+    "timeouts": {"connect": 100, "operation": 100},
+    "circuitBreaker": {"failureThreshold": 2, "cooldown": 200},
+}
+
+
+def redis_manager(url: str, **options: Any) -> CacheManager:
+    return CacheManager.from_config(
+        {"backend": {"cache": {"store": "redis", "connection": url, **options}}}
+    )
+
+
+def memcache_manager(server: MemcachedServer) -> CacheManager:
+    connection = f"{server.host}:{server.port}"
+    return CacheManager.from_config(
+        {"backend": {"cache": {"store": "memcache", "connection": connection}}}
+    )
+
+
+@pytest.fixture(params=["redis", "memcache"])
+def manager(request: pytest.FixtureRequest) -> Iterator[CacheManager]:
+    if request.param == "redis":
+        m = redis_manager(request.getfixturevalue("redis_server").url)
+    else:
+        m = memcache_manager(request.getfixturevalue("memcached_server"))
+    yield m
+    m.close()
+
+
+# --- cross-process lock -------------------------------------------------------------------
+
+CHILD = textwrap.dedent(
+    """
+    import json, sys, time
+    import redis
+    from cachekit import CacheManager
+    from cachekit.context import scope
+    from cachekit.decorators import cached
+
+    url, start_at, compute = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
+    raw = redis.Redis.from_url(url)
+    manager = CacheManager.from_config({"backend": {"cache": {"store": "redis", "connection": url}}})
+
+    @cached(namespace="report", ttl=60, lock=True)
+    def build_report(month: str) -> str:
+        raw.incr("computations")
+        time.sleep(compute)
+        return "report for " + month
+
+    with scope(plugin="reports", tenant="acme", manager=manager):
+        manager.store.ping()
+        time.sleep(max(0.0, start_at - time.time()))
+        began = time.monotonic()
+        result = build_report("2026-11")
+        print(json.dumps({"result": result, "waited": time.monotonic() - began}))
+    """
+)
+
+
+def test_lock_true_computes_once_across_four_processes(redis_server: RedisServer) -> None:
+    """Four processes missing one key at once compute it once; the others get its value."""
+    raw = redis.Redis.from_url(redis_server.url)
+    raw.delete("computations")
+    compute = 0.5
+    start_at = time.time() + 2.0  # after every child has imported and connected
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", CHILD, redis_server.url, str(start_at), str(compute)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        for _ in range(4)
+    ]
+    outputs = [json.loads(child.communicate(timeout=30)[0]) for child in children]
+    assert [child.returncode for child in children] == [0] * 4
+    assert {o["result"] for o in outputs} == {"report for 2026-11"}
+    assert int(raw.get("computations") or 0) == 1
+    waits = sorted(o["waited"] for o in outputs)
+    print(f"waits (compute {compute}s): {', '.join(f'{w:.3f}s' for w in waits)}")
+
+
+# --- an outage under a @cached endpoint -------------------------------------------------
+
+
+def test_redis_outage_under_a_cached_endpoint(private_redis_server: RedisServer) -> None:
+    """With Redis stopped every request still answers 200 with the right body; once Redis
+    is back, hits resume."""
+    manager = redis_manager(private_redis_server.url, **FAST_FAILURE)
+    computed: list[int] = []
+
+    @cached(namespace="prices", ttl=60)
+    async def price(item: int) -> dict[str, int]:
+        computed.append(item)
+        return {"item": item, "price": item * 100}
+
+    async def endpoint(request: Request) -> JSONResponse:
+        return JSONResponse(await price(int(request.path_params["item"])))
+
+    app = CacheMiddleware(
+        Starlette(routes=[Route("/price/{item}", endpoint)]), manager=manager, plugin="shop"
+    )
+
+    async def run() -> None:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://shop") as client:
+
+            async def get(item: int) -> Any:
+                response = await client.get(f"/price/{item}")
+                assert response.status_code == 200
+                return response.json()
+
+            assert await get(1) == {"item": 1, "price": 100}
+            assert await get(1) == {"item": 1, "price": 100}
+            assert computed == [1]  # the second was a hit
+            private_redis_server.stop()
+            for _ in range(10):
+                assert await get(1) == {"item": 1, "price": 100}
+            assert len(computed) == 11  # called through every time
+            private_redis_server.start()
+            await asyncio.sleep(0.3)  # the breaker's cooldown
+            for _ in range(5):  # the first successful store read closes the breaker
+                assert await get(2) == {"item": 2, "price": 200}
+            assert computed.count(2) == 1  # hits again
+        await manager.aclose()
+
+    asyncio.run(run())
+
+
+# --- exact counts on real stores --------------------------------------------------------
+
+
+@pytest.mark.parametrize("algorithm", ["fixed", "sliding", "gcra"])
+def test_rate_limit_exact_under_100_concurrent_async_hits(
+    manager: CacheManager, algorithm: str
+) -> None:
+    """10/s per tenant: exactly 10 of 100 concurrent hits pass; another tenant is unaffected."""
+    limit = RateLimit(f"search-{algorithm}-{time.time_ns()}", 10, 1, algorithm=algorithm)
+
+    async def hits(tenant: str, n: int) -> list[bool]:
+        with scope(plugin="api", tenant=tenant, manager=manager):
+            return [r.allowed for r in await asyncio.gather(*(limit.ahit() for _ in range(n)))]
+
+    async def run() -> tuple[list[bool], list[bool]]:
+        first = await hits("acme", 100)
+        other = await hits("globex", 10)
+        await manager.aclose()
+        return first, other
+
+    first, other = asyncio.run(run())
+    assert first.count(True) == 10
+    assert other == [True] * 10
+
+
+@pytest.mark.parametrize("algorithm", ["fixed", "sliding", "gcra"])
+def test_rate_limit_exact_under_100_threads(manager: CacheManager, algorithm: str) -> None:
+    """100 threads hitting a limit of 10: exactly 10 pass."""
+    limit = RateLimit(f"export-{algorithm}-{time.time_ns()}", 10, 1, algorithm=algorithm)
+    allowed: list[bool] = []
+    barrier = threading.Barrier(100)
+
+    def worker() -> None:
+        barrier.wait()
+        allowed.append(limit.hit().allowed)
+
+    with scope(plugin="api", tenant="acme", manager=manager):
+        threads = [
+            threading.Thread(target=contextvars.copy_context().run, args=(worker,))
+            for _ in range(100)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert allowed.count(True) == 10
+
+
+def test_counter_incr_is_exact_on_real_stores(manager: CacheManager) -> None:
+    """counter().incr() from 50 threads x 20 ends at exactly 1000."""
+    hits = counter(f"hits-{time.time_ns()}", ttl=60)
+
+    def worker() -> None:
+        for _ in range(20):
+            hits.incr()
+
+    with scope(plugin="api", tenant="acme", manager=manager):
+        threads = [
+            threading.Thread(target=contextvars.copy_context().run, args=(worker,))
+            for _ in range(50)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert hits.get() == 1000
+
+
+def test_stampede_on_a_real_store(manager: CacheManager) -> None:
+    """100 asyncio callers and then 50 threads on cold keys compute once each time."""
+    calls: list[str] = []
+
+    @cached(namespace=f"stampede-{time.time_ns()}", ttl=60)
+    async def slow_async(x: str) -> str:
+        calls.append(x)
+        await asyncio.sleep(0.05)
+        return x
+
+    @cached(namespace=f"stampede-sync-{time.time_ns()}", ttl=60)
+    def slow_sync(x: str) -> str:
+        calls.append(x)
+        time.sleep(0.05)
+        return x
+
+    async def run() -> list[str]:
+        with scope(plugin="api", tenant="acme", manager=manager):
+            out = await asyncio.gather(*(slow_async("a") for _ in range(100)))
+        await manager.aclose()
+        return out
+
+    assert asyncio.run(run()) == ["a"] * 100
+    results: list[str] = []
+    with scope(plugin="api", tenant="acme", manager=manager):
+        threads = [
+            threading.Thread(
+                target=contextvars.copy_context().run,
+                args=(lambda: results.append(slow_sync("b")),),
+            )
+            for _ in range(50)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert results == ["b"] * 50
+    assert calls == ["a", "b"]
