@@ -25,6 +25,8 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from cachekit.context import activate_manager, active_manager, bind, deactivate_manager, unbind
+from cachekit.errors import RateLimitExceeded
+from cachekit.http import rate_limit_response
 from cachekit.manager import CacheManager
 from cachekit.resolvers import (
     DEFAULT_ID_PATTERN,
@@ -115,13 +117,36 @@ class CacheMiddleware:
                 return
             token = bind(result)
             try:
-                await self.app(scope, receive, send)
+                if kind == "http":
+                    await self._http(scope, receive, send)
+                else:
+                    await self.app(scope, receive, send)
             finally:
                 unbind(token)
         elif kind == "lifespan":
             await self._lifespan(scope, receive, send)
         else:
             await self.app(scope, receive, send)
+
+    async def _http(self, scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
+        """Run the app; a ``RateLimitExceeded`` that escapes it before the response has
+        started becomes a 429 (see :mod:`cachekit.http`)."""
+        started = False
+
+        async def send_and_note(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        except RateLimitExceeded as exc:
+            if started:
+                raise
+            status, headers, body = rate_limit_response(exc)
+            raw = [(name.lower().encode(), value.encode()) for name, value in headers]
+            await send({"type": "http.response.start", "status": status, "headers": raw})
+            await send({"type": "http.response.body", "body": body})
 
     async def _lifespan(
         self, scope: MutableMapping[str, Any], receive: Receive, send: Send

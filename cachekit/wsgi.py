@@ -19,11 +19,14 @@
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Iterable, Iterator
 from http import HTTPStatus
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cachekit.context import Binding, active_manager, bind, unbind
+from cachekit.errors import RateLimitExceeded
+from cachekit.http import rate_limit_response
 from cachekit.manager import CacheManager
 from cachekit.resolvers import (
     DEFAULT_ID_PATTERN,
@@ -97,9 +100,23 @@ class CacheMiddleware:
         result = self.resolver.resolve_wsgi(environ, manager)
         if isinstance(result, Rejection):
             return _reject(start_response, result)
+        started = False
+
+        def start_and_note(*args: Any) -> Any:
+            nonlocal started
+            started = True
+            return start_response(*args)
+
         token = bind(result)
         try:
-            response = self.app(environ, start_response)
+            response = self.app(environ, start_and_note)
+        except RateLimitExceeded as exc:
+            # PEP 3333: if the app had started a response, pass exc_info: the server then
+            # replaces headers not sent yet, or re-raises.
+            status, headers, body = rate_limit_response(exc)
+            exc_info = sys.exc_info() if started else None
+            start_response(f"{status} {HTTPStatus(status).phrase}", headers, exc_info)
+            return [body]
         finally:
             unbind(token)
         if isinstance(response, list | tuple) or type(response) is environ.get("wsgi.file_wrapper"):
