@@ -14,7 +14,7 @@ import pytest
 import redis
 from servers import RedisCluster, RedisSentinel, RedisServer
 
-from cachekit import CacheManager, ConfigError, StoreTimeout, StoreUnavailable
+from cachekit import CacheManager, ConfigError, StoreTimeout, StoreUnavailable, gcra
 from cachekit.breaker import CircuitBreaker
 from cachekit.config import parse_cache_section
 from cachekit.stores.redis import _INCR_WITH_TTL, _PERSIST, RedisStore, _milliseconds
@@ -505,6 +505,65 @@ def test_scripts_survive_script_flush(
     assert second == [4, True]
     manager.clear(plugin="flush")
     manager.close()
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_gcra_matches_the_reference_step(
+    redis_server: RedisServer, raw: redis.Redis, mode: str
+) -> None:
+    """The Lua GCRA step gives cachekit.gcra.step's answers hit by hit (bursts, refusals,
+    costs, idle gaps), stores the TAT as a codec integer and expires it when reached."""
+    store = RedisStore.from_url(redis_server.url)
+    key = f"gcra:{mode}"
+    raw.delete(key)
+    interval, period = 100_000, 1_000_000  # 10 per second
+    base = 10**15 + 123_456  # microseconds, as the rate limiter sends them
+    hits = [(0, 1)] * 12 + [(50_000, 1), (150_000, 3), (2_000_000, 10), (2_000_000, 1)]
+    steps = [(base + offset, cost) for offset, cost in hits]
+    expected, tat = [], None
+    for now, cost in steps:
+        allowed, new_tat = gcra.step(tat, now, interval, period, cost)
+        tat = new_tat if allowed else tat
+        expected.append((allowed, new_tat))
+
+    if mode == "sync":
+        got = [store.gcra(key, now, interval, period, cost) for now, cost in steps]
+        store.close()
+    else:
+
+        async def run() -> list[tuple[bool, int]]:
+            out = [await store.agcra(key, now, interval, period, cost) for now, cost in steps]
+            await store.aclose()
+            return out
+
+        got = asyncio.run(run())
+    assert got == expected
+    assert [allowed for allowed, _ in got].count(True) == 11  # a burst of 10, then 1
+    assert raw.get(key) == b"%d" % tat
+    assert 0 < raw.pttl(key) <= 1_000
+
+
+def test_gcra_is_atomic_across_stores(redis_server: RedisServer, raw: redis.Redis) -> None:
+    """Two stores (two processes' worth of clients) racing from eight threads on one limit
+    admit exactly the limit."""
+    stores = [RedisStore.from_url(redis_server.url) for _ in range(2)]
+    key, limit, period, now = "gcra:race", 25, 1_000_000, 10**15
+    raw.delete(key)
+    allowed: list[bool] = []
+
+    def work(store: RedisStore) -> None:
+        for _ in range(20):
+            allowed.append(store.gcra(key, now, period // limit, period, 1)[0])
+
+    threads = [threading.Thread(target=work, args=(stores[i % 2],)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for store in stores:
+        store.close()
+    assert len(allowed) == 160
+    assert allowed.count(True) == limit
 
 
 # --- outages ----------------------------------------------------------------------------------

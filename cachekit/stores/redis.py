@@ -17,14 +17,21 @@ Design choices:
 * **Bounded waits, no client-side retries.** Connect and operation timeouts come from
   ``backend.cache.timeouts`` (sub-second defaults). redis-py's default retry policy (10
   retries with back-off) would turn one outage into seconds of waiting per call, so retries
-  are off: one failure is one :class:`~cachekit.errors.StoreUnavailable`. A connection broken
+  are off: one failure is one :class:`~cachekit.errors.StoreUnavailable` (valkey-py's asyncio
+  cluster pipeline cannot run with zero attempts, so it keeps one retry). A connection broken
   by a server restart is still replaced transparently — the pool checks an idle connection
-  before handing it out — so the first call after the server is back succeeds.
+  before handing it out — so the first call after the server is back succeeds (in asyncio,
+  once the loop has run since the server closed the socket, as it does in any live app).
+* **RESP2.** The clients speak RESP2, which every Redis and Valkey version answers; redis-py
+  8 defaults to RESP3, whose maintenance-notification support switches off the pool's check
+  of idle connections — the check that makes restarts painless.
 * **A circuit breaker around every call** (``backend.cache.circuitBreaker``): after a few
-  consecutive failures calls fail at once, without touching the network, until a probe
-  succeeds. The breaker's call protocol (``before_call`` / ``record_success`` /
-  ``record_failure``) is written inline in :meth:`RedisStore._call`: one frame less on the
-  hot path, and a value error the server answered (``incr`` of text) counts as a success.
+  consecutive failures calls fail at once, without touching the network (not even to build
+  a cluster client), until a probe succeeds. The breaker's call protocol (``before_call`` /
+  ``record_success`` / ``record_failure``) is written out in :meth:`RedisStore._call` and, on
+  the hot path (``get``, ``set``, ``incr`` and their async twins), in the method itself: a
+  frame less per call, and a value error the server answered (``incr`` of text) counts as a
+  success.
 * **Driver exceptions never leak.** Timeouts become :class:`~cachekit.errors.StoreTimeout`;
   refused or lost connections, authentication failures, cluster-down and read-only replicas
   (a Sentinel failover in progress) become :class:`~cachekit.errors.StoreUnavailable`; an
@@ -36,15 +43,18 @@ Design choices:
   TTL it is one Lua script that sets the expiry only when this call created the key (checked
   with ``EXISTS`` before ``INCRBY``: "the result equals delta" is wrong when a counter comes
   back to ``delta``). ``expire(k, None)`` is a script too, because ``PERSIST`` answers 0 for
-  an existing key without a TTL. Scripts are called by SHA (``EVALSHA``), and sent whole
-  (``EVAL``, which also caches them) only after a ``NOSCRIPT`` — a restart or ``SCRIPT
-  FLUSH``.
+  an existing key without a TTL, and so is the rate limiter's GCRA step (``gcra``). Scripts
+  are called by SHA (``EVALSHA``), and sent whole (``EVAL``, which also caches them) only
+  after a ``NOSCRIPT`` — a restart or ``SCRIPT FLUSH``.
 * **TTLs** arrive as positive seconds or ``None`` (no expiry) and go out as ``PX``
   milliseconds rounded *up* — a TTL never becomes 0 or shorter than asked.
 * **Scoped clear** is ``SCAN MATCH`` with the selector's glob (ids' glob characters escaped),
   every candidate confirmed with :meth:`KeySelector.matches`, deleted with ``UNLINK`` (or
   ``DEL`` when ``useUnlink: false``) in batches of ``clearBatchSize``; on a cluster every
   primary is scanned. Never ``KEYS``, never ``FLUSHDB``/``FLUSHALL``.
+* **Cluster discovery before the first async command.** redis-py's asyncio cluster client
+  discovers the cluster on first use, but commands started while it does so fail; the store
+  makes every first caller on a loop wait for one discovery instead.
 """
 
 from __future__ import annotations
@@ -60,7 +70,7 @@ from functools import cache
 from math import ceil
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from cachekit.breaker import CircuitBreaker
 from cachekit.errors import (
@@ -97,7 +107,9 @@ class _Script:
     sha: str = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "sha", hashlib.sha1(self.source.encode()).hexdigest())
+        object.__setattr__(
+            self, "sha", hashlib.sha1(self.source.encode(), usedforsecurity=False).hexdigest()
+        )
 
 
 # INCRBY, and PEXPIRE only when this call created the key: an existing key keeps its TTL
@@ -115,6 +127,22 @@ _PERSIST: Final = _Script(
     "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end\n"
     "redis.call('PERSIST', KEYS[1])\n"
     "return 1\n"
+)
+
+# One GCRA step (cachekit.gcra.step, in integer microseconds) on the TAT stored at the key;
+# the new TAT is stored (expiring when it is reached) only when the hit is allowed. Lua
+# numbers are doubles: exact for integers below 2**53 (microseconds until the year 2255).
+_GCRA: Final = _Script(
+    "local now, interval = tonumber(ARGV[1]), tonumber(ARGV[2])\n"
+    "local period, cost = tonumber(ARGV[3]), tonumber(ARGV[4])\n"
+    "local tat = tonumber(redis.call('GET', KEYS[1]) or '')\n"
+    "local current = now\n"
+    "if tat and tat > now then current = tat end\n"
+    "local new_tat = current + interval * cost\n"
+    "if new_tat - period > now then return {0, current} end\n"
+    "local ms = math.max(1, math.ceil((new_tat - now) / 1000))\n"
+    "redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', string.format('%d', ms))\n"
+    "return {1, new_tat}\n"
 )
 
 
@@ -262,7 +290,7 @@ def _parse_url(url: object, path: str, *, unix: bool = True) -> _Endpoint:
     if parts.scheme == "unix":
         if not parts.path:
             raise ConfigError(f"{shown!r} names no socket path (unix:///path/to.sock)", path=path)
-        return _Endpoint(url, "unix", "", 0, 0, parts.username, parts.password)
+        return _Endpoint(url, "unix", "", 0, 0, *_credentials(parts.username, parts.password))
     if not parts.hostname:
         raise ConfigError(f"{shown!r} names no host ({example})", path=path)
     db_text = parts.path.strip("/")
@@ -276,9 +304,13 @@ def _parse_url(url: object, path: str, *, unix: bool = True) -> _Endpoint:
         parts.hostname,
         port,
         int(db_text or 0),
-        parts.username or None,
-        parts.password,
+        *_credentials(parts.username, parts.password),
     )
+
+
+def _credentials(username: str | None, password: str | None) -> tuple[str | None, str | None]:
+    """A URL's user and password, percent-decoded as the client library reads them."""
+    return (unquote(username) if username else None, unquote(password) if password else None)
 
 
 def _parse_host_port(text: str, path: str) -> tuple[str, int]:
@@ -908,6 +940,13 @@ class RedisStore(BaseStore):
             removed += self._delete_keys(client, batch)
         return removed
 
+    def gcra(self, key: str, now: int, interval: int, period: int, cost: int) -> tuple[bool, int]:
+        """One :func:`cachekit.gcra.step` on the TAT at ``key``, atomic on the server (a Lua
+        script), across every process sharing the store."""
+        args = (key, now, interval, period, cost)
+        allowed, tat = self._call(self._script, self.client(), _GCRA, *args)
+        return bool(allowed), int(tat)
+
     def ping(self) -> None:
         self._call(self.client().ping)
 
@@ -1035,6 +1074,14 @@ class RedisStore(BaseStore):
         if batch:
             removed += await self._adelete_keys(client, batch)
         return removed
+
+    async def agcra(
+        self, key: str, now: int, interval: int, period: int, cost: int
+    ) -> tuple[bool, int]:
+        """Async :meth:`gcra`."""
+        args = (key, now, interval, period, cost)
+        allowed, tat = await self._acall(self._ascript, self.async_client(), _GCRA, *args)
+        return bool(allowed), int(tat)
 
     async def aping(self) -> None:
         await self._acall(self.async_client().ping)
