@@ -2,12 +2,16 @@
 
 ::
 
-    from cachekit import CacheManager
+    from cachekit import CacheManager, CacheMiddleware, cached, counter, current_cache
 
     manager = CacheManager.from_yaml("app-config.yaml")
-    cache = manager.for_plugin("catalog", tenant="acme")
-    cache.set("k", {"a": 1}, ttl=60)
-    cache.get("k")
+    app = CacheMiddleware(asgi_app, manager=manager, plugin=..., tenant=...)
+
+    @cached(namespace="users", ttl=60)          # in plugin code: scoped by the middleware
+    async def load_user(user_id: int) -> dict: ...
+
+    counter("hits").incr()
+    current_cache().set("k", {"a": 1}, ttl=60)
 """
 
 from cachekit.asgi import CacheMiddleware
@@ -15,6 +19,8 @@ from cachekit.cache import Cache
 from cachekit.codec import MISS, Codec
 from cachekit.config import CacheConfig
 from cachekit.context import Scope, current_cache, current_scope, scope, set_default_manager
+from cachekit.counters import RateLimitResult, counter, rate_limit, rate_limited
+from cachekit.decorators import cached
 from cachekit.errors import (
     CacheKeyError,
     CachekitError,
@@ -43,13 +49,18 @@ __all__ = [
     "ConfigError",
     "NoScopeError",
     "RateLimitExceeded",
+    "RateLimitResult",
     "Scope",
     "StoreError",
     "StoreTimeout",
     "StoreUnavailable",
     "__version__",
+    "cached",
+    "counter",
     "current_cache",
     "current_scope",
+    "rate_limit",
+    "rate_limited",
     "scope",
     "set_default_manager",
 ]

@@ -108,6 +108,55 @@ def test_plugins_and_tenants_are_isolated(url: str) -> None:
         assert http.get("/api/catalog/items/iso").status_code == 404  # platform scope
 
 
+def unique_tenant(label: str) -> str:
+    """A tenant id no other test (or earlier run against the same server) used."""
+    return f"{label}-{os.getpid()}-{threading.get_ident() % 10_000}-{os.urandom(3).hex()}"
+
+
+def test_cached_endpoint_computes_once_per_tenant(url: str) -> None:
+    """The @cached product lookup runs once per (plugin, tenant); repeats are hits."""
+    acme, globex = unique_tenant("acme"), unique_tenant("globex")
+    with httpx.Client(base_url=url) as http:
+        bodies = [
+            http.get("/api/catalog/products/7", headers=tenant(acme)).json() for _ in range(3)
+        ]
+        assert {b["product"]["name"] for b in bodies} == {"product 7"}
+        assert [b["lookups"] for b in bodies] == [1, 1, 1]
+        other = http.get("/api/catalog/products/7", headers=tenant(globex)).json()
+        assert other["lookups"] == 1  # its own lookup, its own counter
+        reviews = http.get("/api/reviews/products/7", headers=tenant(acme)).json()
+        assert reviews["lookups"] == 1
+
+
+def test_hits_counter_counts_per_tenant(url: str) -> None:
+    """counter("hits") increments atomically and separately per tenant."""
+    acme, globex = unique_tenant("acme"), unique_tenant("globex")
+    with httpx.Client(base_url=url) as http:
+        counts = [
+            http.post("/api/catalog/hits", headers=tenant(acme)).json()["hits"] for _ in range(3)
+        ]
+        assert counts == [1, 2, 3]
+        assert http.post("/api/catalog/hits", headers=tenant(globex)).json() == {"hits": 1}
+
+
+def test_rate_limited_endpoint_answers_429(url: str) -> None:
+    """Five searches pass, the sixth gets a 429 with Retry-After and RateLimit-* headers;
+    another tenant is unaffected."""
+    acme, globex = unique_tenant("acme"), unique_tenant("globex")
+    with httpx.Client(base_url=url) as http:
+        codes = [
+            http.get("/api/catalog/search?q=x", headers=tenant(acme)).status_code for _ in range(5)
+        ]
+        assert codes == [200] * 5
+        refused = http.get("/api/catalog/search?q=x", headers=tenant(acme))
+        assert refused.status_code == 429
+        assert 1 <= int(refused.headers["retry-after"]) <= 10
+        assert refused.headers["ratelimit-limit"] == "5"
+        assert refused.headers["ratelimit-remaining"] == "0"
+        assert refused.json()["error"] == "rate limit exceeded"
+        assert http.get("/api/catalog/search?q=x", headers=tenant(globex)).status_code == 200
+
+
 def test_streaming_response_reads_the_cache_while_streaming(url: str) -> None:
     """The streaming endpoint reads each key from the request's cache as it streams."""
     with httpx.Client(base_url=url) as http:

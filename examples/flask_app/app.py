@@ -16,12 +16,23 @@ Try it (``python -m examples.flask_app``, then)::
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from flask import Blueprint, Flask, Response, jsonify, request
 
-from cachekit import MISS, CacheManager, current_cache, current_scope
+from cachekit import (
+    MISS,
+    CacheManager,
+    RateLimitExceeded,
+    cached,
+    counter,
+    current_cache,
+    current_scope,
+    rate_limited,
+)
+from cachekit.http import flask_handler
 from cachekit.resolvers import header, path_segment
 from cachekit.wsgi import CacheMiddleware
 
@@ -36,7 +47,8 @@ plugin = Blueprint("plugin", __name__)
 @plugin.get("/")
 def index() -> Response:
     """The plugin's index; does not touch the cache."""
-    return jsonify({"plugin": current_scope().plugin, "endpoints": ["items/<key>", "stream"]})
+    endpoints = ["items/<key>", "stream", "stats", "products/<id>", "hits", "search"]
+    return jsonify({"plugin": current_scope().plugin, "endpoints": endpoints})
 
 
 @plugin.get("/scope")
@@ -97,8 +109,35 @@ def stats() -> Response:
     return jsonify({"writes": current_cache().get("writes", 0)})
 
 
-# Issue 6 lands here: a view helper decorated with `@cached(namespace="items", ttl=60)`,
-# `counter("hits").incr()` on every read, and a `rate_limit(...)`-protected endpoint.
+lookups = counter("product-lookups")  # module level: counts per plugin and tenant
+hits = counter("hits")
+
+
+@cached(namespace="products", ttl=60)
+def load_product(product_id: int) -> dict[str, object]:
+    """A slow lookup, memoized per plugin and tenant; counts how often it really runs."""
+    lookups.incr()
+    time.sleep(0.05)  # stands for a database or an upstream API
+    return {"id": product_id, "name": f"product {product_id}"}
+
+
+@plugin.get("/products/<int:product_id>")
+def get_product(product_id: int) -> Response:
+    """A @cached lookup: only the first request per tenant pays for it."""
+    return jsonify({"product": load_product(product_id), "lookups": lookups.get()})
+
+
+@plugin.post("/hits")
+def count_hit() -> Response:
+    """counter("hits"): an atomic counter of this plugin and tenant."""
+    return jsonify({"hits": hits.incr()})
+
+
+@plugin.get("/search")
+@rate_limited("search", 5, per=10)
+def search() -> Response:
+    """At most 5 searches per 10 s per plugin and tenant; the 6th answers 429."""
+    return jsonify({"query": request.args.get("q", ""), "results": []})
 
 
 # --- the host ---------------------------------------------------------------------------
@@ -110,6 +149,9 @@ def create_app(manager: CacheManager | None = None) -> Flask:
     :param manager: the cache manager (default: built from ``app-config.yaml``).
     """
     app = Flask(__name__)
+    # Flask answers an endpoint's exception with a 500 itself: this turns a refused rate
+    # limit into a 429 with Retry-After and RateLimit-* headers.
+    app.register_error_handler(RateLimitExceeded, flask_handler)
     for name in PLUGINS:
         app.register_blueprint(plugin, url_prefix=f"/api/{name}", name=name)
 

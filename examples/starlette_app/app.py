@@ -28,7 +28,18 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp
 
-from cachekit import MISS, CacheManager, CacheMiddleware, current_cache, current_scope
+from cachekit import (
+    MISS,
+    CacheManager,
+    CacheMiddleware,
+    RateLimitExceeded,
+    cached,
+    counter,
+    current_cache,
+    current_scope,
+    rate_limited,
+)
+from cachekit.http import starlette_handler
 from cachekit.resolvers import header, path_prefix
 
 CONFIG = Path(__file__).with_name("app-config.yaml")
@@ -107,15 +118,41 @@ async def stats(request: Request) -> JSONResponse:
     return JSONResponse({"writes": await current_cache().aget("writes", 0)})
 
 
-# Issue 6 lands here: an endpoint decorated with `@cached(namespace="items", ttl=60)`,
-# `counter("hits").incr()` on every read, and a `rate_limit(...)`-protected endpoint.
+lookups = counter("product-lookups")  # module level: counts per plugin and tenant
+hits = counter("hits")
+
+
+@cached(namespace="products", ttl=60)
+async def load_product(product_id: int) -> dict[str, object]:
+    """A slow lookup, memoized per plugin and tenant; counts how often it really runs."""
+    await lookups.aincr()
+    await asyncio.sleep(0.05)  # stands for a database or an upstream API
+    return {"id": product_id, "name": f"product {product_id}"}
+
+
+async def get_product(request: Request) -> JSONResponse:
+    """A @cached lookup: only the first request per tenant pays for it."""
+    product = await load_product(int(request.path_params["product_id"]))
+    return JSONResponse({"product": product, "lookups": await lookups.aget()})
+
+
+async def count_hit(request: Request) -> JSONResponse:
+    """counter("hits"): an atomic counter of this plugin and tenant."""
+    return JSONResponse({"hits": await hits.aincr()})
+
+
+@rate_limited("search", 5, per=10)
+async def search(request: Request) -> JSONResponse:
+    """At most 5 searches per 10 s per plugin and tenant; the 6th answers 429."""
+    return JSONResponse({"query": request.query_params.get("q", ""), "results": []})
 
 
 def plugin_app(name: str) -> Starlette:
     """One plugin's routes. ``GET /`` does not touch the cache (the benchmark's endpoint)."""
 
     async def index(request: Request) -> JSONResponse:
-        return JSONResponse({"plugin": name, "endpoints": ["items/{key}", "stream", "stats"]})
+        endpoints = ["items/{key}", "stream", "stats", "products/{id}", "hits", "search"]
+        return JSONResponse({"plugin": name, "endpoints": endpoints})
 
     return Starlette(
         routes=[
@@ -127,7 +164,13 @@ def plugin_app(name: str) -> Starlette:
             Route("/items/{key}", delete_item, methods=["DELETE"]),
             Route("/stream", stream_items),
             Route("/stats", stats),
-        ]
+            Route("/products/{product_id:int}", get_product),
+            Route("/hits", count_hit, methods=["POST"]),
+            Route("/search", search),
+        ],
+        # Starlette answers an endpoint's exception with a 500 itself: this turns a refused
+        # rate limit into a 429 with Retry-After and RateLimit-* headers.
+        exception_handlers={RateLimitExceeded: starlette_handler},
     )
 
 
@@ -146,6 +189,9 @@ async def home(request: Request) -> PlainTextResponse:
         + f"curl {base}/api/catalog/items/color -H 'X-Tenant-ID: globex'  # 404\n"
         + f"curl {base}/api/reviews/items/color -H 'X-Tenant-ID: acme'    # 404\n"
         + f"curl '{base}/api/catalog/stream?keys=color' -H 'X-Tenant-ID: acme'\n"
+        + f"curl {base}/api/catalog/products/7 -H 'X-Tenant-ID: acme'     # @cached\n"
+        + f"curl -X POST {base}/api/catalog/hits -H 'X-Tenant-ID: acme'   # counter\n"
+        + f"curl '{base}/api/catalog/search?q=x' -H 'X-Tenant-ID: acme'   # 429 after 5\n"
     )
 
 
