@@ -72,7 +72,8 @@ CHILD = textwrap.dedent(
 
     url, start_at, compute = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
     raw = redis.Redis.from_url(url)
-    manager = CacheManager.from_config({"backend": {"cache": {"store": "redis", "connection": url}}})
+    config = {"backend": {"cache": {"store": "redis", "connection": url}}}
+    manager = CacheManager.from_config(config)
 
     @cached(namespace="report", ttl=60, lock=True)
     def build_report(month: str) -> str:
@@ -102,7 +103,7 @@ def test_lock_true_computes_once_across_four_processes(redis_server: RedisServer
             cwd=ROOT,
             stdout=subprocess.PIPE,
             text=True,
-        )  # fmt: skip
+        )
         for _ in range(4)
     ]
     outputs = [json.loads(child.communicate(timeout=30)[0]) for child in children]
