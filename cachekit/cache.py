@@ -14,12 +14,14 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from time import perf_counter
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from cachekit.codec import MISS, Codec, DecodeError
 from cachekit.durations import TTL, store_ttl
-from cachekit.errors import CacheKeyError, CacheValueError
+from cachekit.errors import CacheKeyError, CacheValueError, StoreError
 from cachekit.keys import ANY, KeySelector, KeySpace, check_key
+from cachekit.metrics import Metrics
 
 if TYPE_CHECKING:
     from cachekit.stores.base import Store
@@ -30,6 +32,7 @@ log = logging.getLogger("cachekit")
 
 T = TypeVar("T")
 D = TypeVar("D")
+R = TypeVar("R")
 
 
 class Cache:
@@ -47,11 +50,14 @@ class Cache:
         "_codec",
         "_default_ttl",
         "_keyspace",
+        "_metrics",
         "_namespace",
         "_plugin",
         "_prefix",
+        "_stats",
         "_store",
         "_tenant",
+        "_timed",
     )
 
     def __init__(
@@ -64,6 +70,7 @@ class Cache:
         default_ttl: TTL | None = None,
         codec: Codec | None = None,
         keyspace: KeySpace | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._store = store
         self._codec = codec if codec is not None else Codec()
@@ -73,6 +80,9 @@ class Cache:
         self._namespace = namespace
         self._default_ttl = None if default_ttl is None else store_ttl(default_ttl)
         self._prefix = self._keyspace.scope_prefix(plugin, tenant, namespace)
+        self._metrics = metrics if metrics is not None else Metrics()
+        self._stats = self._metrics.slot(plugin, tenant, namespace, store.name)
+        self._timed = bool(getattr(store, "blocking", True))  # time network stores only
 
     def __repr__(self) -> str:
         return (
@@ -131,6 +141,7 @@ class Cache:
             "default_ttl": self._default_ttl,
             "codec": self._codec,
             "keyspace": self._keyspace,
+            "metrics": self._metrics,
         }
         return Cache(self._store, **(args | changes))
 
@@ -192,6 +203,47 @@ class Cache:
         namespace = ANY if self._namespace is None else self._namespace
         return self._keyspace.selector(self._plugin, self._tenant, namespace)
 
+    # --- store calls: count errors, time network stores ----------------------------------
+
+    def _call(self, fn: Callable[..., R], *args: Any) -> R:
+        stats = self._stats
+        began = perf_counter() if self._timed else 0.0
+        try:
+            result = fn(*args)
+        except StoreError:
+            stats.errors += 1
+            raise
+        if self._timed:
+            stats.latency += perf_counter() - began
+            stats.timed += 1
+        return result
+
+    async def _acall(self, fn: Callable[..., Awaitable[R]], *args: Any) -> R:
+        stats = self._stats
+        began = perf_counter() if self._timed else 0.0
+        try:
+            result = await fn(*args)
+        except StoreError:
+            stats.errors += 1
+            raise
+        if self._timed:
+            stats.latency += perf_counter() - began
+            stats.timed += 1
+        return result
+
+    def _read(self, full: str, raw: bytes | None, default: Any) -> Any:
+        """Count a single read's hit or miss and decode it."""
+        if raw is None:
+            self._stats.misses += 1
+            return default
+        self._stats.hits += 1
+        return self._decode(full, raw, default)
+
+    def _read_many(self, by_full: Mapping[str, str], found: Mapping[str, bytes]) -> dict[str, Any]:
+        self._stats.hits += len(found)
+        self._stats.misses += len(by_full) - len(found)
+        return self._decode_many(by_full, found)
+
     # --- sync API ---------------------------------------------------------------------
 
     @overload
@@ -204,10 +256,20 @@ class Cache:
         tell a cached ``None`` from a miss)."""
         if type(key) is not str or not key:
             check_key(key)
-        full = self._prefix + key  # _key() and _decode(), inlined: this is the hit path
-        raw = self._store.get(full)
+        full = self._prefix + key  # _key(), _read() and _decode() inlined: the hit path
+        if self._timed:
+            raw = self._call(self._store.get, full)
+        else:
+            try:
+                raw = self._store.get(full)
+            except StoreError:
+                self._stats.errors += 1
+                raise
+        stats = self._stats
         if raw is None:
+            stats.misses += 1
             return default
+        stats.hits += 1
         try:
             return self._codec.decode(raw)
         except DecodeError as exc:
@@ -219,30 +281,39 @@ class Cache:
         :raises CacheValueError: the value cannot be encoded, or the TTL is invalid.
         """
         full = self._key(key)
-        self._store.set(full, self._codec.encode(value), self._ttl(ttl))
+        self._call(self._store.set, full, self._codec.encode(value), self._ttl(ttl))
+        self._stats.sets += 1
 
     def add(self, key: str, value: Any, ttl: TTL | None = None) -> bool:
         """Store ``value`` only if ``key`` holds nothing; ``True`` if it was stored."""
         full = self._key(key)
-        return self._store.add(full, self._codec.encode(value), self._ttl(ttl))
+        added = self._call(self._store.add, full, self._codec.encode(value), self._ttl(ttl))
+        self._stats.sets += added
+        return added
 
     def delete(self, key: str) -> bool:
         """Remove ``key``; ``True`` if something was deleted (a missing key is a no-op)."""
-        return self._store.delete(self._key(key))
+        deleted = self._call(self._store.delete, self._key(key))
+        self._stats.deletes += 1
+        return deleted
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         """The values found for ``keys`` (misses are left out), in one round trip."""
         by_full = self._keys(keys)
-        return self._decode_many(by_full, self._store.get_many(list(by_full)))
+        return self._read_many(by_full, self._call(self._store.get_many, list(by_full)))
 
     def set_many(self, items: Mapping[str, Any], ttl: TTL | None = None) -> None:
         """Store several values with one TTL, in one round trip where the store allows."""
         encoded, seconds = self._encode_many(items), self._ttl(ttl)
-        self._store.set_many(encoded, seconds)
+        self._call(self._store.set_many, encoded, seconds)
+        self._stats.sets += len(encoded)
 
     def delete_many(self, keys: Iterable[str]) -> int:
         """Remove ``keys``; the number that existed."""
-        return self._store.delete_many(list(self._keys(keys)))
+        full_keys = list(self._keys(keys))
+        deleted = self._call(self._store.delete_many, full_keys)
+        self._stats.deletes += len(full_keys)
+        return deleted
 
     def incr(self, key: str, delta: int = 1, ttl: TTL | None = None) -> int:
         """Atomically add ``delta`` and return the new value. A missing key starts at
@@ -252,7 +323,9 @@ class Cache:
             left unchanged).
         """
         full, delta = self._key(key), self._delta(delta)
-        return self._store.incr(full, delta, self._ttl(ttl))
+        value = self._call(self._store.incr, full, delta, self._ttl(ttl))
+        self._stats.sets += 1
+        return value
 
     def decr(self, key: str, delta: int = 1, ttl: TTL | None = None) -> int:
         """Atomically subtract ``delta`` (see :meth:`incr`); values may go negative."""
@@ -262,17 +335,17 @@ class Cache:
         """Give an existing key a new TTL; ``ttl=0`` removes its expiry. ``False`` if the
         key is missing."""
         full = self._key(key)
-        return self._store.expire(full, store_ttl(ttl))
+        return self._call(self._store.expire, full, store_ttl(ttl))
 
     def touch(self, key: str, ttl: TTL | None = None) -> bool:
         """Refresh an existing key to ``ttl`` (the default TTL when ``None``)."""
         full = self._key(key)
-        return self._store.touch(full, self._ttl(ttl))
+        return self._call(self._store.touch, full, self._ttl(ttl))
 
     def clear(self) -> int | None:
         """Remove every entry of this scope — all its namespaces, or only the bound one —
         and nothing else. Returns the number removed, or ``None`` if the store cannot tell."""
-        return self._store.clear(self._selector())
+        return self._call(self._store.clear, self._selector())
 
     def get_or_set(self, key: str, default: Callable[[], T] | T, ttl: TTL | None = None) -> T:
         """The value at ``key``; on a miss, store and return ``default`` (called first if
@@ -293,40 +366,52 @@ class Cache:
     async def aget(self, key: str, default: Any = None) -> Any:
         """Async :meth:`get`."""
         full = self._key(key)
-        return self._decode(full, await self._store.aget(full), default)
+        return self._read(full, await self._acall(self._store.aget, full), default)
 
     async def aset(self, key: str, value: Any, ttl: TTL | None = None) -> None:
         """Async :meth:`set`."""
         full = self._key(key)
-        await self._store.aset(full, self._codec.encode(value), self._ttl(ttl))
+        await self._acall(self._store.aset, full, self._codec.encode(value), self._ttl(ttl))
+        self._stats.sets += 1
 
     async def aadd(self, key: str, value: Any, ttl: TTL | None = None) -> bool:
         """Async :meth:`add`."""
         full = self._key(key)
-        return await self._store.aadd(full, self._codec.encode(value), self._ttl(ttl))
+        encoded = self._codec.encode(value)
+        added = await self._acall(self._store.aadd, full, encoded, self._ttl(ttl))
+        self._stats.sets += added
+        return added
 
     async def adelete(self, key: str) -> bool:
         """Async :meth:`delete`."""
-        return await self._store.adelete(self._key(key))
+        deleted = await self._acall(self._store.adelete, self._key(key))
+        self._stats.deletes += 1
+        return deleted
 
     async def aget_many(self, keys: Iterable[str]) -> dict[str, Any]:
         """Async :meth:`get_many`."""
         by_full = self._keys(keys)
-        return self._decode_many(by_full, await self._store.aget_many(list(by_full)))
+        return self._read_many(by_full, await self._acall(self._store.aget_many, list(by_full)))
 
     async def aset_many(self, items: Mapping[str, Any], ttl: TTL | None = None) -> None:
         """Async :meth:`set_many`."""
         encoded, seconds = self._encode_many(items), self._ttl(ttl)
-        await self._store.aset_many(encoded, seconds)
+        await self._acall(self._store.aset_many, encoded, seconds)
+        self._stats.sets += len(encoded)
 
     async def adelete_many(self, keys: Iterable[str]) -> int:
         """Async :meth:`delete_many`."""
-        return await self._store.adelete_many(list(self._keys(keys)))
+        full_keys = list(self._keys(keys))
+        deleted = await self._acall(self._store.adelete_many, full_keys)
+        self._stats.deletes += len(full_keys)
+        return deleted
 
     async def aincr(self, key: str, delta: int = 1, ttl: TTL | None = None) -> int:
         """Async :meth:`incr`."""
         full, delta = self._key(key), self._delta(delta)
-        return await self._store.aincr(full, delta, self._ttl(ttl))
+        value = await self._acall(self._store.aincr, full, delta, self._ttl(ttl))
+        self._stats.sets += 1
+        return value
 
     async def adecr(self, key: str, delta: int = 1, ttl: TTL | None = None) -> int:
         """Async :meth:`decr`."""
@@ -335,16 +420,16 @@ class Cache:
     async def aexpire(self, key: str, ttl: TTL) -> bool:
         """Async :meth:`expire`."""
         full = self._key(key)
-        return await self._store.aexpire(full, store_ttl(ttl))
+        return await self._acall(self._store.aexpire, full, store_ttl(ttl))
 
     async def atouch(self, key: str, ttl: TTL | None = None) -> bool:
         """Async :meth:`touch`."""
         full = self._key(key)
-        return await self._store.atouch(full, self._ttl(ttl))
+        return await self._acall(self._store.atouch, full, self._ttl(ttl))
 
     async def aclear(self) -> int | None:
         """Async :meth:`clear`."""
-        return await self._store.aclear(self._selector())
+        return await self._acall(self._store.aclear, self._selector())
 
     async def aget_or_set(
         self, key: str, default: Callable[[], Awaitable[T] | T] | T, ttl: TTL | None = None

@@ -35,6 +35,7 @@ __all__ = [
     "CircuitBreakerConfig",
     "MemcacheConfig",
     "MemoryConfig",
+    "MetricsConfig",
     "RedisClientConfig",
     "RedisClusterConfig",
     "RedisConfig",
@@ -265,6 +266,13 @@ class CircuitBreakerConfig:
     cooldown: float = _opt("cooldown", _positive_duration, 2.0)
 
 
+@dataclass(frozen=True)
+class MetricsConfig:
+    """``backend.cache.metrics``: in-process counters (see :mod:`cachekit.metrics`)."""
+
+    per_tenant: bool = _opt("perTenant", _bool, False)
+
+
 def _store_name(value: Any, path: str) -> str:
     from cachekit.stores import check_store_name  # the registry imports no store module
 
@@ -295,6 +303,7 @@ class CacheConfig:
     circuit_breaker: CircuitBreakerConfig = _opt(
         "circuitBreaker", _nested(CircuitBreakerConfig), factory=CircuitBreakerConfig
     )
+    metrics: MetricsConfig = _opt("metrics", _nested(MetricsConfig), factory=MetricsConfig)
 
 
 # --- parsing --------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from cachekit.codec import Codec
 from cachekit.config import CacheConfig, load_app_config, parse_app_config
 from cachekit.errors import CacheKeyError
 from cachekit.keys import ANY, KeySelector, KeySpace
+from cachekit.metrics import Metrics, StatsRow
 from cachekit.stores import Store, create_store
 
 __all__ = ["CacheManager"]
@@ -42,6 +43,7 @@ class CacheManager:
         self.store: Store = store if store is not None else create_store(self.config)
         self.codec = codec if codec is not None else Codec()
         self.keyspace = KeySpace(self.store.key_prefix)
+        self.metrics = Metrics(per_tenant=self.config.metrics.per_tenant)
 
     @classmethod
     def from_config(cls, app_config: Mapping[str, Any], **kwargs: Any) -> Self:
@@ -71,7 +73,14 @@ class CacheManager:
             default_ttl=self.config.default_ttl,
             codec=self.codec,
             keyspace=self.keyspace,
+            metrics=self.metrics,
         )
+
+    def stats(self) -> list[StatsRow]:
+        """Hits, misses, sets, deletes, errors and store latency of every
+        (plugin, namespace, store) this manager's caches have used — per tenant too when
+        ``backend.cache.metrics.perTenant`` is on."""
+        return self.metrics.snapshot()
 
     def _selector(self, plugin: str | None, tenant: str | None) -> KeySelector:
         if plugin is None and tenant is None:
