@@ -455,6 +455,10 @@ class _Ring:
 # --- the thin client adapters -------------------------------------------------------------
 
 
+def _text(value: object) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
 class _AuthFailed(Exception):
     """The server refused our credentials."""
 
@@ -475,6 +479,7 @@ class _Client(Protocol):
     def cas(self, key: str, value: bytes, token: Any, exptime: int) -> bool: ...
     def touch(self, key: str, exptime: int) -> bool: ...
     def ping(self) -> None: ...
+    def stats(self) -> dict[str, str]: ...
     def close(self) -> None: ...
 
 
@@ -671,6 +676,10 @@ class _TextClient:
 
     def ping(self) -> None:
         self._run(_PymemcacheClient.version)
+
+    def stats(self) -> dict[str, str]:
+        raw: dict[Any, Any] = self._run(_PymemcacheClient.stats)
+        return {_text(k): _text(v) for k, v in raw.items()}
 
     def close(self) -> None:
         idle = self._idle  # emptied in place: a call in flight puts its client back here
@@ -904,6 +913,10 @@ class _BinaryClient:
 
     def ping(self) -> None:
         self._run(self._ops.ping)
+
+    def stats(self) -> dict[str, str]:
+        raw: dict[Any, Any] = self._run(self._ops.stats)
+        return {_text(k): _text(v) for k, v in raw.items()}
 
     def close(self) -> None:
         for connection in list(self._connections):  # every thread's: each reopens on next use
@@ -1317,6 +1330,31 @@ class MemcacheStore(BaseStore):
             except StoreError as exc:
                 errors.append(exc)
         self._raise_first(errors, "ping")
+
+    def server_info(self) -> dict[str, dict[str, str]]:
+        """What ``stats`` says about each server, by address: ``server`` (``memcached``),
+        ``version``, the server-wide ``hits`` / ``misses`` (``get_hits`` / ``get_misses`` of
+        every client) and ``items`` (``curr_items``). memcached cannot count per scope.
+
+        :raises StoreError: a server could not be reached (after asking the others).
+        """
+        info: dict[str, dict[str, str]] = {}
+        errors: list[StoreError] = []
+        for node in self._nodes:
+            try:
+                stats = node.breaker.call(node.client.stats)
+            except StoreError as exc:
+                errors.append(exc)
+                continue
+            info[node.address] = {
+                "server": "memcached",
+                "version": stats.get("version", "unknown"),
+                "hits": stats.get("get_hits", "0"),
+                "misses": stats.get("get_misses", "0"),
+                "items": stats.get("curr_items", "0"),
+            }
+        self._raise_first(errors, "stats")
+        return info
 
     def close(self) -> None:
         for node in self._nodes:

@@ -81,7 +81,7 @@ from cachekit.errors import (
     StoreTimeout,
     StoreUnavailable,
 )
-from cachekit.keys import KeySelector
+from cachekit.keys import KeySelector, scope_of
 from cachekit.stores.base import BaseStore
 
 if TYPE_CHECKING:
@@ -532,6 +532,19 @@ def _milliseconds(ttl: float) -> int:
     return ms if 0 < ms < _MAX_PX else (1 if ms < 1 else _MAX_PX)
 
 
+def _info_summary(info: Any) -> dict[str, str]:
+    """The few ``INFO`` fields operators look at, as strings."""
+    fields = info if isinstance(info, dict) else {}
+    server = "valkey" if "valkey_version" in fields else "redis"
+    version = fields.get("valkey_version", fields.get("redis_version", "unknown"))
+    return {
+        "server": server,
+        "version": str(version),
+        "hits": str(fields.get("keyspace_hits", 0)),
+        "misses": str(fields.get("keyspace_misses", 0)),
+    }
+
+
 # --- the store ---------------------------------------------------------------------------
 
 
@@ -949,6 +962,42 @@ class RedisStore(BaseStore):
 
     def ping(self) -> None:
         self._call(self.client().ping)
+
+    # --- read-only facts for operators (the ``cachekit`` command) ------------------------
+
+    def server_info(self) -> dict[str, dict[str, str]]:
+        """What ``INFO`` says about the server(s), by address: ``server`` (``redis`` or
+        ``valkey``), ``version``, and the server-wide ``hits`` / ``misses`` (keyspace hits
+        and misses of every client, not only cachekit's). A cluster answers per node.
+
+        :raises StoreError: the server could not be reached.
+        """
+        client = self.client()
+        if self.cluster:  # every primary answers, by node name
+            nodes = self._call(lambda: client.info(target_nodes="primaries"))
+        else:
+            nodes = {self.target: self._call(client.info)}
+        return {str(address): _info_summary(info) for address, info in nodes.items()}
+
+    def count_scopes(self, selector: KeySelector) -> dict[str, int]:
+        """How many keys each selected scope holds, by ``SCAN`` (never ``KEYS``): a count
+        per scope prefix (``{prefix}{plugin}:{tenant}:{namespace}:``, as
+        :func:`cachekit.keys.scope_of` returns it). One pass over the keys the selector's
+        pattern matches: for operators, not for request paths.
+
+        :raises StoreError: the server could not be reached.
+        """
+        return self._call(self._count_scopes, self.client(), selector)  # type: ignore[no-any-return]
+
+    def _count_scopes(self, client: Any, selector: KeySelector) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        skip = len(selector.prefix)
+        for raw in client.scan_iter(match=selector.glob(), count=self.clear_batch_size):
+            key = raw.decode("utf-8", "surrogateescape")
+            if selector.matches(key):
+                scope = scope_of(key, skip)
+                counts[scope] = counts.get(scope, 0) + 1
+        return counts
 
     def close(self) -> None:
         """Close the sync client's connections (a later call opens new ones). Async clients
