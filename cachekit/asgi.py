@@ -24,7 +24,15 @@ import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from cachekit.context import activate_manager, active_manager, bind, deactivate_manager, unbind
+from cachekit.context import (
+    CacheOutcome,
+    activate_manager,
+    active_manager,
+    bind,
+    deactivate_manager,
+    unbind,
+)
+from cachekit.context import outcome as request_outcome
 from cachekit.errors import RateLimitExceeded
 from cachekit.http import rate_limit_response
 from cachekit.manager import CacheManager
@@ -74,6 +82,8 @@ class CacheMiddleware:
     :param id_pattern: accepted plugin and tenant ids (whole-string match; default 1-64
         characters of ``A-Za-z0-9._-``).
     :param manage_store: ping the store at lifespan startup and close it at shutdown.
+    :param cache_header: add ``X-Cache: HIT`` or ``MISS`` to responses whose request ran
+        ``@cached`` functions (``MISS`` if any call missed).
     :raises TypeError: a resolver is not callable, or ``tenant`` is a plain string.
     :raises ValueError: a fixed plugin id does not match ``id_pattern``, or
         ``tenant_required=True`` without a tenant resolver.
@@ -89,6 +99,7 @@ class CacheMiddleware:
         tenant_required: bool | None = None,
         id_pattern: str | re.Pattern[str] = DEFAULT_ID_PATTERN,
         manage_store: bool = True,
+        cache_header: bool = False,
     ) -> None:
         self.app = app
         self.manager = manager
@@ -96,6 +107,7 @@ class CacheMiddleware:
             plugin, tenant, tenant_required=tenant_required, id_pattern=id_pattern
         )
         self.manage_store = manage_store
+        self.cache_header = cache_header
 
     def __repr__(self) -> str:
         return (
@@ -132,10 +144,17 @@ class CacheMiddleware:
         """Run the app; a ``RateLimitExceeded`` that escapes it before the response has
         started becomes a 429 (see :mod:`cachekit.http`)."""
         started = False
+        noted = CacheOutcome() if self.cache_header else None
+        token = request_outcome.set(noted) if noted is not None else None
 
         async def send_and_note(message: Message) -> None:
             nonlocal started
-            started = started or message["type"] == "http.response.start"
+            if message["type"] == "http.response.start":
+                started = True
+                value = noted.header if noted is not None else None
+                if value is not None:
+                    headers = [*message.get("headers", ()), (b"x-cache", value.encode())]
+                    message = {**message, "headers": headers}
             await send(message)
 
         try:
@@ -147,6 +166,9 @@ class CacheMiddleware:
             raw = [(name.lower().encode(), value.encode()) for name, value in headers]
             await send({"type": "http.response.start", "status": status, "headers": raw})
             await send({"type": "http.response.body", "body": body})
+        finally:
+            if token is not None:
+                request_outcome.reset(token)
 
     async def _lifespan(
         self, scope: MutableMapping[str, Any], receive: Receive, send: Send

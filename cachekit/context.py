@@ -41,6 +41,7 @@ from cachekit.manager import CacheManager
 
 __all__ = [
     "Binding",
+    "CacheOutcome",
     "Scope",
     "ScopeContext",
     "activate_manager",
@@ -109,6 +110,37 @@ class Binding:
             self.namespaces[name] = cache
         return cache
 
+
+class CacheOutcome:
+    """How the ``@cached`` calls of one request went, for the middlewares' opt-in
+    ``X-Cache`` header: ``MISS`` if any call missed, ``HIT`` if all hit, none if none ran."""
+
+    __slots__ = ("hits", "misses")
+
+    def __init__(self) -> None:
+        self.hits = 0
+        self.misses = 0
+
+    def __repr__(self) -> str:
+        return f"CacheOutcome(hits={self.hits}, misses={self.misses})"
+
+    def note(self, missed: bool) -> None:
+        """Count one ``@cached`` call."""
+        if missed:
+            self.misses += 1
+        else:
+            self.hits += 1
+
+    @property
+    def header(self) -> str | None:
+        """The ``X-Cache`` value, or ``None`` when no ``@cached`` call ran."""
+        if self.misses:
+            return "MISS"
+        return "HIT" if self.hits else None
+
+
+outcome: Final[ContextVar[CacheOutcome | None]] = ContextVar("cachekit.outcome", default=None)
+"""Set by a middleware with ``cache_header=True``; ``@cached`` counts into it."""
 
 _binding: Final[ContextVar[Binding | None]] = ContextVar("cachekit.binding", default=None)
 _manager: Final[ContextVar[CacheManager | None]] = ContextVar("cachekit.manager", default=None)

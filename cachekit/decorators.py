@@ -56,6 +56,7 @@ from cachekit.breaker import OutageLog
 from cachekit.cache import Cache
 from cachekit.codec import MISS
 from cachekit.context import active_manager, current_cache
+from cachekit.context import outcome as request_outcome
 from cachekit.durations import TTL, store_ttl
 from cachekit.errors import CacheKeyError, StoreError
 
@@ -478,6 +479,9 @@ def _sync_hit(policy: _Policy) -> Callable[..., Any]:
         else:
             if _outages.active:  # the store answers again: a next outage gets its warning
                 _outages.recovered(cache.store)
+        noted = request_outcome.get()
+        if noted is not None:  # a middleware asked for an X-Cache header
+            noted.note(entry is MISS)
         if entry is MISS:
             return policy.miss_sync(cache, key, functools.partial(wrapped, *args, **kwargs))
         if not stale:
@@ -499,6 +503,9 @@ def _async_hit(policy: _Policy) -> Callable[..., Any]:
         cache = policy.cache()
         key = policy.key(instance, args, kwargs)
         entry = await policy.read_async(cache, key)
+        noted = request_outcome.get()
+        if noted is not None:  # a middleware asked for an X-Cache header
+            noted.note(entry is MISS)
         if entry is MISS:
             return await policy.miss_async(cache, key, functools.partial(wrapped, *args, **kwargs))
         if policy.stale_ttl is None:

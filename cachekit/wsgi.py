@@ -24,7 +24,8 @@ from collections.abc import Iterable, Iterator
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
-from cachekit.context import Binding, active_manager, bind, unbind
+from cachekit.context import Binding, CacheOutcome, active_manager, bind, unbind
+from cachekit.context import outcome as request_outcome
 from cachekit.errors import RateLimitExceeded
 from cachekit.http import rate_limit_response
 from cachekit.manager import CacheManager
@@ -65,6 +66,8 @@ class CacheMiddleware:
         client header must be verified by an authentication layer first.
     :param tenant_required: refuse requests without a tenant (default: ``True`` when a
         tenant resolver is given); when ``False`` they run in the platform scope.
+    :param cache_header: add ``X-Cache: HIT`` or ``MISS`` to responses whose request ran
+        ``@cached`` functions before starting the response (``MISS`` if any call missed).
     :param id_pattern: accepted plugin and tenant ids (whole-string match; default 1-64
         characters of ``A-Za-z0-9._-``).
     :raises TypeError: a resolver is not callable, or ``tenant`` is a plain string.
@@ -81,12 +84,14 @@ class CacheMiddleware:
         tenant: TenantResolver | None = None,
         tenant_required: bool | None = None,
         id_pattern: str | re.Pattern[str] = DEFAULT_ID_PATTERN,
+        cache_header: bool = False,
     ) -> None:
         self.app = app
         self.manager = manager
         self.resolver = ScopeResolver(
             plugin, tenant, tenant_required=tenant_required, id_pattern=id_pattern
         )
+        self.cache_header = cache_header
 
     def __repr__(self) -> str:
         return (
@@ -101,13 +106,18 @@ class CacheMiddleware:
         if isinstance(result, Rejection):
             return _reject(start_response, result)
         started = False
+        noted = CacheOutcome() if self.cache_header else None
 
-        def start_and_note(*args: Any) -> Any:
+        def start_and_note(status: str, headers: list[tuple[str, str]], *exc_info: Any) -> Any:
             nonlocal started
             started = True
-            return start_response(*args)
+            value = noted.header if noted is not None else None
+            if value is not None:
+                headers = [*headers, ("X-Cache", value)]
+            return start_response(status, headers, *exc_info)
 
         token = bind(result)
+        noting = request_outcome.set(noted) if noted is not None else None
         try:
             response = self.app(environ, start_and_note)
         except RateLimitExceeded as exc:
@@ -118,6 +128,8 @@ class CacheMiddleware:
             start_response(f"{status} {HTTPStatus(status).phrase}", headers, exc_info)
             return [body]
         finally:
+            if noting is not None:
+                request_outcome.reset(noting)
             unbind(token)
         if isinstance(response, list | tuple) or type(response) is environ.get("wsgi.file_wrapper"):
             # Complete, or a file the server sends itself (keep its fast path): no app
