@@ -164,12 +164,20 @@ def test_redis_outage_under_a_cached_endpoint(private_redis_server: RedisServer)
 # --- exact counts on real stores --------------------------------------------------------
 
 
+def frozen_limit(name: str, algorithm: str) -> RateLimit:
+    """10 per minute on a clock frozen mid-window, so all hits of a test share one window
+    (a real clock could cross a window boundary mid-test and rightly allow 20)."""
+    now = time.time()
+    frozen = (now // 60) * 60 + 30
+    return RateLimit(f"{name}-{time.time_ns()}", 10, 60, algorithm=algorithm, clock=lambda: frozen)
+
+
 @pytest.mark.parametrize("algorithm", ["fixed", "sliding", "gcra"])
 def test_rate_limit_exact_under_100_concurrent_async_hits(
     manager: CacheManager, algorithm: str
 ) -> None:
     """10/s per tenant: exactly 10 of 100 concurrent hits pass; another tenant is unaffected."""
-    limit = RateLimit(f"search-{algorithm}-{time.time_ns()}", 10, 1, algorithm=algorithm)
+    limit = frozen_limit(f"search-{algorithm}", algorithm)
 
     async def hits(tenant: str, n: int) -> list[bool]:
         with scope(plugin="api", tenant=tenant, manager=manager):
@@ -189,7 +197,7 @@ def test_rate_limit_exact_under_100_concurrent_async_hits(
 @pytest.mark.parametrize("algorithm", ["fixed", "sliding", "gcra"])
 def test_rate_limit_exact_under_100_threads(manager: CacheManager, algorithm: str) -> None:
     """100 threads hitting a limit of 10: exactly 10 pass."""
-    limit = RateLimit(f"export-{algorithm}-{time.time_ns()}", 10, 1, algorithm=algorithm)
+    limit = frozen_limit(f"export-{algorithm}", algorithm)
     allowed: list[bool] = []
     barrier = threading.Barrier(100)
 
