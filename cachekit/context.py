@@ -47,6 +47,7 @@ __all__ = [
     "activate_manager",
     "active_manager",
     "bind",
+    "caching_disabled",
     "current_cache",
     "current_scope",
     "deactivate_manager",
@@ -141,6 +142,10 @@ class CacheOutcome:
 
 outcome: Final[ContextVar[CacheOutcome | None]] = ContextVar("cachekit.outcome", default=None)
 """Set by a middleware with ``cache_header=True``; ``@cached`` counts into it."""
+
+caching_disabled: Final[ContextVar[bool]] = ContextVar("cachekit.caching_disabled", default=False)
+"""``True`` inside :func:`cachekit.testing.disabled`: ``@cached`` calls through and stores
+nothing."""
 
 _binding: Final[ContextVar[Binding | None]] = ContextVar("cachekit.binding", default=None)
 _manager: Final[ContextVar[CacheManager | None]] = ContextVar("cachekit.manager", default=None)

@@ -55,7 +55,7 @@ import wrapt
 from cachekit.breaker import OutageLog
 from cachekit.cache import Cache
 from cachekit.codec import MISS
-from cachekit.context import active_manager, current_cache
+from cachekit.context import active_manager, caching_disabled, current_cache
 from cachekit.context import outcome as request_outcome
 from cachekit.durations import TTL, store_ttl
 from cachekit.errors import CacheKeyError, StoreError
@@ -467,6 +467,8 @@ def _sync_hit(policy: _Policy) -> Callable[..., Any]:
     keys, namespace, stale = policy.keys, policy.namespace, policy.stale_ttl is not None
 
     def call(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if caching_disabled.get():
+            return wrapped(*args, **kwargs)
         cache = current_cache(namespace)
         key = keys(instance is not None, args, kwargs)
         if stale:
@@ -500,6 +502,8 @@ def _async_hit(policy: _Policy) -> Callable[..., Any]:
     async def call(
         wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
+        if caching_disabled.get():
+            return await wrapped(*args, **kwargs)
         cache = policy.cache()
         key = policy.key(instance, args, kwargs)
         entry = await policy.read_async(cache, key)
