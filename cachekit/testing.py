@@ -18,27 +18,86 @@ the sync methods and once through the async twins. To run it on a store, subclas
 
 A store on an injected clock also overrides the ``wait`` fixture (see :class:`FakeClock`),
 so TTL tests do not sleep. Needs pytest.
+
+:func:`disabled` turns caching off for a block (see also the pytest plugin,
+:mod:`cachekit.pytest_plugin`, for per-test managers and scopes).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from datetime import timedelta
-from typing import Any
+from typing import Any, Final
 
 import pytest
 
 from cachekit.cache import Cache
 from cachekit.codec import MISS
-from cachekit.errors import CacheKeyError, CacheValueError
+from cachekit.context import (
+    Binding,
+    activate_manager,
+    bind,
+    current_scope,
+    deactivate_manager,
+    unbind,
+)
+from cachekit.errors import CacheKeyError, CacheValueError, NoScopeError
 from cachekit.manager import CacheManager
 from cachekit.stores.base import Store
+from cachekit.stores.memory import MemoryStore
 
-__all__ = ["Driver", "FakeClock", "StoreContract"]
+__all__ = ["Driver", "FakeClock", "StoreContract", "caching_disabled", "disabled"]
+
+caching_disabled: Final[ContextVar[bool]] = ContextVar("cachekit.caching_disabled", default=False)
+"""``True`` inside :func:`disabled`: ``@cached`` then calls the function and stores nothing."""
+
+
+@contextlib.contextmanager
+def disabled() -> Iterator[CacheManager]:
+    """Turn caching off in a block (and in the tasks and threads it starts with a copy of
+    its context)::
+
+        with cachekit.testing.disabled():
+            assert load_user(1) is not load_user(1)   # @cached calls through every time
+
+    Inside the block:
+
+    * ``@cached`` calls the function every time and stores nothing;
+    * :func:`cachekit.current_cache`, and :func:`cachekit.scope` without an explicit
+      manager, give caches on a throwaway in-memory store made for this block: reads never
+      see the real store's data, and what is written is dropped with the store when the
+      block ends (within the block a write can be read back, as counters and rate limits
+      need). The scope bound around the block stays bound, on the throwaway store.
+
+    A middleware or ``scope(..., manager=m)`` given an explicit manager inside the block
+    binds that manager: its ``current_cache()`` reaches the real store (``@cached`` still
+    calls through). Blocks nest; each gets its own throwaway store.
+
+    Yields the throwaway :class:`~cachekit.CacheManager`.
+    """
+    manager = CacheManager(store=MemoryStore())
+    flag = caching_disabled.set(True)
+    activated = activate_manager(manager)
+    try:
+        bound = current_scope()
+    except NoScopeError:
+        binding = None
+    else:
+        binding = bind(Binding(manager, bound))
+    try:
+        yield manager
+    finally:
+        if binding is not None:
+            unbind(binding)
+        deactivate_manager(activated)
+        caching_disabled.reset(flag)
+        manager.close()
 
 
 class FakeClock:
