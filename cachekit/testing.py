@@ -31,9 +31,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextvars import ContextVar
 from datetime import timedelta
-from typing import Any, Final
+from typing import Any
 
 import pytest
 
@@ -43,6 +42,7 @@ from cachekit.context import (
     Binding,
     activate_manager,
     bind,
+    caching_disabled,
     current_scope,
     deactivate_manager,
     unbind,
@@ -53,9 +53,6 @@ from cachekit.stores.base import Store
 from cachekit.stores.memory import MemoryStore
 
 __all__ = ["Driver", "FakeClock", "StoreContract", "caching_disabled", "disabled"]
-
-caching_disabled: Final[ContextVar[bool]] = ContextVar("cachekit.caching_disabled", default=False)
-"""``True`` inside :func:`disabled`: ``@cached`` then calls the function and stores nothing."""
 
 
 @contextlib.contextmanager

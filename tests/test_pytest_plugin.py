@@ -3,9 +3,11 @@ cachekit_scope marker) and cachekit.testing.disabled()."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
-from cachekit import CacheManager, Scope, current_cache, current_scope, scope
+from cachekit import CacheManager, Scope, cached, current_cache, current_scope, scope
 from cachekit.cache import Cache
 from cachekit.context import active_manager
 from cachekit.stores.memory import MemoryStore
@@ -42,6 +44,8 @@ def record_visit():
 
 PLUGIN_TESTS = """
 import socket
+
+import asyncio
 
 import pytest
 
@@ -291,3 +295,40 @@ def test_disabled_blocks_are_separate_and_nest() -> None:
     with disabled(), scope("p"):
         assert current_cache().get("k") is None
     assert caching_disabled.get() is False
+
+
+def test_cached_calls_through_under_disabled(cachekit_scope: Cache) -> None:
+    """@cached calls the function every time inside disabled(), and caches again after."""
+    calls: list[int] = []
+
+    @cached(namespace="f", ttl=60)
+    def double(x: int) -> int:
+        calls.append(x)
+        return 2 * x
+
+    with disabled():
+        assert double(2) == 4
+        assert double(2) == 4
+        assert calls == [2, 2]
+    assert double(2) == 4
+    assert double(2) == 4
+    assert calls == [2, 2, 2]
+
+
+def test_cached_async_calls_through_under_disabled(cachekit_scope: Cache) -> None:
+    """An async @cached function is awaited every time inside disabled()."""
+    calls: list[int] = []
+
+    @cached(namespace="g", ttl=60)
+    async def triple(x: int) -> int:
+        calls.append(x)
+        return 3 * x
+
+    async def twice() -> list[int]:
+        return [await triple(1), await triple(1)]
+
+    with disabled():
+        assert asyncio.run(twice()) == [3, 3]
+    assert calls == [1, 1]
+    assert asyncio.run(twice()) == [3, 3]
+    assert calls == [1, 1, 1]
