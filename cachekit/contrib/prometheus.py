@@ -1,0 +1,134 @@
+"""Export a manager's in-process cache metrics to Prometheus (extra ``prometheus``).
+
+::
+
+    from prometheus_client import start_http_server
+    from cachekit.contrib.prometheus import register
+
+    register(manager)          # into prometheus_client's default REGISTRY
+    start_http_server(9100)    # or mount prometheus_client.make_asgi_app()
+
+Each scrape reads :meth:`CacheManager.stats() <cachekit.CacheManager.stats>` (nothing is
+counted twice and nothing runs between scrapes) and exports, labelled ``plugin``,
+``namespace`` (empty: the default namespace) and ``store``:
+
+=================================  ======================================================
+``cachekit_hits_total``            reads that found a value
+``cachekit_misses_total``          reads that found nothing
+``cachekit_sets_total``            writes
+``cachekit_deletes_total``         deletes
+``cachekit_errors_total``          store calls that failed
+``cachekit_store_latency_seconds`` summary (``_count``, ``_sum``) of the time spent in
+                                   store calls; network stores only
+=================================  ======================================================
+
+Tenants are not a label unless the manager counts per tenant
+(``backend.cache.metrics.perTenant: true``): a host with thousands of tenants would export
+thousands of series per metric. When it does, a ``tenant`` label is added (empty: the
+platform scope).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+try:
+    from prometheus_client.metrics_core import (
+        CounterMetricFamily,
+        Metric,
+        SummaryMetricFamily,
+    )
+    from prometheus_client.registry import REGISTRY, Collector, CollectorRegistry
+except ImportError:  # pragma: no cover - exercised only without the extra
+    raise ImportError(
+        "cachekit.contrib.prometheus needs prometheus-client: pip install 'cachekit[prometheus]'"
+    ) from None
+
+from cachekit.manager import CacheManager
+from cachekit.metrics import StatsRow
+
+__all__ = ["CacheCollector", "register"]
+
+_COUNTERS = (
+    ("hits", "Cache reads that found a value."),
+    ("misses", "Cache reads that found nothing."),
+    ("sets", "Cache writes."),
+    ("deletes", "Cache deletes."),
+    ("errors", "Cache store calls that failed."),
+)
+_LATENCY = "store_latency_seconds"
+_LATENCY_HELP = "Time spent in store calls (network stores only)."
+
+
+class CacheCollector(Collector):
+    """A Prometheus collector over one manager's :meth:`~cachekit.CacheManager.stats`.
+
+    :param manager: the manager whose caches are counted.
+    :param prefix: the metric name prefix.
+    """
+
+    def __init__(self, manager: CacheManager, *, prefix: str = "cachekit") -> None:
+        self.manager = manager
+        self.prefix = prefix
+
+    def __repr__(self) -> str:
+        return f"CacheCollector({self.manager!r}, prefix={self.prefix!r})"
+
+    @property
+    def labels(self) -> list[str]:
+        """The label names: ``plugin``, ``namespace``, ``store``, and ``tenant`` when the
+        manager counts per tenant."""
+        names = ["plugin", "namespace", "store"]
+        if self.manager.metrics.per_tenant:
+            names.append("tenant")
+        return names
+
+    def _families(self) -> tuple[list[CounterMetricFamily], SummaryMetricFamily]:
+        labels = self.labels
+        counters = [
+            CounterMetricFamily(f"{self.prefix}_{name}", help_text, labels=labels)
+            for name, help_text in _COUNTERS
+        ]
+        latency = SummaryMetricFamily(f"{self.prefix}_{_LATENCY}", _LATENCY_HELP, labels=labels)
+        return counters, latency
+
+    def describe(self) -> list[Metric]:
+        """The metric families, without samples (lets a registry detect name clashes
+        without reading the counters)."""
+        counters, latency = self._families()
+        return [*counters, latency]
+
+    def collect(self) -> Iterator[Metric]:
+        """One sample per scope and metric, read from ``manager.stats()``."""
+        counters, latency = self._families()
+        per_tenant = self.manager.metrics.per_tenant
+        for row in self.manager.stats():
+            values = _label_values(row, per_tenant)
+            for family, (name, _) in zip(counters, _COUNTERS, strict=True):
+                family.add_metric(values, getattr(row, name))
+            if row.timed_calls:
+                latency.add_metric(values, row.timed_calls, row.latency_seconds)
+        yield from counters
+        yield latency
+
+
+def _label_values(row: StatsRow, per_tenant: bool) -> list[str]:
+    values = [row.plugin, row.namespace or "", row.store]
+    if per_tenant:
+        values.append(row.tenant or "")
+    return values
+
+
+def register(
+    manager: CacheManager, registry: CollectorRegistry = REGISTRY, *, prefix: str = "cachekit"
+) -> CacheCollector:
+    """Export ``manager``'s cache metrics through ``registry`` (default: prometheus_client's
+    global one); returns the collector (``registry.unregister(collector)`` removes it).
+
+    :param prefix: the metric name prefix (another one lets a second manager share the
+        registry).
+    :raises ValueError: the registry already has metrics of these names.
+    """
+    collector = CacheCollector(manager, prefix=prefix)
+    registry.register(collector)
+    return collector

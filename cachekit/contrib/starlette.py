@@ -1,0 +1,124 @@
+"""FastAPI and Starlette helpers (extra ``starlette``): a dependency returning the
+request's :class:`~cachekit.Cache`, a lifespan that opens and closes the store, and
+:func:`install`, which wires the middleware and the 429 handler into an app.
+
+::
+
+    from starlette.applications import Starlette
+    from cachekit import CacheManager
+    from cachekit.contrib.starlette import cache_dependency, install, lifespan
+    from cachekit.resolvers import header
+
+    manager = CacheManager.from_yaml("app-config.yaml")
+    app = Starlette(routes=routes, lifespan=lifespan(manager))
+    install(app, manager, plugin="catalog", tenant=header("X-Tenant-ID"))
+
+    # FastAPI: the request's cache (or one namespace of it) as a dependency
+    from typing import Annotated
+    from fastapi import Depends
+    from cachekit import Cache
+
+    Users = Annotated[Cache, Depends(cache_dependency("users"))]
+
+    @app.get("/users/{user_id}")
+    async def get_user(user_id: int, users: Users) -> dict: ...
+
+The dependency is an ``async def``, so FastAPI calls it on the event loop, inside the
+request's scope, without a trip through its thread pool.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+from cachekit.asgi import CacheMiddleware, _close, _ping
+from cachekit.cache import Cache
+from cachekit.context import activate_manager, current_cache, deactivate_manager
+from cachekit.errors import RateLimitExceeded
+from cachekit.http import starlette_handler
+from cachekit.keys import escape_segment
+from cachekit.manager import CacheManager
+from cachekit.resolvers import PluginResolver, TenantResolver
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
+
+__all__ = ["Lifespan", "cache_dependency", "install", "lifespan"]
+
+Lifespan: TypeAlias = Callable[[Any], AbstractAsyncContextManager[Mapping[str, Any] | None]]
+"""What Starlette's ``lifespan=`` takes: ``app -> async context manager`` (yielding the
+lifespan state, or ``None``)."""
+
+
+def cache_dependency(namespace: str | None = None) -> Callable[[], Awaitable[Cache]]:
+    """A FastAPI dependency (``Depends(cache_dependency())``) returning the request's cache,
+    or its namespace ``namespace``: :func:`cachekit.current_cache` for code that prefers
+    injection. Plain code can ``await`` it too.
+
+    The returned callable raises :class:`~cachekit.errors.NoScopeError` when no scope is
+    bound (the app is not behind the middleware).
+
+    :raises CacheKeyError: ``namespace`` is empty or not a ``str`` (checked here, once).
+    """
+    if namespace is not None:
+        escape_segment(namespace, "namespace")
+
+    async def cachekit_cache() -> Cache:
+        return current_cache(namespace)
+
+    return cachekit_cache
+
+
+def lifespan(manager: CacheManager, inner: Lifespan | None = None) -> Lifespan:
+    """A Starlette/FastAPI ``lifespan=`` that pings the store at startup (a failure is
+    logged, not raised: the cache is lossy) and closes its connections at shutdown. The
+    manager is the active one (:func:`cachekit.context.active_manager`) for the startup and
+    shutdown code.
+
+    :param manager: the manager whose store to open and close.
+    :param inner: the app's own lifespan, run inside this one (its state is passed on).
+    """
+
+    @contextlib.asynccontextmanager
+    async def cachekit_lifespan(app: Any) -> AsyncIterator[Mapping[str, Any] | None]:
+        token = activate_manager(manager)
+        try:
+            await _ping(manager)
+            if inner is None:
+                yield None
+            else:
+                async with inner(app) as state:
+                    yield state
+        finally:
+            await _close(manager)
+            deactivate_manager(token)
+
+    return cachekit_lifespan
+
+
+def install(
+    app: Starlette,
+    manager: CacheManager | None = None,
+    *,
+    plugin: str | PluginResolver,
+    tenant: TenantResolver | None = None,
+    **options: Any,
+) -> Starlette:
+    """Serve ``app`` through :class:`cachekit.CacheMiddleware` (added with
+    ``app.add_middleware``) and turn :class:`~cachekit.errors.RateLimitExceeded` into a 429
+    (:func:`cachekit.http.starlette_handler`). Call it before the app starts.
+
+    :param manager: the manager (default: the active one at each request).
+    :param plugin: a fixed plugin id or a resolver (:mod:`cachekit.resolvers`).
+    :param tenant: a tenant resolver, or ``None`` for the platform scope.
+    :param options: more :class:`~cachekit.CacheMiddleware` options (``tenant_required``,
+        ``id_pattern``, ``manage_store``, ``cache_header``).
+    :returns: ``app``.
+    :raises RuntimeError: the app has already started.
+    """
+    app.add_middleware(CacheMiddleware, manager=manager, plugin=plugin, tenant=tenant, **options)
+    app.add_exception_handler(RateLimitExceeded, starlette_handler)
+    return app
