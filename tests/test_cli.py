@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 import yaml
-from servers import MemcachedServer, RedisServer, free_port, redis_command
+from servers import MemcachedServer, RedisCluster, RedisServer, free_port, redis_command
 
 from cachekit import MISS, CacheManager
 from cachekit.cli import PROBE_PLUGIN, main
@@ -625,3 +625,37 @@ def test_empty_plugin_id_is_a_usage_error(
     config = str(write_config(tmp_path / "c.yaml", redis_cache))
     assert main(["get", "--plugin", "", "-c", config, "k"]) == 2
     assert "plugin id must not be empty" in capsys.readouterr().err
+
+
+def test_check_on_valkey_names_the_server(
+    tmp_path: Path, valkey_server: RedisServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """check on a Valkey server reports valkey and its version."""
+    config = write_config(tmp_path / "c.yaml", {"store": "valkey", "connection": valkey_server.url})
+    assert main(["check", "-c", str(config)]) == 0
+    assert re.search(r"^server   valkey \d+\.", capsys.readouterr().out, re.MULTILINE)
+
+
+def test_stats_on_a_redis_cluster_counts_every_primary(
+    tmp_path: Path, redis_cluster: RedisCluster, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """On a cluster, stats scans every primary and reports each primary's INFO."""
+    prefix = f"cli{uuid.uuid4().hex[:10]}"
+    cache = {
+        "store": "redis",
+        "redis": {
+            "client": {"namespace": prefix},
+            "cluster": {"rootNodes": [{"url": url} for url in redis_cluster.root_urls]},
+        },
+    }
+    with manager_for(cache) as manager:
+        for i in range(30):  # spread over the slots of every primary
+            manager.for_plugin("a", f"t{i % 3}").set(f"k{i}", i)
+    config = write_config(tmp_path / "c.yaml", cache)
+    assert main(["stats", "--json", "-c", str(config)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["scopes"] == [
+        {"plugin": "a", "tenant": f"t{i}", "namespace": None, "keys": 10} for i in range(3)
+    ]
+    assert len(report["servers"]) == 3
+    assert {s["server"] for s in report["servers"].values()} == {"redis"}
