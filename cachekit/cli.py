@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, Final, NoReturn, Protocol, TextIO, runtime_checkable
 from urllib.parse import unquote
 
+from cachekit.cache import Cache
 from cachekit.codec import MISS
 from cachekit.errors import (
     CacheKeyError,
@@ -577,7 +578,7 @@ def _confirm(store: Store, selector: KeySelector, what: str) -> None:
 # --- get / set / delete ---------------------------------------------------------------------
 
 
-def _scoped_cache(args: argparse.Namespace, manager: CacheManager) -> Any:
+def _scoped_cache(args: argparse.Namespace, manager: CacheManager) -> Cache:
     _network_store(manager, args.command)
     cache = manager.for_plugin(args.plugin, args.tenant)
     return cache.namespace(args.namespace) if args.namespace is not None else cache
