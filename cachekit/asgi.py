@@ -129,10 +129,14 @@ class CacheMiddleware:
                 return
             token = bind(result)
             try:
-                if kind == "http":
-                    await self._http(scope, receive, send)
+                if self.cache_header and kind == "http":
+                    await self._app_with_cache_header(scope, receive, send)
                 else:
                     await self.app(scope, receive, send)
+            except RateLimitExceeded as exc:
+                if kind != "http":
+                    raise
+                await _too_many_requests(send, exc)
             finally:
                 unbind(token)
         elif kind == "lifespan":
@@ -140,35 +144,24 @@ class CacheMiddleware:
         else:
             await self.app(scope, receive, send)
 
-    async def _http(self, scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
-        """Run the app; a ``RateLimitExceeded`` that escapes it before the response has
-        started becomes a 429 (see :mod:`cachekit.http`)."""
-        started = False
-        noted = CacheOutcome() if self.cache_header else None
-        token = request_outcome.set(noted) if noted is not None else None
+    async def _app_with_cache_header(
+        self, scope: MutableMapping[str, Any], receive: Receive, send: Send
+    ) -> None:
+        """Run the app, adding ``X-Cache`` to its response from its ``@cached`` calls."""
+        noted = CacheOutcome()
+        token = request_outcome.set(noted)
 
-        async def send_and_note(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-                value = noted.header if noted is not None else None
-                if value is not None:
-                    headers = [*message.get("headers", ()), (b"x-cache", value.encode())]
-                    message = {**message, "headers": headers}
+        async def send_with_header(message: Message) -> None:
+            value = noted.header
+            if message["type"] == "http.response.start" and value is not None:
+                headers = [*message.get("headers", ()), (b"x-cache", value.encode())]
+                message = {**message, "headers": headers}
             await send(message)
 
         try:
-            await self.app(scope, receive, send_and_note)
-        except RateLimitExceeded as exc:
-            if started:
-                raise
-            status, headers, body = rate_limit_response(exc)
-            raw = [(name.lower().encode(), value.encode()) for name, value in headers]
-            await send({"type": "http.response.start", "status": status, "headers": raw})
-            await send({"type": "http.response.body", "body": body})
+            await self.app(scope, receive, send_with_header)
         finally:
-            if token is not None:
-                request_outcome.reset(token)
+            request_outcome.reset(token)
 
     async def _lifespan(
         self, scope: MutableMapping[str, Any], receive: Receive, send: Send
@@ -198,6 +191,19 @@ class CacheMiddleware:
             await self.app(scope, receive_and_open, close_and_send)
         finally:
             deactivate_manager(token)
+
+
+async def _too_many_requests(send: Send, exc: RateLimitExceeded) -> None:
+    """Answer a refused rate limit with a 429 (see :mod:`cachekit.http`). Nothing tracks
+    whether the app had started its response (that would cost every request a wrapper):
+    if it had, the server refuses a second start, and the refusal propagates as it was."""
+    status, headers, body = rate_limit_response(exc)
+    raw = [(name.lower().encode(), value.encode()) for name, value in headers]
+    try:
+        await send({"type": "http.response.start", "status": status, "headers": raw})
+    except Exception:
+        raise exc from None
+    await send({"type": "http.response.body", "body": body})
 
 
 async def _ping(manager: CacheManager) -> None:
