@@ -51,6 +51,7 @@ __all__ = [
     "current_cache",
     "current_scope",
     "deactivate_manager",
+    "get_default_manager",
     "scope",
     "set_default_manager",
     "unbind",
@@ -152,6 +153,11 @@ _manager: Final[ContextVar[CacheManager | None]] = ContextVar("cachekit.manager"
 
 _default_lock = threading.Lock()
 _default_manager: CacheManager | None = None
+
+
+def get_default_manager() -> CacheManager | None:
+    """The manager :func:`set_default_manager` set, or ``None`` (without creating one)."""
+    return _default_manager
 
 
 def set_default_manager(manager: CacheManager | None) -> None:

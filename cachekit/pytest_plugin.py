@@ -38,9 +38,8 @@ from typing import Final
 
 import pytest
 
-import cachekit.context
 from cachekit.cache import Cache
-from cachekit.context import scope, set_default_manager
+from cachekit.context import get_default_manager, scope, set_default_manager
 from cachekit.manager import CacheManager
 
 __all__ = ["DEFAULT_PLUGIN", "DEFAULT_TENANT", "cachekit_manager", "cachekit_scope"]
@@ -62,7 +61,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def _as_default(manager: CacheManager) -> Iterator[CacheManager]:
     # The previous default is read from its slot, not through active_manager(): that
     # would create an in-memory default where there was none (None means "lazy").
-    previous = cachekit.context._default_manager
+    previous = get_default_manager()
     set_default_manager(manager)
     try:
         yield manager
