@@ -18,11 +18,11 @@ Targets (issue 6):
 from __future__ import annotations
 
 import asyncio
+import copy
 import functools
 import os
 import sys
 import threading
-from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,7 @@ from flask_caching import Cache as FlaskCache
 
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
-from harness import Case, report, run_rounds  # noqa: E402
+from harness import Case, async_case, report, run_rounds  # noqa: E402
 from servers import RedisServer  # noqa: E402
 
 from cachekit import CacheManager  # noqa: E402
@@ -57,21 +57,18 @@ async def aload(item_id: int) -> dict[str, Any]:
     return VALUE
 
 
-def batched(
-    loop: asyncio.AbstractEventLoop, fn: Callable[[int], Coroutine[Any, Any, Any]]
-) -> Callable[[], object]:
-    async def many() -> None:
-        for _ in range(ASYNC_BATCH):
-            await fn(1)
-
-    return lambda: loop.run_until_complete(many())
-
-
 def sync_memory_cases() -> list[Case]:
     lru = functools.lru_cache(maxsize=1024)(load)
     ttl_lock = cachetools.cached(cachetools.TTLCache(maxsize=1024, ttl=300), lock=threading.Lock())(
         load
     )
+
+    # cachetools hands every caller the same object; a caller that mutates it changes the
+    # cache. cachekit decodes a fresh copy on every hit (as every network store must): this
+    # reference pays for the same isolation with copy.deepcopy.
+    def ttl_lock_copied(item_id: int) -> dict[str, Any]:
+        return copy.deepcopy(ttl_lock(item_id))
+
     region = make_region().configure("dogpile.cache.memory", expiration_time=300)
     dogpile = region.cache_on_arguments()(load)
     app = Flask(__name__)
@@ -85,6 +82,7 @@ def sync_memory_cases() -> list[Case]:
     return [
         Case("cachetools.cached(TTLCache, lock)", lambda: ttl_lock(1)),
         Case("functools.lru_cache", lambda: lru(1), baseline="cachetools.cached(TTLCache, lock)"),
+        Case("cachetools.cached(TTLCache, lock) + deepcopy", lambda: ttl_lock_copied(1)),
         Case(
             "dogpile.cache memory", lambda: dogpile(1), baseline="cachetools.cached(TTLCache, lock)"
         ),
@@ -98,6 +96,11 @@ def sync_memory_cases() -> list[Case]:
             lambda: ours(1),
             baseline="cachetools.cached(TTLCache, lock)",
         ),
+        Case(
+            "cachekit @cached (memory) ",
+            lambda: ours(1),
+            baseline="cachetools.cached(TTLCache, lock) + deepcopy",
+        ),
     ]
 
 
@@ -109,19 +112,21 @@ def async_memory_cases(loop: asyncio.AbstractEventLoop) -> list[Case]:
     for fn in (via_aiocache, via_cashews, ours):
         loop.run_until_complete(fn(1))
     return [
-        Case("aiocache @cached (memory)", batched(loop, via_aiocache), batch=ASYNC_BATCH),
-        Case("cashews @cache (mem://)", batched(loop, via_cashews), batch=ASYNC_BATCH),
-        Case(
+        async_case("aiocache @cached (memory)", loop, lambda: via_aiocache(1), batch=ASYNC_BATCH),
+        async_case("cashews @cache (mem://)", loop, lambda: via_cashews(1), batch=ASYNC_BATCH),
+        async_case(
             "cachekit async @cached (memory)",
-            batched(loop, ours),
+            loop,
+            lambda: ours(1),
+            batch=ASYNC_BATCH,
             baseline="aiocache @cached (memory)",
-            batch=ASYNC_BATCH,
         ),
-        Case(
+        async_case(
             "cachekit async @cached (memory) ",
-            batched(loop, ours),
-            baseline="cashews @cache (mem://)",
+            loop,
+            lambda: ours(1),
             batch=ASYNC_BATCH,
+            baseline="cashews @cache (mem://)",
         ),
     ]
 

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import Case, report, run_rounds
+from harness import Case, async_case, report, run_rounds
 from pymemcache.client.base import Client
 
 from cachekit import CacheManager
@@ -58,7 +58,6 @@ CPU = os.environ.get("BENCH_CPU", "0")
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "11"))
 OPS = int(os.environ.get("BENCH_OPS", "2000"))
 MANY_OPS = int(os.environ.get("BENCH_MANY_OPS", "200"))
-ASYNC_BATCH = 100
 CONCURRENCY = 50
 VALUE = {"id": 42, "name": "widget", "tags": ["a", "b"]}
 MANY = 100
@@ -97,18 +96,6 @@ def start_server() -> tuple[subprocess.Popen[bytes], int]:
             proc.kill()
             sys.exit("memcached did not start")
         time.sleep(0.02)
-
-
-def async_case(
-    name: str, loop: asyncio.AbstractEventLoop, op: Callable[[], Awaitable[Any]], **kw: Any
-) -> Case:
-    """A case awaiting ``op()`` ASYNC_BATCH times per loop turn."""
-
-    async def many() -> None:
-        for _ in range(ASYNC_BATCH):
-            await op()
-
-    return Case(name, lambda: loop.run_until_complete(many()), batch=ASYNC_BATCH, **kw)
 
 
 def concurrent_case(

@@ -32,14 +32,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, cast
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import redis
 import redis.asyncio
-from harness import Case, ratio, report, run_rounds
+from harness import Case, async_case, ratio, report, run_rounds
 from redis.backoff import NoBackoff
 
 from cachekit import CacheManager
@@ -49,7 +48,6 @@ from cachekit.stores.redis import RedisStore
 CPU = os.environ.get("BENCH_CPU", str((os.cpu_count() or 1) - 1))  # the last core
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "9"))
 OPS = int(os.environ.get("BENCH_OPS", "1000"))
-ASYNC_BATCH = 100
 VALUE = {"id": 42, "name": "widget", "tags": ["a", "b"]}
 MANY = 100
 
@@ -86,18 +84,6 @@ def start_server(workdir: str, port: int = 0) -> tuple[subprocess.Popen[bytes], 
             proc.kill()
             sys.exit("redis-server did not start")
         time.sleep(0.02)
-
-
-def async_case(
-    name: str, loop: asyncio.AbstractEventLoop, op: Callable[[], Awaitable[Any]], **kw: Any
-) -> Case:
-    """A case awaiting ``op()`` ASYNC_BATCH times per loop turn."""
-
-    async def many() -> None:
-        for _ in range(ASYNC_BATCH):
-            await op()
-
-    return Case(name, lambda: loop.run_until_complete(many()), batch=ASYNC_BATCH, **kw)
 
 
 def main() -> None:

@@ -8,10 +8,12 @@ per-round ratios.
 
 from __future__ import annotations
 
+import asyncio
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -25,6 +27,23 @@ class Case:
     baseline: str | None = None  # the case this one's ratio is taken against
     batch: int = 1
     times: list[float] = field(default_factory=list)  # seconds per op, one per round
+
+
+def async_case(
+    name: str,
+    loop: asyncio.AbstractEventLoop,
+    op: Callable[[], Awaitable[Any]],
+    *,
+    batch: int = 100,
+    baseline: str | None = None,
+) -> Case:
+    """A case awaiting ``op()`` ``batch`` times per loop turn."""
+
+    async def many() -> None:
+        for _ in range(batch):
+            await op()
+
+    return Case(name, lambda: loop.run_until_complete(many()), baseline=baseline, batch=batch)
 
 
 def run_rounds(cases: Sequence[Case], *, rounds: int = 15, ops: int = 20_000) -> None:
