@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import copy
 import functools
-import os
 import sys
 import threading
 from pathlib import Path
@@ -35,8 +34,8 @@ from flask import Flask
 from flask_caching import Cache as FlaskCache
 
 HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
-from harness import Case, async_case, report, run_rounds  # noqa: E402
+sys.path.insert(0, str(HERE))
+from harness import Case, async_case, pin_to_cpu, report, run_rounds  # noqa: E402
 from servers import RedisServer  # noqa: E402
 
 from cachekit import CacheManager  # noqa: E402
@@ -45,7 +44,7 @@ from cachekit.counters import counter  # noqa: E402
 from cachekit.decorators import cached  # noqa: E402
 
 VALUE = {"id": 42, "name": "widget", "tags": ["a", "b"]}
-CORE = 0
+CORE = "0"
 ASYNC_BATCH = 200
 
 
@@ -148,7 +147,7 @@ def redis_cases(url: str, manager: CacheManager) -> list[Case]:
 
 
 def main() -> None:
-    os.sched_setaffinity(0, {CORE})
+    pin_to_cpu(CORE)  # the redis-server started below inherits the pin
     results = []
     memory = CacheManager()
     with scope(plugin="bench", tenant="acme", manager=memory):
@@ -163,7 +162,6 @@ def main() -> None:
     server = RedisServer("redis-server", workdir=Path("/tmp/cachekit-bench-redis"))
     server.start()
     try:
-        os.sched_setaffinity(server.pid, {CORE})  # type: ignore[arg-type]
         config = {"backend": {"cache": {"store": "redis", "connection": server.url}}}
         manager = CacheManager.from_config(config)
         with scope(plugin="bench", tenant="acme", manager=manager):

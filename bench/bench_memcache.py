@@ -33,17 +33,17 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import socket
-import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import Case, async_case, report, run_rounds
+from harness import Case, async_case, pin_to_cpu, report, run_rounds
 from pymemcache.client.base import Client
+from servers import MemcachedServer
 
 from cachekit import CacheManager
 from cachekit.codec import Codec
@@ -61,41 +61,6 @@ MANY_OPS = int(os.environ.get("BENCH_MANY_OPS", "200"))
 CONCURRENCY = 50
 VALUE = {"id": 42, "name": "widget", "tags": ["a", "b"]}
 MANY = 100
-
-
-def pin_self() -> None:
-    """Re-execute under ``taskset -c CPU`` unless already pinned there."""
-    if os.environ.get("CACHEKIT_BENCH_PINNED") == CPU:
-        return
-    if shutil.which("taskset") is None:
-        sys.exit("taskset not found (util-linux)")
-    os.environ["CACHEKIT_BENCH_PINNED"] = CPU
-    os.execvp("taskset", ["taskset", "-c", CPU, sys.executable, *sys.argv])
-
-
-def start_server() -> tuple[subprocess.Popen[bytes], int]:
-    """A memcached pinned to CPU on a free loopback port."""
-    if shutil.which("memcached") is None:
-        sys.exit("memcached not found: run scripts/install-servers")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
-    args = ["taskset", "-c", CPU, "memcached", "-l", "127.0.0.1", "-p", str(port), "-U", "0"]
-    args += ["-m", "64", "-t", "1"] + (["-u", "root"] if os.geteuid() == 0 else [])
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as sock:
-                sock.sendall(b"version\r\n")
-                if sock.recv(64).startswith(b"VERSION"):
-                    return proc, port
-        except OSError:
-            pass
-        if time.monotonic() > deadline or proc.poll() is not None:
-            proc.kill()
-            sys.exit("memcached did not start")
-        time.sleep(0.02)
 
 
 def concurrent_case(
@@ -137,13 +102,14 @@ class StreamsClient:
 
 
 def main() -> None:
-    pin_self()
-    proc, port = start_server()
+    pin_to_cpu(CPU)
+    workdir = Path(tempfile.mkdtemp(prefix="cachekit-bench-"))
+    server = MemcachedServer(workdir=workdir, extra_args=("-t", "1")).start()
     try:
-        run(port)
+        run(server.port)
     finally:
-        proc.terminate()
-        proc.wait()
+        server.kill()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def run(port: int) -> None:

@@ -27,8 +27,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,8 +36,9 @@ from typing import Any, cast
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import redis
 import redis.asyncio
-from harness import Case, async_case, ratio, report, run_rounds
+from harness import Case, async_case, pin_to_cpu, ratio, report, run_rounds
 from redis.backoff import NoBackoff
+from servers import RedisServer
 
 from cachekit import CacheManager
 from cachekit.codec import Codec
@@ -52,49 +51,14 @@ VALUE = {"id": 42, "name": "widget", "tags": ["a", "b"]}
 MANY = 100
 
 
-def pin_self() -> None:
-    """Re-execute under ``taskset -c CPU`` unless already pinned there."""
-    if os.environ.get("CACHEKIT_BENCH_PINNED") == CPU:
-        return
-    if shutil.which("taskset") is None:
-        sys.exit("taskset not found (util-linux)")
-    os.environ["CACHEKIT_BENCH_PINNED"] = CPU
-    os.execvp("taskset", ["taskset", "-c", CPU, sys.executable, *sys.argv])
-
-
-def start_server(workdir: str, port: int = 0) -> tuple[subprocess.Popen[bytes], int]:
-    """A redis-server pinned to CPU on loopback ``port`` (0: a free one); waits for PONG."""
-    if not port:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = int(sock.getsockname()[1])
-    args = ["taskset", "-c", CPU, "redis-server", "--port", str(port), "--bind", "127.0.0.1"]
-    args += ["--save", "", "--appendonly", "no", "--dir", workdir]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as sock:
-                sock.sendall(b"PING\r\n")
-                if sock.recv(16).startswith(b"+PONG"):
-                    return proc, port
-        except OSError:
-            pass
-        if time.monotonic() > deadline or proc.poll() is not None:
-            proc.kill()
-            sys.exit("redis-server did not start")
-        time.sleep(0.02)
-
-
 def main() -> None:
-    pin_self()
-    workdir = tempfile.mkdtemp(prefix="cachekit-bench-")
-    proc, port = start_server(workdir)
+    pin_to_cpu(CPU)
+    workdir = Path(tempfile.mkdtemp(prefix="cachekit-bench-"))
+    server = RedisServer("redis-server", workdir=workdir).start()
     try:
-        run(f"redis://127.0.0.1:{port}/0")
+        run(server.url)
     finally:
-        proc.terminate()
-        proc.wait()
+        server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
 

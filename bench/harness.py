@@ -9,11 +9,29 @@ per-round ratios.
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
 import statistics
+import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+# tests/servers.py starts real servers on free loopback ports (standard library only).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+
+def pin_to_cpu(cpu: str) -> None:
+    """Re-execute this script under ``taskset -c cpu`` unless already pinned there; the
+    servers it then starts inherit the pin, so client and server share one core."""
+    if os.environ.get("CACHEKIT_BENCH_PINNED") == cpu:
+        return
+    if shutil.which("taskset") is None:
+        sys.exit("taskset not found (util-linux)")
+    os.environ["CACHEKIT_BENCH_PINNED"] = cpu
+    os.execvp("taskset", ["taskset", "-c", cpu, sys.executable, *sys.argv])
 
 
 @dataclass
