@@ -184,6 +184,8 @@ def _store_failed(cache: Cache, exc: StoreError, fn: Callable[..., Any]) -> None
 
 # --- the decorated function -----------------------------------------------------------
 
+_Scoped = tuple[str, str | None, str]  # (plugin, tenant, key): in-process bookkeeping keys
+
 
 class _Policy:
     """Everything about one decorated function that does not change per call."""
@@ -228,12 +230,10 @@ class _Policy:
         self.lock = lock
         self.lock_timeout = lock_timeout
         self.stale_ttl = None if stale_ttl is None else store_ttl(stale_ttl)
-        self.locks: dict[
-            tuple[str, str | None, str], list[Any]
-        ] = {}  # key -> [threading.Lock, waiters]
+        self.locks: dict[_Scoped, list[Any]] = {}  # key -> [threading.Lock, waiters]
         self.locks_guard = threading.Lock()
-        self.inflight: dict[tuple[int, tuple[str, str | None, str]], asyncio.Future[Any]] = {}
-        self.refreshing: set[tuple[str, str | None, str]] = set()
+        self.inflight: dict[tuple[int, _Scoped], asyncio.Future[Any]] = {}  # (loop, key)
+        self.refreshing: set[_Scoped] = set()
 
     # -- shared, I/O-free steps --
 
@@ -443,7 +443,7 @@ def _token() -> str:
     return f"{threading.get_ident()}-{time.monotonic_ns()}"
 
 
-def _scoped(cache: Cache, key: str) -> tuple[str, str | None, str]:
+def _scoped(cache: Cache, key: str) -> _Scoped:
     """``key`` made unique across scopes, for in-process bookkeeping."""
     return (cache.plugin, cache.tenant, key)
 
