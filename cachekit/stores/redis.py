@@ -174,6 +174,8 @@ class _Driver:
     async_node: Any
     sentinel: Any
     async_sentinel: Any
+    pool: Any
+    async_pool: Any
     retry: Any
     async_retry: Any
     no_backoff: Any
@@ -228,6 +230,8 @@ def _driver(module: str) -> _Driver:
         async_node=imp(f"{module}.asyncio.cluster").ClusterNode,
         sentinel=imp(f"{module}.sentinel").Sentinel,
         async_sentinel=imp(f"{module}.asyncio.sentinel").Sentinel,
+        pool=imp(module).BlockingConnectionPool,
+        async_pool=imp(f"{module}.asyncio").BlockingConnectionPool,
         retry=imp(f"{module}.retry").Retry,
         async_retry=imp(f"{module}.asyncio.retry").Retry,
         no_backoff=imp(f"{module}.backoff").NoBackoff,
@@ -242,6 +246,9 @@ def _module_for(store_name: str) -> str:
 
 
 # --- connection settings -----------------------------------------------------------------
+
+DEFAULT_MAX_CONNECTIONS: Final = 32
+"""Connections per pool (per process and event loop) unless ``connection.maxConnections``."""
 
 
 @dataclass(frozen=True)
@@ -458,8 +465,14 @@ class _ClientSpec:
             client_class = d.async_client if asynchronous else d.client
             class_option = {f"{d.module}_class": client_class}  # redis_class / valkey_class
             return manager.master_for(self.master_name, **class_option)
+        # A bounded pool: a burst of callers queues for a free connection (up to the
+        # operation timeout) instead of each dialing at once, which on a busy host made
+        # some connects overrun the connect timeout and trip the breaker.
+        pool_class = d.async_pool if asynchronous else d.pool
+        options = {"max_connections": DEFAULT_MAX_CONNECTIONS, **common}
+        pool = pool_class.from_url(self.url, timeout=self.operation_timeout, retry=retry, **options)
         client_class = d.async_client if asynchronous else d.client
-        return client_class.from_url(self.url, retry=retry, **common)
+        return client_class.from_pool(pool)  # the client owns the pool: closing closes it
 
 
 def _cluster_spec(
