@@ -174,7 +174,6 @@ class _Driver:
     async_node: Any
     sentinel: Any
     async_sentinel: Any
-    pool: Any
     async_pool: Any
     retry: Any
     async_retry: Any
@@ -230,13 +229,38 @@ def _driver(module: str) -> _Driver:
         async_node=imp(f"{module}.asyncio.cluster").ClusterNode,
         sentinel=imp(f"{module}.sentinel").Sentinel,
         async_sentinel=imp(f"{module}.asyncio.sentinel").Sentinel,
-        pool=imp(module).BlockingConnectionPool,
-        async_pool=imp(f"{module}.asyncio").BlockingConnectionPool,
+        async_pool=_gated_pool(imp(f"{module}.asyncio").ConnectionPool),
         retry=imp(f"{module}.retry").Retry,
         async_retry=imp(f"{module}.asyncio.retry").Retry,
         no_backoff=imp(f"{module}.backoff").NoBackoff,
         errors=errors,
     )
+
+
+MAX_CONNECTING: Final = 16
+"""New connections an asyncio pool opens at once; a burst of callers waits its turn."""
+
+
+def _gated_pool(base: Any) -> Any:
+    """``base`` (an asyncio ``ConnectionPool``) with at most :data:`MAX_CONNECTING`
+    connects in flight. Without the gate, a burst on a cold pool (100 tasks at start-up)
+    dials 100 sockets at once, and on a busy host some connects overran the connect
+    timeout and tripped the breaker. redis-py's asyncio ``BlockingConnectionPool`` would
+    bound it too, but costs ~15% on every call; this costs a check on connected ones."""
+
+    class GatedConnectionPool(base):  # type: ignore[misc]
+        _gate: asyncio.Semaphore | None = None
+
+        async def ensure_connection(self, connection: Any) -> None:
+            if connection.is_connected:
+                await super().ensure_connection(connection)
+                return
+            if self._gate is None:
+                self._gate = asyncio.Semaphore(MAX_CONNECTING)
+            async with self._gate:
+                await super().ensure_connection(connection)
+
+    return GatedConnectionPool
 
 
 def _module_for(store_name: str) -> str:
@@ -246,9 +270,6 @@ def _module_for(store_name: str) -> str:
 
 
 # --- connection settings -----------------------------------------------------------------
-
-DEFAULT_MAX_CONNECTIONS: Final = 32
-"""Connections per pool (per process and event loop) unless ``connection.maxConnections``."""
 
 
 @dataclass(frozen=True)
@@ -465,13 +486,10 @@ class _ClientSpec:
             client_class = d.async_client if asynchronous else d.client
             class_option = {f"{d.module}_class": client_class}  # redis_class / valkey_class
             return manager.master_for(self.master_name, **class_option)
-        # A bounded pool: a burst of callers queues for a free connection (up to the
-        # operation timeout) instead of each dialing at once, which on a busy host made
-        # some connects overrun the connect timeout and trip the breaker.
-        pool_class = d.async_pool if asynchronous else d.pool
-        options = {"max_connections": DEFAULT_MAX_CONNECTIONS, **common}
-        pool = pool_class.from_url(self.url, timeout=self.operation_timeout, retry=retry, **options)
         client_class = d.async_client if asynchronous else d.client
+        if not asynchronous:
+            return client_class.from_url(self.url, retry=retry, **common)
+        pool = d.async_pool.from_url(self.url, retry=retry, **common)
         return client_class.from_pool(pool)  # the client owns the pool: closing closes it
 
 
