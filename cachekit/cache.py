@@ -176,18 +176,13 @@ class Cache:
         return default
 
     def _keys(self, keys: Iterable[str]) -> dict[str, str]:
-        """Full key -> user key, for batch calls."""
-        return {self._key(key): key for key in keys}
-
-    def _decode_many(
-        self, by_full: Mapping[str, str], found: Mapping[str, bytes]
-    ) -> dict[str, Any]:
-        out = {}
-        for full_key, raw in found.items():
-            value = self._decode(full_key, raw, MISS)
-            if value is not MISS:
-                out[by_full[full_key]] = value
-        return out
+        """Full key -> user key, for batch calls (``_key`` inlined: a call less per key)."""
+        prefix, by_full = self._prefix, {}
+        for key in keys:
+            if type(key) is not str or not key:
+                check_key(key)
+            by_full[prefix + key] = key
+        return by_full
 
     def _encode_many(self, items: Mapping[str, Any]) -> dict[str, bytes]:
         # Everything is encoded before anything is written: one bad value writes nothing.
@@ -240,9 +235,17 @@ class Cache:
         return self._decode(full, raw, default)
 
     def _read_many(self, by_full: Mapping[str, str], found: Mapping[str, bytes]) -> dict[str, Any]:
+        """Count a batch read's hits and misses and decode what was found (an unreadable
+        value is left out, like a miss)."""
         self._stats.hits += len(found)
         self._stats.misses += len(by_full) - len(found)
-        return self._decode_many(by_full, found)
+        decode, out = self._codec.decode, {}
+        for full_key, raw in found.items():
+            try:
+                out[by_full[full_key]] = decode(raw)
+            except DecodeError as exc:
+                self._unreadable(full_key, exc, None)
+        return out
 
     # --- sync API ---------------------------------------------------------------------
 

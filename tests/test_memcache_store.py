@@ -4,6 +4,7 @@ generations for clear, several servers with one down, authentication and config.
 from __future__ import annotations
 
 import os
+import socket
 import threading
 import time
 import uuid
@@ -619,6 +620,85 @@ def test_ascii_auth_bad_password_is_unavailable_saying_authentication_failed(
             store.get("p:t::k")
     finally:
         store.close()
+
+
+# --- the text protocol, spoken directly for get, set and incr ----------------------------
+
+
+@pytest.mark.servers
+def test_values_spanning_many_reads_round_trip(manager: CacheManager, plugin: str) -> None:
+    """A ~1 MB value, and values holding the reply's own markers, read back byte for byte
+    through get and get_many (replies longer than one socket read)."""
+    cache = manager.for_plugin(plugin, tenant="t")
+    values = {
+        "big": bytes(range(256)) * 4000,
+        "markers": b"\r\nEND\r\nVALUE x 0 3\r\nEND",
+        "empty": b"",
+    }
+    for key, value in values.items():
+        cache.set(key, value)
+        assert cache.get(key) == value
+    assert cache.get_many([*values, "missing"]) == values
+
+
+@pytest.mark.servers
+def test_get_many_of_a_thousand_keys_reads_every_value(manager: CacheManager, plugin: str) -> None:
+    """A 2 MB reply to one get of 1000 keys is parsed value by value, none lost or shifted."""
+    cache = manager.for_plugin(plugin, tenant="t")
+    items = {f"k{i}": f"{i}:".encode() + b"x" * 2000 for i in range(1000)}
+    cache.set_many(items)
+    assert cache.get_many([*items, "nope"]) == items
+
+
+@pytest.mark.servers
+def test_server_error_replies_map_to_typed_errors_and_keep_the_connection_usable(
+    memcached_server: MemcachedServer, plugin: str
+) -> None:
+    """memcached's SERVER_ERROR (item too large: the store's limit set above the server's)
+    and CLIENT_ERROR (incr of text) raise CacheValueError, and the next calls succeed."""
+    store = build(address(memcached_server), maxValueSize=4 * 1024 * 1024)
+    try:
+        cache = CacheManager(store=store).for_plugin(plugin, tenant="t")
+        with pytest.raises(CacheValueError, match="too large"):
+            cache.set("huge", b"x" * 2_000_000)
+        cache.set("text", "abc")
+        with pytest.raises(CacheValueError, match="not a 64-bit integer"):
+            cache.incr("text")
+        assert cache.get("text") == "abc"
+        assert cache.incr("n", -3) == -3
+    finally:
+        store.close()
+
+
+def test_a_reply_out_of_step_drops_the_connection() -> None:
+    """A reply that is not what get expects raises StoreUnavailable, and the connection is
+    closed rather than reused, so the next call starts clean."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    replies = [b"VALUE k 0 3\r\nabcXY", b"END\r\n"]  # data longer than announced, then fine
+    accepted: list[socket.socket] = []
+
+    def serve() -> None:
+        for reply in replies:
+            conn, _ = listener.accept()
+            accepted.append(conn)
+            conn.recv(1024)
+            conn.sendall(reply)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    store = MemcacheStore(f"127.0.0.1:{port}")
+    try:
+        with pytest.raises(StoreUnavailable):
+            store.get("%u:k")
+        assert store.get("%u:k") is None  # answered on a second connection
+        assert len(accepted) == 2
+    finally:
+        thread.join(timeout=5)
+        store.close()
+        listener.close()
+        for conn in accepted:
+            conn.close()
 
 
 @pytest.mark.servers
