@@ -11,8 +11,11 @@ Authentication
     ``user:password@`` means SASL PLAIN over memcached's binary protocol (``memcached -S``:
     managed services, the Bitnami image), spoken by ``python-binary-memcached``. With
     ``memcache.auth: ascii`` the credentials go through memcached's text-protocol
-    authentication instead (``memcached -Y authfile``), spoken by ``pymemcache``. Without
-    credentials the text protocol and ``pymemcache`` are used. Either way the store talks to
+    authentication instead (``memcached -Y authfile``). Without credentials the text
+    protocol is used: ``pymemcache`` opens the connections and sends the less frequent
+    commands, while ``get``, ``set``, ``incr`` and ``decr`` are written and read directly on
+    its socket (pymemcache's general path costs ~7 µs a call, a third of a loopback round
+    trip; the store only sends keys that need none of its checks). Either way the store talks to
     a thin adapter (``_TextClient`` / ``_BinaryClient``: get, set, add, incr, touch, ...) and
     every quirk below lives once, in :class:`MemcacheStore`. A rejected password raises
     :class:`~cachekit.errors.StoreUnavailable` saying that authentication failed.
@@ -92,10 +95,12 @@ Async
     :class:`~cachekit.stores.base.BaseStore`), so they never block the event loop. Measured by
     ``bench/bench_memcache.py`` (client and memcached pinned to one core, medians of
     interleaved rounds; absolute times move with machine load, the ratios hold across runs):
-    one awaited ``get`` costs 100 µs through the worker thread, 42 µs with aiomcache 0.8.2 (a
-    native asyncio client) and 28 µs with bare asyncio streams (2.3-2.5x aiomcache); with 50
-    concurrent tasks, 70, 33 and 25 µs per get (2.0-2.2x). A native client would save about
-    60 µs per awaited call, but no maintained asyncio client speaks SASL or the binary
+    one awaited ``get`` costs 86-106 µs through the worker thread, 66-76 µs with aiomcache
+    0.8.2 (a native asyncio client) and 51-55 µs with bare asyncio streams (1.3-1.4x
+    aiomcache); with 50 concurrent tasks, 64-68, 55-64 and 48-52 µs per get (1.13-1.14x).
+    (Earlier runs, on a quieter machine and before the store spoke get directly: 100, 42 and
+    28 µs, 2.3-2.5x.) A native client would save 20-60 µs per awaited call, but no
+    maintained asyncio client speaks SASL or the binary
     protocol, and a second client stack would duplicate everything above (generations,
     biasing, key hashing, per-server failure handling) for the async side. So: the worker
     thread, one implementation for both. Worth revisiting for hosts whose cache traffic is
@@ -103,11 +108,13 @@ Async
     this one rather than written beside it.
 
 Performance
-    Against raw pymemcache sending the same commands to the same keys (same bench, several
-    runs), the store takes 1.07-1.20x for get, 1.10-1.17x for set, 1.15-1.25x for incr and
-    1.03-1.14x for get_many of 100 keys. The per-key work (scope, generation tag, hashing)
-    is cached per key while its generations are fresh, so the hot path is a dictionary
-    lookup, the breaker and the pool.
+    Against raw pymemcache sending the same commands to the same keys (``bench/
+    bench_memcache.py``, several runs), ``Cache.get`` (msgpack decode included) takes
+    0.89-0.98x, ``Cache.set`` (encode included) 1.01-1.04x, ``Cache.incr`` 1.03-1.06x and
+    ``Cache.get_many`` of 100 keys 0.84-0.91x: the direct text protocol saves more than
+    the cache layer adds. The per-key work (scope, generation tag, hashing) is cached per
+    key while its generations are fresh, so the hot path is a dictionary lookup, the
+    breaker, the pool and the socket.
 """
 
 from __future__ import annotations
