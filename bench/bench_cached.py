@@ -32,6 +32,7 @@ from cashews import cache as cashews_cache
 from dogpile.cache import make_region
 from flask import Flask
 from flask_caching import Cache as FlaskCache
+from redis.backoff import NoBackoff
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -131,7 +132,15 @@ def async_memory_cases(loop: asyncio.AbstractEventLoop) -> list[Case]:
 
 
 def redis_cases(url: str, manager: CacheManager) -> list[Case]:
-    raw = redis.Redis.from_url(url)
+    # The raw client gets the store's client settings (redis-py 8 defaults to RESP3; the
+    # store speaks RESP2 with its timeouts and no retries), so the ratio is cachekit's own.
+    raw = redis.Redis.from_url(
+        url,
+        protocol=2,
+        socket_timeout=0.5,
+        socket_connect_timeout=0.25,
+        retry=redis.retry.Retry(NoBackoff(), 0),
+    )
     ours = cached(namespace="bench", ttl=300)(load)
     hits = counter("hits")
     ours(1)

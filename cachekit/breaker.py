@@ -47,6 +47,7 @@ class CircuitBreaker:
         "_open_until",
         "cooldown",
         "failure_threshold",
+        "healthy",
         "name",
     )
 
@@ -70,6 +71,9 @@ class CircuitBreaker:
         self._failures = 0
         self._open_until: float | None = None
         self._last_error = ""
+        # No failure since the last success: before_call and record_success have nothing
+        # to do, so hot paths may skip calling them (``if not breaker.healthy: ...``).
+        self.healthy = True
 
     def __repr__(self) -> str:
         return (
@@ -111,6 +115,7 @@ class CircuitBreaker:
                 was_open = self._open_until is not None
                 self._failures = 0
                 self._open_until = None
+                self.healthy = True
             if was_open:
                 log.info("cachekit: %s store is reachable again", self.name)
 
@@ -118,6 +123,7 @@ class CircuitBreaker:
         """A call failed with a store error: count it, and open the breaker at the
         threshold (or re-open it after a failed probe)."""
         with self._lock:
+            self.healthy = False
             self._failures += 1
             self._last_error = str(error)
             opening = self._open_until is None and self._failures >= self.failure_threshold
@@ -134,24 +140,28 @@ class CircuitBreaker:
 
     def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run ``fn`` under the breaker."""
-        self.before_call()
+        if not self.healthy:
+            self.before_call()
         try:
             result = fn(*args, **kwargs)
         except StoreError as exc:
             self.record_failure(exc)
             raise
-        self.record_success()
+        if not self.healthy:
+            self.record_success()
         return result
 
     async def acall(self, fn: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs) -> T:
         """Await ``fn`` under the breaker."""
-        self.before_call()
+        if not self.healthy:
+            self.before_call()
         try:
             result = await fn(*args, **kwargs)
         except StoreError as exc:
             self.record_failure(exc)
             raise
-        self.record_success()
+        if not self.healthy:
+            self.record_success()
         return result
 
 

@@ -259,16 +259,19 @@ class Cache:
         tell a cached ``None`` from a miss)."""
         if type(key) is not str or not key:
             check_key(key)
-        full = self._prefix + key  # _key(), _read() and _decode() inlined: the hit path
-        if self._timed:
-            raw = self._call(self._store.get, full)
-        else:
-            try:
-                raw = self._store.get(full)
-            except StoreError:
-                self._stats.errors += 1
-                raise
+        full = self._prefix + key  # _key(), _call() and _read() inlined: the hit path
         stats = self._stats
+        try:
+            if self._timed:
+                began = perf_counter()
+                raw = self._store.get(full)
+                stats.latency += perf_counter() - began
+                stats.timed += 1
+            else:
+                raw = self._store.get(full)
+        except StoreError:
+            stats.errors += 1
+            raise
         if raw is None:
             stats.misses += 1
             return default

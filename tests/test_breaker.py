@@ -62,6 +62,28 @@ def test_failures_below_threshold_are_forgotten_on_success(breaker: CircuitBreak
     assert breaker.state == "closed"
 
 
+def test_healthy_flag_tracks_failures_since_the_last_success(
+    breaker: CircuitBreaker, clock: FakeClock
+) -> None:
+    """`healthy` (what hot paths check before calling the breaker) turns False at the first
+    failure, stays False while open and half-open, and turns True again on a success."""
+    flaky = Flaky()
+    assert breaker.healthy
+    flaky.down = True
+    with pytest.raises(StoreTimeout):
+        breaker.call(flaky)
+    assert not breaker.healthy
+    for _ in range(2):
+        with pytest.raises(StoreTimeout):
+            breaker.call(flaky)
+    assert breaker.state == "open" and not breaker.healthy
+    clock.advance(2.0)
+    assert breaker.state == "half-open" and not breaker.healthy
+    flaky.down = False
+    assert breaker.call(flaky) == "ok"
+    assert breaker.healthy and breaker.state == "closed"
+
+
 def test_half_open_probe_closes_on_success(breaker: CircuitBreaker, clock: FakeClock) -> None:
     """After the cooldown one probe goes through; its success closes the breaker."""
     flaky = Flaky()

@@ -803,24 +803,28 @@ class RedisStore(BaseStore):
 
     def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
         breaker = self.breaker
-        breaker.before_call()
+        if not breaker.healthy:
+            breaker.before_call()
         try:
             result = fn(*args)
         except self._errors.catch as exc:
             raise self._failed(exc) from exc
-        breaker.record_success()
+        if not breaker.healthy:
+            breaker.record_success()
         return result
 
     async def _acall(self, fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> Any:
         breaker = self.breaker
-        breaker.before_call()
+        if not breaker.healthy:
+            breaker.before_call()
         try:
             if self._uninitialized:
                 await self._initialize_cluster()
             result = await fn(*args)
         except self._errors.catch as exc:
             raise self._failed(exc) from exc
-        breaker.record_success()
+        if not breaker.healthy:
+            breaker.record_success()
         return result
 
     async def _initialize_cluster(self) -> None:
@@ -870,12 +874,14 @@ class RedisStore(BaseStore):
 
     def get(self, key: str) -> bytes | None:
         breaker = self.breaker
-        breaker.before_call()
+        if not breaker.healthy:
+            breaker.before_call()
         try:
             value: bytes | None = (self._sync or self.client()).get(key)
         except self._errors.catch as exc:
             raise self._failed(exc) from exc
-        breaker.record_success()
+        if not breaker.healthy:
+            breaker.record_success()
         return value
 
     def get_many(self, keys: Sequence[str]) -> dict[str, bytes]:
@@ -889,12 +895,14 @@ class RedisStore(BaseStore):
     def set(self, key: str, value: bytes, ttl: float | None) -> None:
         px = None if ttl is None else _milliseconds(ttl)
         breaker = self.breaker
-        breaker.before_call()
+        if not breaker.healthy:
+            breaker.before_call()
         try:
             (self._sync or self.client()).set(key, value, None, px)
         except self._errors.catch as exc:
             raise self._failed(exc) from exc
-        breaker.record_success()
+        if not breaker.healthy:
+            breaker.record_success()
 
     def set_many(self, items: Mapping[str, bytes], ttl: float | None) -> None:
         if items:
@@ -936,7 +944,8 @@ class RedisStore(BaseStore):
 
     def incr(self, key: str, delta: int, ttl: float | None) -> int:
         breaker = self.breaker
-        breaker.before_call()
+        if not breaker.healthy:
+            breaker.before_call()
         client = self._sync or self.client()
         try:
             if ttl is None:
@@ -945,7 +954,8 @@ class RedisStore(BaseStore):
                 value = self._script(client, _INCR_WITH_TTL, key, delta, _milliseconds(ttl))
         except self._errors.catch as exc:
             raise self._incr_failed(key, exc) from exc
-        breaker.record_success()
+        if not breaker.healthy:
+            breaker.record_success()
         return value
 
     def _incr_failed(self, key: str, exc: BaseException) -> CachekitError:
@@ -1042,7 +1052,8 @@ class RedisStore(BaseStore):
 
     async def aget(self, key: str) -> bytes | None:
         breaker = self.breaker
-        breaker.before_call()
+        if not breaker.healthy:
+            breaker.before_call()
         client = self.async_client()
         try:
             if self._uninitialized:
@@ -1050,7 +1061,8 @@ class RedisStore(BaseStore):
             value: bytes | None = await client.get(key)
         except self._errors.catch as exc:
             raise self._failed(exc) from exc
-        breaker.record_success()
+        if not breaker.healthy:
+            breaker.record_success()
         return value
 
     async def aget_many(self, keys: Sequence[str]) -> dict[str, bytes]:
@@ -1064,7 +1076,8 @@ class RedisStore(BaseStore):
     async def aset(self, key: str, value: bytes, ttl: float | None) -> None:
         px = None if ttl is None else _milliseconds(ttl)
         breaker = self.breaker
-        breaker.before_call()
+        if not breaker.healthy:
+            breaker.before_call()
         client = self.async_client()
         try:
             if self._uninitialized:
@@ -1072,7 +1085,8 @@ class RedisStore(BaseStore):
             await client.set(key, value, None, px)
         except self._errors.catch as exc:
             raise self._failed(exc) from exc
-        breaker.record_success()
+        if not breaker.healthy:
+            breaker.record_success()
 
     async def aset_many(self, items: Mapping[str, bytes], ttl: float | None) -> None:
         if items:
@@ -1110,7 +1124,8 @@ class RedisStore(BaseStore):
 
     async def aincr(self, key: str, delta: int, ttl: float | None) -> int:
         breaker = self.breaker
-        breaker.before_call()
+        if not breaker.healthy:
+            breaker.before_call()
         client = self.async_client()
         try:
             if self._uninitialized:
@@ -1122,7 +1137,8 @@ class RedisStore(BaseStore):
                 value = await self._ascript(client, _INCR_WITH_TTL, *args)
         except self._errors.catch as exc:
             raise self._incr_failed(key, exc) from exc
-        breaker.record_success()
+        if not breaker.healthy:
+            breaker.record_success()
         return value
 
     async def _ascript(self, client: Any, script: _Script, key: str, *args: Any) -> Any:
