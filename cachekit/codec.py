@@ -71,13 +71,14 @@ class Codec:
     Register extra types with :meth:`register`; a manager uses one codec for all its caches.
     """
 
-    __slots__ = ("_decoders", "_encoders", "_local")
+    __slots__ = ("_decoders", "_encoders", "_hook", "_local")
 
     def __init__(self) -> None:
         self._encoders: dict[type, tuple[int, Callable[[Any], bytes]]] = {}
         self._decoders: dict[int, Callable[[bytes], Any]] = {}
         # A Packer per thread: building one per packb() call costs ~3x the packing itself.
         self._local = threading.local()
+        self._hook = self._ext_hook  # bound once: decode() is on every read's path
 
     def __repr__(self) -> str:
         names = sorted(cls.__qualname__ for cls in self._encoders)
@@ -134,7 +135,7 @@ class Codec:
             except ValueError:
                 raise DecodeError("not a valid integer") from None
         try:
-            return msgpack.unpackb(data, raw=False, strict_map_key=False, ext_hook=self._ext_hook)
+            return msgpack.unpackb(data, strict_map_key=False, ext_hook=self._hook)  # raw=False
         except Exception as exc:  # msgpack raises a zoo of types on bad input
             raise DecodeError(str(exc) or type(exc).__name__) from None
 
