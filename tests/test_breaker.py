@@ -76,12 +76,15 @@ def test_healthy_flag_tracks_failures_since_the_last_success(
     for _ in range(2):
         with pytest.raises(StoreTimeout):
             breaker.call(flaky)
-    assert breaker.state == "open" and not breaker.healthy
+    assert breaker.state == "open"
+    assert not breaker.healthy
     clock.advance(2.0)
-    assert breaker.state == "half-open" and not breaker.healthy
+    assert breaker.state == "half-open"
+    assert not breaker.healthy
     flaky.down = False
     assert breaker.call(flaky) == "ok"
-    assert breaker.healthy and breaker.state == "closed"
+    assert breaker.healthy
+    assert breaker.state == "closed"
 
 
 def test_half_open_probe_closes_on_success(breaker: CircuitBreaker, clock: FakeClock) -> None:

@@ -83,6 +83,7 @@ from cachekit.errors import (
 )
 from cachekit.keys import KeySelector, scope_of
 from cachekit.stores.base import BaseStore
+from cachekit.stores.redis_resp import fast_packer, fast_parser_class
 
 if TYPE_CHECKING:
     from cachekit.config import CacheConfig, RedisClusterConfig, RedisSentinelConfig
@@ -470,6 +471,16 @@ class _ClientSpec:
                 **common,
             )
         retry = d.no_retry(asynchronous=asynchronous)
+        if not asynchronous:  # (a cluster client takes neither option)
+            packer = fast_packer(
+                d.module,
+                common.get("encoding", "utf-8"),
+                common.get("encoding_errors", "strict"),
+            )
+            parser = fast_parser_class(d.module)
+            if packer is not None and parser is not None:
+                common.setdefault("command_packer", packer)
+                common.setdefault("parser_class", parser)
         if self.mode == "sentinel":
             sentinel_class = d.async_sentinel if asynchronous else d.sentinel
             sentinel_options = {
