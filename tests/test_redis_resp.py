@@ -3,6 +3,7 @@ replies as the driver's own code, on a real server and on malformed replies."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 from collections.abc import Iterator
@@ -10,17 +11,26 @@ from typing import Any
 
 import pytest
 import redis
+import redis.asyncio
 from hypothesis import given
 from hypothesis import strategies as st
-from redis._parsers import _RESP2Parser
+from redis._parsers import _AsyncRESP2Parser, _RESP2Parser
 from redis._parsers.encoders import Encoder
 from redis.connection import PythonRespSerializer
 from redis.exceptions import DataError, ResponseError
+from redis.utils import HIREDIS_AVAILABLE
 from servers import RedisServer
 
 from cachekit.errors import StoreError
 from cachekit.stores.redis import RedisStore
-from cachekit.stores.redis_resp import FastPacker, fast_packer, fast_parser_class, parser_class
+from cachekit.stores.redis_resp import (
+    FastPacker,
+    async_parser_class,
+    fast_async_parser_class,
+    fast_packer,
+    fast_parser_class,
+    parser_class,
+)
 
 ENCODER = Encoder("utf-8", "strict", False)
 DRIVER_PACKER = PythonRespSerializer(6000, ENCODER.encode)
@@ -66,15 +76,23 @@ def test_packer_refuses_what_the_driver_refuses(bad: object) -> None:
 
 
 def test_fast_path_is_used_exactly_when_the_driver_is_pure_python() -> None:
-    """Without a C accelerator (hiredis) the store's sync connections use both; with one,
-    neither."""
-    pure = redis.connection.DefaultParser is _RESP2Parser
+    """Without a C accelerator (hiredis) the store's connections use the fast packer
+    (sync) and parsers (sync and async); with one, the driver's own code."""
+    pure = not HIREDIS_AVAILABLE
     assert (fast_parser_class("redis") is not None) is pure
+    assert (fast_async_parser_class("redis") is not None) is pure
     assert (fast_packer("redis") is not None) is pure
     store = RedisStore.from_url("redis://127.0.0.1:1")
     kwargs = store.client().connection_pool.connection_kwargs
     assert (kwargs.get("parser_class") is parser_class("redis")) is pure
     assert isinstance(kwargs.get("command_packer"), FastPacker) is pure
+
+    async def async_kwargs() -> dict[str, Any]:
+        client = store.async_client()
+        return client.connection_pool.connection_kwargs  # type: ignore[no-any-return]
+
+    parser = asyncio.run(async_kwargs()).get("parser_class")
+    assert (parser is async_parser_class("redis")) is pure
 
 
 @pytest.fixture
@@ -141,6 +159,54 @@ def test_other_replies_read_as_the_driver_reads_them(
     assert fast_client.execute_command("BLPOP", "resp:none", 0.01) is None
 
 
+def async_clients(url: str) -> tuple[redis.asyncio.Redis, redis.asyncio.Redis]:
+    """An asyncio client on the fast parser and one on the driver's pure-Python parser."""
+    fast = redis.asyncio.Redis.from_url(url, protocol=2, parser_class=async_parser_class("redis"))
+    plain = redis.asyncio.Redis.from_url(url, protocol=2, parser_class=_AsyncRESP2Parser)
+    return fast, plain
+
+
+@pytest.mark.servers
+def test_async_mget_and_pipelines_read_as_the_driver_reads_them(
+    redis_server: RedisServer,
+) -> None:
+    """asyncio: MGET of big values, nils and RESP look-alikes, and a pipeline whose replies
+    arrive together (an MGET between other replies: nothing of the next one is taken)."""
+    values = {
+        "aresp:big": bytes(range(256)) * 1000,
+        "aresp:fake": b"\r\n$3\r\nabc\r\n*2\r\n",
+        "aresp:empty": b"",
+        **{f"aresp:n{i}": f"{i}".encode() * 50 for i in range(500)},
+    }
+    keys = [*values, "aresp:missing"]
+    script = "return {1, 'two', {3, {'four'}}, false, redis.status_reply('OK')}"
+
+    async def run() -> None:
+        fast, plain = async_clients(redis_server.url)
+        try:
+            await plain.mset(values)
+            got = await fast.mget(keys)
+            assert got == [*values.values(), None]
+            assert got == await plain.mget(keys)
+            replies = []
+            for client in (fast, plain):
+                pipe = client.pipeline(transaction=False)
+                pipe.mget(keys[:3]).get("aresp:fake").mget(["aresp:n1", "aresp:none"]).incr("x")
+                pipe.eval(script, 0)
+                replies.append(await pipe.execute(raise_on_error=False))
+            assert replies[0][:3] == [
+                [values["aresp:big"], values["aresp:fake"], b""],
+                values["aresp:fake"],
+                [values["aresp:n1"], None],
+            ]
+            assert replies[0][4] == replies[1][4]
+        finally:
+            await fast.aclose()
+            await plain.aclose()
+
+    asyncio.run(run())
+
+
 @pytest.fixture
 def bad_server() -> Iterator[tuple[int, list[bytes]]]:
     """A TCP server that acknowledges the client's handshake (CLIENT SETINFO) and answers
@@ -190,14 +256,24 @@ def bad_server() -> Iterator[tuple[int, list[bytes]]]:
 def test_a_malformed_array_is_a_store_error(
     bad_server: tuple[int, list[bytes]], reply: bytes
 ) -> None:
-    """A reply out of step with the protocol raises StoreError, never returns data."""
+    """A reply out of step with the protocol raises StoreError, never returns data, on
+    sync and asyncio connections."""
     port, replies = bad_server
-    replies.append(reply)
+    replies.extend([reply, reply])
     store = RedisStore.from_url(f"redis://127.0.0.1:{port}")
+
+    async def async_get_many() -> None:
+        pool = store.async_client().connection_pool
+        pool.connection_kwargs["parser_class"] = async_parser_class("redis")
+        with pytest.raises(StoreError):
+            await store.aget_many(["a", "b"])
+        await store.aclose()
+
     try:
         conn_kwargs = store.client().connection_pool.connection_kwargs
         conn_kwargs["parser_class"] = parser_class("redis")  # whatever the default
         with pytest.raises(StoreError):
             store.get_many(["a", "b"])
+        asyncio.run(async_get_many())
     finally:
         store.close()

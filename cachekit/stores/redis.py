@@ -83,7 +83,7 @@ from cachekit.errors import (
 )
 from cachekit.keys import KeySelector, scope_of
 from cachekit.stores.base import BaseStore
-from cachekit.stores.redis_resp import fast_packer, fast_parser_class
+from cachekit.stores.redis_resp import fast_async_parser_class, fast_packer, fast_parser_class
 
 if TYPE_CHECKING:
     from cachekit.config import CacheConfig, RedisClusterConfig, RedisSentinelConfig
@@ -471,16 +471,18 @@ class _ClientSpec:
                 **common,
             )
         retry = d.no_retry(asynchronous=asynchronous)
-        if not asynchronous:  # (a cluster client takes neither option)
-            packer = fast_packer(
-                d.module,
-                common.get("encoding", "utf-8"),
-                common.get("encoding_errors", "strict"),
-            )
+        # Faster RESP where the driver has no C accelerator (a cluster client takes neither).
+        if asynchronous:
+            parser = fast_async_parser_class(d.module)
+        else:
             parser = fast_parser_class(d.module)
-            if packer is not None and parser is not None:
+            packer = fast_packer(
+                d.module, common.get("encoding", "utf-8"), common.get("encoding_errors", "strict")
+            )
+            if packer is not None:
                 common.setdefault("command_packer", packer)
-                common.setdefault("parser_class", parser)
+        if parser is not None:
+            common.setdefault("parser_class", parser)
         if self.mode == "sentinel":
             sentinel_class = d.async_sentinel if asynchronous else d.sentinel
             sentinel_options = {

@@ -29,7 +29,14 @@ import io
 from functools import cache
 from typing import Any, Final
 
-__all__ = ["FastPacker", "fast_packer", "fast_parser_class", "parser_class"]
+__all__ = [
+    "FastPacker",
+    "async_parser_class",
+    "fast_async_parser_class",
+    "fast_packer",
+    "fast_parser_class",
+    "parser_class",
+]
 
 _CRLF: Final = b"\r\n"
 _BUFFER_CUTOFF: Final = 6000  # the drivers' cutoff for sending an argument on its own
@@ -98,7 +105,7 @@ def _modules(module: str) -> tuple[Any, Any, Any, Any]:
 def _pure_python(module: str) -> bool:
     """Whether driver ``module`` packs and parses in Python (no C accelerator)."""
     connection, parsers, _, _ = _modules(module)
-    return connection.DefaultParser is parsers._RESP2Parser
+    return connection.DefaultParser in (parsers._RESP2Parser, parsers._RESP3Parser)
 
 
 def fast_packer(module: str, encoding: str = "utf-8", errors: str = "strict") -> FastPacker | None:
@@ -111,21 +118,59 @@ def fast_packer(module: str, encoding: str = "utf-8", errors: str = "strict") ->
 
 
 def fast_parser_class(module: str) -> type | None:
-    """The fast RESP2 parser class for driver ``module``, or ``None`` when the driver's
-    default parser should be kept."""
+    """The fast RESP2 parser class for driver ``module``'s sync connections, or ``None``
+    when the driver's default parser should be kept."""
     if not _pure_python(module) or not _has_bytes_buffer(_modules(module)[2]):
         return None
     return parser_class(module)
 
 
+def fast_async_parser_class(module: str) -> type | None:
+    """The fast RESP2 parser class for driver ``module``'s asyncio connections, or
+    ``None`` when the driver's default parser should be kept."""
+    default = importlib.import_module(f"{module}.asyncio.connection").DefaultParser
+    parsers = _modules(module)[1]
+    if default not in (parsers._AsyncRESP2Parser, parsers._AsyncRESP3Parser):
+        return None
+    return async_parser_class(module)
+
+
+def _bulk_run(data: bytes, pos: int, count: int) -> tuple[list[bytes | None], int]:
+    """Up to ``count`` array elements read from ``data`` at ``pos``: the run of bulk
+    strings and nils that are whole in ``data``, and the position after them. Stops at
+    the first element of another type or not all there.
+
+    :raises ValueError: a length that is not a number, or data longer than its length.
+    """
+    items: list[bytes | None] = []
+    append, find, end = items.append, data.find, len(data)
+    while len(items) < count and data[pos : pos + 1] == b"$":
+        eol = find(_CRLF, pos)
+        if eol < 0:
+            break
+        size = int(data[pos + 1 : eol])
+        if size < 0:
+            append(None)
+            pos = eol + 2
+            continue
+        stop = eol + 2 + size
+        if stop + 2 > end:
+            break
+        if data[stop : stop + 2] != _CRLF:
+            raise ValueError(f"bulk string longer than ${size}")
+        append(data[eol + 2 : stop])
+        pos = stop + 2
+    return items, pos
+
+
 @cache
 def parser_class(module: str) -> type:
-    """The fast RESP2 parser class for driver ``module``, whatever the driver's default
-    (:func:`fast_parser_class` says whether to use it)."""
+    """The fast RESP2 parser class for driver ``module``'s sync connections, whatever the
+    driver's default (:func:`fast_parser_class` says whether to use it)."""
     _, parsers, _, invalid = _modules(module)
 
     class FastRESP2Parser(parsers._RESP2Parser):  # type: ignore[misc,name-defined]
-        """The driver's RESP2 parser, reading arrays of bulk strings in one loop."""
+        """The driver's RESP2 parser, reading runs of bulk strings in one loop."""
 
         def _read_response(self, disable_decoding: bool = False, **timeout: Any) -> Any:
             buffer = self._buffer
@@ -135,32 +180,75 @@ def parser_class(module: str) -> type:
                 data.seek(-len(head) - 2, io.SEEK_CUR)  # not ours: the inherited parser
                 return super()._read_response(disable_decoding, **timeout)
             items: list[Any] = []
-            append, readline, read = items.append, data.readline, data.read
             try:
                 count = int(head[1:])
-                for _ in range(count):
-                    line = readline()
-                    if line[:1] != b"$" or line[-2:] != _CRLF:
-                        data.seek(-len(line), io.SEEK_CUR)  # another type, or not all here
-                        append(super()._read_response(disable_decoding, **timeout))
-                        continue
-                    size = int(line[1:-2])
-                    if size < 0:
-                        append(None)
-                        continue
-                    value = read(size + 2)
-                    if len(value) < size + 2:  # the rest is still on the socket
-                        data.seek(-len(value), io.SEEK_CUR)
-                        append(buffer.read(size, **timeout))
-                    elif value[-2:] == _CRLF:
-                        append(value[:-2])
-                    else:
-                        raise invalid(f"Protocol Error: bulk string longer than ${size}")
-            except ValueError:  # a length that is not a number
-                raise invalid(f"Protocol Error: bad length in an array reply {head!r}") from None
+                while len(items) < count:
+                    pos = data.tell()
+                    with data.getbuffer() as view:
+                        unread = bytes(view[pos:])  # at most about one socket read
+                    run, end = _bulk_run(unread, 0, count - len(items))
+                    data.seek(pos + end)
+                    items += run
+                    if len(items) < count:  # another type, or not all here: one the
+                        items.append(super()._read_response(disable_decoding, **timeout))
+            except ValueError as exc:  # slow way, reading the socket
+                raise invalid(f"Protocol Error: {exc} in an array reply {head!r}") from None
             return items if count >= 0 else None
 
     return FastRESP2Parser
+
+
+@cache
+def async_parser_class(module: str) -> type:
+    """The fast RESP2 parser class for driver ``module``'s asyncio connections, whatever
+    the driver's default (:func:`fast_async_parser_class` says whether to use it).
+
+    The driver's asyncio parser awaits every element. This one takes, in one step, the
+    run of whole bulk strings the stream has already buffered (``StreamReader._buffer``,
+    which the driver itself reads in ``can_read``) and consumes exactly those bytes, so a
+    pipelined next reply stays in the stream. What it consumed is kept in the parser's
+    ``_chunks`` as the driver does, so a read cancelled half-way is replayed correctly.
+    """
+    _, parsers, _, invalid = _modules(module)
+
+    class FastAsyncRESP2Parser(parsers._AsyncRESP2Parser):  # type: ignore[misc,name-defined]
+        """The driver's asyncio RESP2 parser, taking runs of buffered bulk strings."""
+
+        async def read_response(self, disable_decoding: bool = False) -> Any:
+            stream, leftover = self._stream, self._buffer  # type: ignore[has-type]  # driver's
+            if (
+                leftover  # from a cancelled read: the driver replays it
+                or self._chunks
+                or not self._connected
+                or (not disable_decoding and self.encoder.decode_responses)
+                or not isinstance(getattr(stream, "_buffer", None), bytearray)
+            ):
+                return await super().read_response(disable_decoding)
+            head = await stream.readline()
+            self._buffer, self._pos = head, len(head)  # consumed: kept for a replay
+            if head[:1] != b"*" or head[-2:] != _CRLF:
+                self._pos = 0  # not ours: the driver's reader, from this line
+                response = await self._read_response(disable_decoding=disable_decoding)
+                self._clear()
+                return response
+            items: list[Any] = []
+            try:
+                count = int(head[1:-2])
+                while len(items) < count:
+                    pending = stream._buffer
+                    run, end = _bulk_run(bytes(pending), 0, count - len(items))
+                    if run:
+                        self._chunks.append(await stream.readexactly(end))  # no wait: there
+                        self._pos += end
+                        items += run
+                    else:  # another type, or not all here: one the driver's way
+                        items.append(await self._read_response(disable_decoding=disable_decoding))
+            except ValueError as exc:
+                raise invalid(f"Protocol Error: {exc} in an array reply {head!r}") from None
+            self._clear()
+            return items if count >= 0 else None
+
+    return FastAsyncRESP2Parser
 
 
 def _has_bytes_buffer(socket_buffer: type) -> bool:
