@@ -207,10 +207,38 @@ def test_async_mget_and_pipelines_read_as_the_driver_reads_them(
     asyncio.run(run())
 
 
+@pytest.mark.servers
+def test_single_values_read_as_the_driver_reads_them(
+    redis_server: RedisServer, fast_client: redis.Redis, plain_client: redis.Redis
+) -> None:
+    """GET of a big value (many socket reads), an empty one, a missing one, and a GET
+    that fails (WRONGTYPE), sync and asyncio, as the driver's parser reads them."""
+    plain_client.set("one:big", bytes(range(256)) * 2000)
+    plain_client.set("one:empty", b"")
+    plain_client.rpush("one:list", "x")
+    keys = ["one:big", "one:empty", "one:missing"]
+    assert [fast_client.get(k) for k in keys] == [plain_client.get(k) for k in keys]
+    with pytest.raises(ResponseError, match="WRONGTYPE"):
+        fast_client.get("one:list")
+
+    async def run() -> None:
+        fast, plain = async_clients(redis_server.url)
+        try:
+            assert [await fast.get(k) for k in keys] == [await plain.get(k) for k in keys]
+            with pytest.raises(ResponseError, match="WRONGTYPE"):
+                await fast.get("one:list")
+            assert await fast.get("one:empty") == b""
+        finally:
+            await fast.aclose()
+            await plain.aclose()
+
+    asyncio.run(run())
+
+
 @pytest.fixture
 def bad_server() -> Iterator[tuple[int, list[bytes]]]:
     """A TCP server that acknowledges the client's handshake (CLIENT SETINFO) and answers
-    each MGET with the next canned reply (the list is filled by the test)."""
+    each GET or MGET with the next canned reply (the list is filled by the test)."""
     listener = socket.create_server(("127.0.0.1", 0))
     replies: list[bytes] = []
     conns: list[socket.socket] = []
@@ -218,7 +246,7 @@ def bad_server() -> Iterator[tuple[int, list[bytes]]]:
     def answer(conn: socket.socket) -> None:
         while chunk := conn.recv(65536):
             out = b"+OK\r\n" * chunk.count(b"SETINFO")
-            if b"MGET" in chunk:
+            if b"MGET" in chunk or b"\r\nGET\r\n" in chunk:
                 out += replies.pop(0) if replies else b"-ERR no more replies\r\n"
             conn.sendall(out)
 
@@ -275,5 +303,28 @@ def test_a_malformed_array_is_a_store_error(
         with pytest.raises(StoreError):
             store.get_many(["a", "b"])
         asyncio.run(async_get_many())
+    finally:
+        store.close()
+
+
+def test_a_malformed_bulk_string_is_a_store_error(bad_server: tuple[int, list[bytes]]) -> None:
+    """A GET reply whose data runs past its length raises StoreError, sync and asyncio."""
+    port, replies = bad_server
+    replies.extend([b"$3\r\nabcXY\r\n"] * 2)
+    store = RedisStore.from_url(f"redis://127.0.0.1:{port}")
+
+    async def async_get() -> None:
+        pool = store.async_client().connection_pool
+        pool.connection_kwargs["parser_class"] = async_parser_class("redis")
+        with pytest.raises(StoreError):
+            await store.aget("a")
+        await store.aclose()
+
+    try:
+        conn_kwargs = store.client().connection_pool.connection_kwargs
+        conn_kwargs["parser_class"] = parser_class("redis")
+        with pytest.raises(StoreError):
+            store.get("a")
+        asyncio.run(async_get())
     finally:
         store.close()

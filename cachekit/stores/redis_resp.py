@@ -170,30 +170,44 @@ def parser_class(module: str) -> type:
     _, parsers, _, invalid = _modules(module)
 
     class FastRESP2Parser(parsers._RESP2Parser):  # type: ignore[misc,name-defined]
-        """The driver's RESP2 parser, reading runs of bulk strings in one loop."""
+        """The driver's RESP2 parser, reading bulk strings, and runs of them in arrays,
+        in one loop."""
 
         def _read_response(self, disable_decoding: bool = False, **timeout: Any) -> Any:
             buffer = self._buffer
             head = buffer.readline(**timeout)  # reads the socket as needed
             data = buffer._buffer  # what has arrived: the rest of a reply is mostly here
-            if head[:1] != b"*" or (not disable_decoding and self.encoder.decode_responses):
-                data.seek(-len(head) - 2, io.SEEK_CUR)  # not ours: the inherited parser
-                return super()._read_response(disable_decoding, **timeout)
-            items: list[Any] = []
+            kind = head[:1]
+            decoding = not disable_decoding and self.encoder.decode_responses
+            if decoding or kind != b"*":
+                data.seek(-len(head) - 2, io.SEEK_CUR)  # the line again, for the reader below
+                if decoding or kind != b"$":
+                    return super()._read_response(disable_decoding, **timeout)  # not ours
+                return self._elements(1, disable_decoding, timeout)[0]  # a bulk string: GET
             try:
                 count = int(head[1:])
-                while len(items) < count:
-                    pos = data.tell()
-                    with data.getbuffer() as view:
-                        unread = bytes(view[pos:])  # at most about one socket read
+            except ValueError:
+                raise invalid(f"Protocol Error: {head!r}") from None
+            return self._elements(count, disable_decoding, timeout) if count >= 0 else None
+
+        def _elements(self, count: int, disable_decoding: bool, timeout: Any) -> list[Any]:
+            """``count`` elements: runs of whole bulk strings at once, others one by one
+            the driver's way (reading the socket)."""
+            data = self._buffer._buffer
+            items: list[Any] = []
+            while len(items) < count:
+                pos = data.tell()
+                with data.getbuffer() as view:
+                    unread = bytes(view[pos:])  # at most about one socket read
+                try:
                     run, end = _bulk_run(unread, 0, count - len(items))
-                    data.seek(pos + end)
-                    items += run
-                    if len(items) < count:  # another type, or not all here: one the
-                        items.append(super()._read_response(disable_decoding, **timeout))
-            except ValueError as exc:  # slow way, reading the socket
-                raise invalid(f"Protocol Error: {exc} in an array reply {head!r}") from None
-            return items if count >= 0 else None
+                except ValueError as exc:
+                    raise invalid(f"Protocol Error: {exc}") from None
+                data.seek(pos + end)
+                items += run
+                if len(items) < count:
+                    items.append(super()._read_response(disable_decoding, **timeout))
+            return items
 
     return FastRESP2Parser
 
@@ -226,27 +240,40 @@ def async_parser_class(module: str) -> type:
                 return await super().read_response(disable_decoding)
             head = await stream.readline()
             self._buffer, self._pos = head, len(head)  # consumed: kept for a replay
-            if head[:1] != b"*" or head[-2:] != _CRLF:
-                self._pos = 0  # not ours: the driver's reader, from this line
-                response = await self._read_response(disable_decoding=disable_decoding)
-                self._clear()
-                return response
-            items: list[Any] = []
+            kind, whole = head[:1], head[-2:] == _CRLF
             try:
-                count = int(head[1:-2])
-                while len(items) < count:
-                    pending = stream._buffer
-                    run, end = _bulk_run(bytes(pending), 0, count - len(items))
+                if kind == b"$" and whole:  # a bulk string (GET's reply), if all there
+                    run, end = _bulk_run(head + bytes(stream._buffer), 0, 1)
                     if run:
-                        self._chunks.append(await stream.readexactly(end))  # no wait: there
-                        self._pos += end
-                        items += run
-                    else:  # another type, or not all here: one the driver's way
-                        items.append(await self._read_response(disable_decoding=disable_decoding))
+                        self._chunks.append(await stream.readexactly(end - len(head)))
+                        self._clear()
+                        return run[0]
+                elif kind == b"*" and whole:
+                    count = int(head[1:-2])
+                    items = await self._elements(count, disable_decoding)
+                    self._clear()
+                    return items if count >= 0 else None
             except ValueError as exc:
-                raise invalid(f"Protocol Error: {exc} in an array reply {head!r}") from None
+                raise invalid(f"Protocol Error: {exc} in reply {head[:40]!r}") from None
+            self._pos = 0  # not ours, or not all there: the driver's reader, from this line
+            response = await self._read_response(disable_decoding=disable_decoding)
             self._clear()
-            return items if count >= 0 else None
+            return response
+
+        async def _elements(self, count: int, disable_decoding: bool) -> list[Any]:
+            """``count`` array elements: each run of bulk strings the stream holds whole
+            is taken in one step, anything else read the driver's way."""
+            stream = self._stream
+            items: list[Any] = []
+            while len(items) < count:
+                run, end = _bulk_run(bytes(stream._buffer), 0, count - len(items))
+                if run:
+                    self._chunks.append(await stream.readexactly(end))  # no wait: it is there
+                    self._pos += end
+                    items += run
+                else:  # another type, or not all here: one element the driver's way
+                    items.append(await self._read_response(disable_decoding=disable_decoding))
+            return items
 
     return FastAsyncRESP2Parser
 
