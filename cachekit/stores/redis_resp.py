@@ -39,6 +39,7 @@ __all__ = [
 ]
 
 _CRLF: Final = b"\r\n"
+_OURS: Final = (b"+", b":", b"$", b"*")  # reply types read here; errors go to the driver
 _BUFFER_CUTOFF: Final = 6000  # the drivers' cutoff for sending an argument on its own
 
 
@@ -178,17 +179,22 @@ def parser_class(module: str) -> type:
             head = buffer.readline(**timeout)  # reads the socket as needed
             data = buffer._buffer  # what has arrived: the rest of a reply is mostly here
             kind = head[:1]
-            decoding = not disable_decoding and self.encoder.decode_responses
-            if decoding or kind != b"*":
-                data.seek(-len(head) - 2, io.SEEK_CUR)  # the line again, for the reader below
-                if decoding or kind != b"$":
-                    return super()._read_response(disable_decoding, **timeout)  # not ours
-                return self._elements(1, disable_decoding, timeout)[0]  # a bulk string: GET
+            if kind not in _OURS or (not disable_decoding and self.encoder.decode_responses):
+                data.seek(-len(head) - 2, io.SEEK_CUR)  # not ours: the line again, for the
+                return super()._read_response(disable_decoding, **timeout)  # driver's parser
             try:
-                count = int(head[1:])
+                if kind == b"+":
+                    return head[1:]
+                number = int(head[1:])
             except ValueError:
                 raise invalid(f"Protocol Error: {head!r}") from None
-            return self._elements(count, disable_decoding, timeout) if count >= 0 else None
+            if kind == b":":
+                return number
+            if number < 0:
+                return None
+            if kind == b"$":
+                return buffer.read(number, **timeout)  # as the driver reads a bulk string
+            return self._elements(number, disable_decoding, timeout)
 
         def _elements(self, count: int, disable_decoding: bool, timeout: Any) -> list[Any]:
             """``count`` elements: runs of whole bulk strings at once, others one by one
@@ -240,25 +246,31 @@ def async_parser_class(module: str) -> type:
                 return await super().read_response(disable_decoding)
             head = await stream.readline()
             self._buffer, self._pos = head, len(head)  # consumed: kept for a replay
-            kind, whole = head[:1], head[-2:] == _CRLF
-            try:
-                if kind == b"$" and whole:  # a bulk string (GET's reply), if all there
-                    run, end = _bulk_run(head + bytes(stream._buffer), 0, 1)
-                    if run:
-                        self._chunks.append(await stream.readexactly(end - len(head)))
-                        self._clear()
-                        return run[0]
-                elif kind == b"*" and whole:
-                    count = int(head[1:-2])
-                    items = await self._elements(count, disable_decoding)
-                    self._clear()
-                    return items if count >= 0 else None
-            except ValueError as exc:
-                raise invalid(f"Protocol Error: {exc} in reply {head[:40]!r}") from None
-            self._pos = 0  # not ours, or not all there: the driver's reader, from this line
+            kind = head[:1]
+            if kind in _OURS and head[-2:] == _CRLF:
+                try:
+                    response = await self._simple(kind, head[1:-2], disable_decoding)
+                except ValueError as exc:
+                    raise invalid(f"Protocol Error: {exc} in reply {head[:40]!r}") from None
+                self._clear()
+                return response
+            self._pos = 0  # an error reply, or cut short: the driver's reader, from this line
             response = await self._read_response(disable_decoding=disable_decoding)
             self._clear()
             return response
+
+        async def _simple(self, kind: bytes, rest: bytes, disable_decoding: bool) -> Any:
+            """The reply a status, integer, bulk string or array header line starts."""
+            if kind == b"+":
+                return rest
+            number = int(rest)
+            if kind == b":":
+                return number
+            if number < 0:
+                return None
+            if kind == b"$":
+                return await self._read(number)  # as the driver reads a bulk string
+            return await self._elements(number, disable_decoding)
 
         async def _elements(self, count: int, disable_decoding: bool) -> list[Any]:
             """``count`` array elements: each run of bulk strings the stream holds whole
