@@ -95,6 +95,15 @@ def test_fast_path_is_used_exactly_when_the_driver_is_pure_python() -> None:
     assert (parser is async_parser_class("redis")) is pure
 
 
+def test_resp3_keeps_the_drivers_code() -> None:
+    """A client asked for RESP3 (protocol=3 in the options) gets the driver's own parser and
+    packer: the fast path reads RESP2 only."""
+    store = RedisStore.from_url("redis://127.0.0.1:1", protocol=3)
+    kwargs = store.client().connection_pool.connection_kwargs
+    assert "parser_class" not in kwargs
+    assert "command_packer" not in kwargs
+
+
 @pytest.fixture
 def fast_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
     """A client on the fast packer and parser, whatever the driver's default."""

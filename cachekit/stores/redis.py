@@ -38,7 +38,7 @@ Design choices:
   connections therefore pack and read with :mod:`cachekit.stores.redis_resp` (the drivers'
   ``command_packer`` and ``parser_class`` options): the same bytes and the same replies, in
   one loop. ``bench/bench_redis.py``: ``get_many(100)`` at 1.02-1.10x of a raw ``MGET``
-  returning bytes although it decodes 100 values (0.75-0.79x in asyncio).
+  returning bytes although it decodes 100 values (0.75-0.80x in asyncio).
 * **Driver exceptions never leak.** Timeouts become :class:`~cachekit.errors.StoreTimeout`;
   refused or lost connections, authentication failures, cluster-down and read-only replicas
   (a Sentinel failover in progress) become :class:`~cachekit.errors.StoreUnavailable`; an
@@ -478,8 +478,11 @@ class _ClientSpec:
                 **common,
             )
         retry = d.no_retry(asynchronous=asynchronous)
-        # Faster RESP where the driver has no C accelerator (a cluster client takes neither).
-        if asynchronous:
+        # Faster RESP2 where the driver has no C accelerator (a cluster client takes neither;
+        # a user's `protocol: 3` in the options keeps the driver's code).
+        if common.get("protocol") not in (2, "2"):
+            parser = None
+        elif asynchronous:
             parser = fast_async_parser_class(d.module)
         else:
             parser = fast_parser_class(d.module)
