@@ -9,10 +9,12 @@ port, one worker thread) pinned to the same core, so every round trip pays the s
 loopback cost (see bench/README.md). Cases run round-robin in one process; the table gives
 the median time per op and the median of per-round ratios to the baseline.
 
-Both sides use the same client settings (pymemcache, TCP_NODELAY, the store's timeouts,
-replies awaited), and the raw client sends the same commands to the same memcached keys
-(``store.locate`` gives the key with its generation tag), so the ratio measures what cachekit
-adds: key building, the generation lookup, the breaker, the pool, encoding and biasing. Pairs:
+Both sides use the same socket settings (TCP_NODELAY, the store's timeouts, replies
+awaited), and the raw client sends the same commands to the same memcached keys
+(``store.locate`` gives the key with its generation tag). The ratio is what cachekit adds
+(key building, the generation lookup, the breaker, the pool, encoding and biasing) less
+what it saves: the store speaks get, set, incr and decr itself on pymemcache's socket,
+skipping pymemcache's general command path. Pairs:
 
 - ``Cache.get`` (msgpack decode of a small dict) vs ``get`` of the same bytes;
 - ``Cache.set(ttl=300)`` (encode) vs ``set ... 300`` of the same bytes;

@@ -8,9 +8,10 @@ persistence, loopback, free port) pinned to the same core, so every round trip p
 same-core loopback cost (see bench/README.md). Cases run round-robin in one process; the
 table gives the median time per op and the median of per-round ratios to the raw client.
 
-Both sides use the same client settings (RESP2, the store's timeouts, no retries), so the
-ratio measures what cachekit adds: key building, the breaker, encoding/decoding, argument
-checks. Pairs:
+Both sides use the same client settings (RESP2, the store's timeouts, no retries). The
+ratio is what cachekit adds (key building, the breaker, encoding/decoding, argument checks)
+less what it saves: without hiredis the store's connections pack commands and read replies
+with cachekit.stores.redis_resp, faster than redis-py's pure-Python code. Pairs:
 
 - ``Cache.get`` (msgpack decode of a small dict) vs ``GET`` (raw bytes);
 - ``Cache.set(ttl=300)`` (encode) vs ``SET ... PX 300000`` of the same bytes;
