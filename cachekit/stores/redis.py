@@ -29,7 +29,7 @@ Design choices:
   consecutive failures calls fail at once, without touching the network (not even to build
   a cluster client), until a probe succeeds. The breaker's call protocol (``before_call`` /
   ``record_success`` / ``record_failure``) is written out in :meth:`RedisStore._call` and, on
-  the hot path (``get``, ``set``, ``incr`` and their async twins), in the method itself: a
+  the hot path (``get``, ``set``, ``incr`` and ``aincr``), in the method itself: a
   frame less per call (and while the breaker is ``healthy``, no call at all), and a value
   error the server answered (``incr`` of text) counts as a success.
 * **Faster RESP without a C accelerator.** Without ``hiredis``/``libvalkey`` the drivers pack
@@ -516,6 +516,11 @@ class _ClientSpec:
         return client_class.from_pool(pool)  # the client owns the pool: closing closes it
 
 
+def _found(keys: Sequence[str], values: Sequence[bytes | None]) -> dict[str, bytes]:
+    """An MGET's answer as ``get_many`` returns it: the keys that had a value."""
+    return {key: value for key, value in zip(keys, values, strict=True) if value is not None}
+
+
 def _cluster_spec(
     cluster: RedisClusterConfig, path: str, options: dict[str, Any]
 ) -> dict[str, Any]:
@@ -913,7 +918,7 @@ class RedisStore(BaseStore):
         client = self.client()
         mget = client.mget_nonatomic if self.cluster else client.mget
         values = self._call(mget, keys)
-        return {key: value for key, value in zip(keys, values, strict=True) if value is not None}
+        return _found(keys, values)
 
     def set(self, key: str, value: bytes, ttl: float | None) -> None:
         px = None if ttl is None else _milliseconds(ttl)
@@ -1074,18 +1079,7 @@ class RedisStore(BaseStore):
     # --- async operations: the same commands on the running loop's client --------------
 
     async def aget(self, key: str) -> bytes | None:
-        breaker = self.breaker
-        if not breaker.healthy:
-            breaker.before_call()
-        client = self.async_client()
-        try:
-            if self._uninitialized:
-                await self._initialize_cluster()
-            value: bytes | None = await client.get(key)
-        except self._errors.catch as exc:
-            raise self._failed(exc) from exc
-        if not breaker.healthy:
-            breaker.record_success()
+        value: bytes | None = await self._acall(self.async_client().get, key)
         return value
 
     async def aget_many(self, keys: Sequence[str]) -> dict[str, bytes]:
@@ -1094,22 +1088,11 @@ class RedisStore(BaseStore):
         client = self.async_client()
         mget = client.mget_nonatomic if self.cluster else client.mget
         values = await self._acall(mget, keys)
-        return {key: value for key, value in zip(keys, values, strict=True) if value is not None}
+        return _found(keys, values)
 
     async def aset(self, key: str, value: bytes, ttl: float | None) -> None:
         px = None if ttl is None else _milliseconds(ttl)
-        breaker = self.breaker
-        if not breaker.healthy:
-            breaker.before_call()
-        client = self.async_client()
-        try:
-            if self._uninitialized:
-                await self._initialize_cluster()
-            await client.set(key, value, None, px)
-        except self._errors.catch as exc:
-            raise self._failed(exc) from exc
-        if not breaker.healthy:
-            breaker.record_success()
+        await self._acall(self.async_client().set, key, value, None, px)
 
     async def aset_many(self, items: Mapping[str, bytes], ttl: float | None) -> None:
         if items:
