@@ -304,6 +304,18 @@ class CacheConfig:
         "circuitBreaker", _nested(CircuitBreakerConfig), factory=CircuitBreakerConfig
     )
     metrics: MetricsConfig = _opt("metrics", _nested(MetricsConfig), factory=MetricsConfig)
+    connection_spec: Any = field(default=None, init=False, repr=False, compare=False)
+    """The store's connection options, parsed and checked into the store's typed spec when
+    the section is parsed (``None`` for stores without one): see
+    :mod:`cachekit.config.redis` and :mod:`cachekit.config.memcache`."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "connection_spec", _connection_spec(self))
+
+
+def _connection_spec(config: CacheConfig) -> Any:
+    """The typed connection spec of ``config.store`` (each parser lives beside its spec)."""
+    return None
 
 
 # --- parsing --------------------------------------------------------------------------
@@ -325,7 +337,7 @@ def _parse_section(cls: type[T], raw: object, path: str) -> T:
         return cls()
     if not isinstance(raw, Mapping):
         raise _type_error("a mapping", raw, path)
-    by_key: dict[str, Field[Any]] = {f.metadata["key"]: f for f in fields(cls)}  # type: ignore[arg-type]
+    by_key: dict[str, Field[Any]] = {f.metadata["key"]: f for f in fields(cls) if f.init}  # type: ignore[arg-type]
     _reject_unknown(raw, set(by_key), path)
     kwargs = {
         by_key[key].name: by_key[key].metadata["convert"](value, f"{path}.{key}")

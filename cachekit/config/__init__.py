@@ -1,0 +1,43 @@
+"""Config: the ``backend.cache`` section of ``app-config.yaml`` as frozen, typed dataclasses.
+
+:mod:`cachekit.config.schema` holds the section's schema and the parser that walks it;
+each store's connection options are parsed into a typed spec by a module of their own
+beside it (:mod:`cachekit.config.redis`, :mod:`cachekit.config.memcache`). Nothing here
+connects anywhere or imports a store.
+"""
+
+from cachekit.config.schema import (
+    CacheConfig,
+    CircuitBreakerConfig,
+    MemcacheConfig,
+    MemoryConfig,
+    MetricsConfig,
+    RedisClientConfig,
+    RedisClusterConfig,
+    RedisConfig,
+    RedisSentinelConfig,
+    TimeoutsConfig,
+    ValkeyClientConfig,
+    ValkeyConfig,
+    load_app_config,
+    parse_app_config,
+    parse_cache_section,
+)
+
+__all__ = [
+    "CacheConfig",
+    "CircuitBreakerConfig",
+    "MemcacheConfig",
+    "MemoryConfig",
+    "MetricsConfig",
+    "RedisClientConfig",
+    "RedisClusterConfig",
+    "RedisConfig",
+    "RedisSentinelConfig",
+    "TimeoutsConfig",
+    "ValkeyClientConfig",
+    "ValkeyConfig",
+    "load_app_config",
+    "parse_app_config",
+    "parse_cache_section",
+]
