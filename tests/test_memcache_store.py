@@ -12,7 +12,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import bmemcached
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -24,16 +23,10 @@ from cachekit.errors import CacheValueError, ConfigError, StoreUnavailable
 from cachekit.keys import KeySpace
 from cachekit.manager import CacheManager
 from cachekit.stores import create_store
-from cachekit.stores.memcache import (
-    BIAS,
-    MemcacheServer,
-    MemcacheStore,
-    _generation_key,
-    decode_value,
-    encode_value,
-    expiry,
-    parse_servers,
-)
+from cachekit.stores.memcache import MemcacheServer, MemcacheStore, parse_servers
+from cachekit.stores.memcache.binary import BinaryConnection
+from cachekit.stores.memcache.generations import generation_key
+from cachekit.stores.memcache.values import BIAS, decode_value, encode_value, expiry
 from cachekit.testing import FakeClock
 
 DAY = 24 * 3600
@@ -58,12 +51,18 @@ def raw_client(server: MemcachedServer) -> RawClient:
 def flushes(server: MemcachedServer) -> int:
     """The server's ``cmd_flush`` counter."""
     if server.auth == "sasl":
-        client = bmemcached.Client([address(server)], server.username, server.password)
+        connection = BinaryConnection(
+            server.host,
+            server.port,
+            username=server.username,
+            password=server.password,
+            connect_timeout=2,
+            timeout=2,
+        )
         try:
-            stats = client.stats()[address(server)]
+            return int(connection.stats()["cmd_flush"])
         finally:
-            client.disconnect_all()
-        return int(stats["cmd_flush"])
+            connection.close()
     client = raw_client(server)
     try:
         return int(client.stats()[b"cmd_flush"])
@@ -461,7 +460,7 @@ def test_an_evicted_generation_never_revives_cleared_entries(
         cache.clear()
         raw = raw_client(memcached_server)
         try:
-            assert raw.delete(_generation_key("pt", plugin, "t"), noreply=False) is True
+            assert raw.delete(generation_key("pt", plugin, "t"), noreply=False) is True
         finally:
             raw.close()
         fresh = build(address(memcached_server))  # another process: nothing cached
