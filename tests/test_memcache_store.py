@@ -621,7 +621,7 @@ def test_ascii_auth_bad_password_is_unavailable_saying_authentication_failed(
         store.close()
 
 
-# --- the text protocol, spoken directly for get, set and incr ----------------------------
+# --- big values, reply markers in values, server errors -------------------------------
 
 
 @pytest.mark.servers
@@ -669,20 +669,29 @@ def test_server_error_replies_map_to_typed_errors_and_keep_the_connection_usable
         store.close()
 
 
-def test_a_reply_out_of_step_drops_the_connection() -> None:
-    """A reply that is not what get expects raises StoreUnavailable, and the connection is
+@pytest.mark.parametrize(
+    "reply",
+    [
+        b"VALUE %u:other 0 3\r\nabc\r\nEND\r\n",  # another key's value
+        b"STORED\r\n",  # another command's reply
+        b"VALUE %u:k 0 3\r\nabc\r\nVALUE %u:j 0 1\r\nx\r\nEND\r\n",  # more than asked
+    ],
+    ids=["another key", "another command", "more than asked"],
+)
+def test_a_reply_out_of_step_drops_the_connection(reply: bytes) -> None:
+    """A reply that does not answer get raises StoreUnavailable, and the connection is
     closed rather than reused, so the next call starts clean."""
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
-    replies = [b"VALUE k 0 3\r\nabcXY", b"END\r\n"]  # data longer than announced, then fine
+    replies = [reply, b"END\r\n"]
     accepted: list[socket.socket] = []
 
     def serve() -> None:
-        for reply in replies:
+        for answer in replies:
             conn, _ = listener.accept()
             accepted.append(conn)
             conn.recv(1024)
-            conn.sendall(reply)
+            conn.sendall(answer)
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
