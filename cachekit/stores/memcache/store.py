@@ -149,7 +149,7 @@ class MemcacheStore(BaseStore):
 
     :param servers: ``"host:port"``, ``"user:password@host:port"`` or a comma-separated
         string of them, or a sequence with one server per item (a string or a
-        :class:`MemcacheServer`).
+        :class:`~cachekit.config.memcache.MemcacheServer`).
     :param auth: ``None`` (SASL when credentials are given), ``"sasl"`` or ``"ascii"``.
     :param max_value_size: largest item (value + key + 64 bytes), as memcached's ``-I``.
     :param generation_refresh: seconds a scope's generations are cached in this process:
@@ -160,6 +160,8 @@ class MemcacheStore(BaseStore):
     :param failure_threshold: failures in a row that make a server skipped.
     :param clock: monotonic clock for the generation cache and the breakers.
     :raises ConfigError: a malformed server, mixed credentials, or an unknown ``auth``.
+    :raises ValueError: a size, duration or threshold that is not positive.
+    :ivar connection: the checked :class:`~cachekit.config.memcache.MemcacheConnection`.
     """
 
     name = STORE_NAME
@@ -180,7 +182,7 @@ class MemcacheStore(BaseStore):
         parsed = parse_servers(servers if isinstance(servers, str) else list(servers), "servers")
         self.connection = connection = MemcacheConnection(
             parsed,
-            auth_mode(auth, parsed),
+            auth_mode(auth, parsed, "servers", "auth"),
             max_value_size=max_value_size,
             generation_refresh=generation_refresh,
             dead_retry=dead_retry,
