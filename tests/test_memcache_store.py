@@ -36,9 +36,14 @@ def address(server: MemcachedServer) -> str:
     return f"{server.host}:{server.port}"
 
 
+# Timeouts with headroom: on a loaded machine a 0.5 s default could turn into a failed call
+# in a test that counts (100 threads incrementing, racing rate limits).
+HEADROOM = {"connect": "2s", "operation": "2s"}
+
+
 def build(connection: str | list[str], **memcache: Any) -> MemcacheStore:
     """A store built through the config path, as a host would build it."""
-    section: dict[str, Any] = {"store": "memcache", "connection": connection}
+    section: dict[str, Any] = {"store": "memcache", "connection": connection, "timeouts": HEADROOM}
     if memcache:
         section["memcache"] = memcache
     return MemcacheStore.from_config(parse_cache_section(section))

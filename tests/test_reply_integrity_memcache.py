@@ -52,7 +52,13 @@ def store(request: pytest.FixtureRequest) -> Iterator[MemcacheStore]:
         servers: list[MemcachedServer] = request.getfixturevalue("memcached_servers")
         connection = [f"{s.host}:{s.port}" for s in servers]
     built = MemcacheStore.from_config(
-        parse_cache_section({"store": "memcache", "connection": connection})
+        parse_cache_section(
+            {
+                "store": "memcache",
+                "connection": connection,
+                "timeouts": {"connect": "5s", "operation": "5s"},  # 220 callers on 2 busy cores
+            }
+        )
     )
     yield built
     built.close()
