@@ -289,3 +289,30 @@ def test_binary_get_many_refuses_a_hit_for_a_key_not_asked() -> None:
     finally:
         store.close()
         server.close()
+
+
+@pytest.mark.servers
+def test_sasl_big_values_and_big_batches_round_trip(
+    memcached_sasl_server: MemcachedServer,
+) -> None:
+    """Over the binary protocol: a ~1 MB value, values holding protocol-looking bytes, and a
+    get_many of 1000 x 2 KB values read back byte for byte."""
+    server = memcached_sasl_server
+    store = MemcacheStore(
+        f"{server.username}:{server.password}@{server.host}:{server.port}", timeout=5
+    )
+    try:
+        cache = CacheManager(store=store).for_plugin("p-sasl-big", tenant="t")
+        values = {
+            "big": bytes(range(256)) * 4000,
+            "header": b"\x81\x00\x00\x00" + b"\x00" * 20 + b"\r\nEND\r\n",
+            "empty": b"",
+        }
+        cache.set_many(values)
+        assert {k: cache.get(k) for k in values} == values
+        items = {f"k{i}": f"{i}:".encode() + b"x" * 2000 for i in range(1000)}
+        cache.set_many(items)
+        assert cache.get_many([*items, "nope"]) == items
+        assert cache.delete_many(list(items)) == 1000
+    finally:
+        store.close()
