@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from servers import MemcachedServer, memcached_ascii_auth, memcached_sasl
 
-from cachekit.errors import StoreError, StoreUnavailable
+from cachekit.errors import StoreError, StoreTimeout, StoreUnavailable
 from cachekit.manager import CacheManager
 from cachekit.stores.memcache import MemcacheStore
 from cachekit.stores.memcache.binary import HEADER, RESPONSE, Opcode, Status
@@ -186,11 +186,16 @@ def test_sasl_delete_many_counts_and_touch_refreshes(
 
 
 def _reply(
-    opcode: int, opaque: int, status: int = 0, key: bytes = b"", value: bytes = b""
+    opcode: int,
+    opaque: int,
+    status: int = 0,
+    key: bytes = b"",
+    value: bytes = b"",
+    extras: bytes = b"",
 ) -> bytes:
-    return HEADER.pack(
-        RESPONSE, opcode, len(key), 0, 0, status, len(key) + len(value), opaque, 0
-    ) + (key + value)
+    body = len(extras) + len(key) + len(value)
+    header = HEADER.pack(RESPONSE, opcode, len(key), len(extras), 0, status, body, opaque, 0)
+    return header + extras + key + value
 
 
 class FakeBinaryServer:
@@ -244,7 +249,7 @@ class FakeBinaryServer:
 @pytest.mark.parametrize(
     "bad_reply",
     [
-        lambda opcode, opaque: _reply(opcode, opaque + 1, value=b"\0\0\0\0other"),
+        lambda opcode, opaque: _reply(opcode, opaque + 1, extras=b"\0\0\0\0", value=b"other"),
         lambda opcode, opaque: _reply(Opcode.SET, opaque),
         lambda opcode, opaque: b"\x80" + _reply(opcode, opaque)[1:],
     ],
@@ -278,7 +283,9 @@ def test_binary_get_many_refuses_a_hit_for_a_key_not_asked() -> None:
 
     def answer(opcode: int, opaque: int, number: int) -> bytes:
         if opcode == Opcode.GETKQ:
-            return _reply(opcode, opaque, key=b"%u:someone-else", value=b"\0\0\0\0secret")
+            return _reply(
+                opcode, opaque, key=b"%u:someone-else", extras=b"\0\0\0\0", value=b"secret"
+            )
         return _reply(opcode, opaque)
 
     server = FakeBinaryServer(answer)
@@ -316,3 +323,70 @@ def test_sasl_big_values_and_big_batches_round_trip(
         assert cache.delete_many(list(items)) == 1000
     finally:
         store.close()
+
+
+def _read_request(conn: socket.socket, binary: bool) -> bytes:
+    """One whole request (a text line, or a binary header and body)."""
+    data = b""
+    while True:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+        if not binary and data.endswith(b"\r\n"):
+            return data
+        if (
+            binary
+            and len(data) >= HEADER.size
+            and len(data) >= HEADER.size + HEADER.unpack(data[: HEADER.size])[6]
+        ):
+            return data
+
+
+@pytest.mark.parametrize("protocol", ["text", "binary"])
+def test_a_reply_cut_by_a_timeout_is_never_read_by_the_next_call(protocol: str) -> None:
+    """The server sends half a reply and stalls: the call raises StoreTimeout, the client
+    closes that connection (the server sees it hang up), and the next call reads its own
+    whole reply on a new connection."""
+    binary = protocol == "binary"
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    hung_up: list[bool] = []
+    accepted: list[socket.socket] = []
+
+    def reply_to(conn: socket.socket, whole: bool) -> None:
+        request = _read_request(conn, binary)
+        if binary:
+            opcode, opaque = request[1], HEADER.unpack(request[: HEADER.size])[7]
+            full = _reply(opcode, opaque, extras=b"\0\0\0\0", value=b"abcdefghij")
+        else:
+            full = b"VALUE %u:k 0 10\r\nabcdefghij\r\nEND\r\n"
+        conn.sendall(full if whole else full[: len(full) // 2])
+
+    def serve() -> None:
+        for number in range(2):
+            conn, _ = listener.accept()
+            accepted.append(conn)
+            if binary:  # SASL auth first
+                auth = _read_request(conn, True)
+                conn.sendall(_reply(Opcode.SASL_AUTH, HEADER.unpack(auth[: HEADER.size])[7]))
+            reply_to(conn, whole=number == 1)
+            if number == 0:
+                hung_up.append(conn.recv(1024) == b"")  # blocks until the client closes
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    credentials = "u:p@" if binary else ""
+    store = MemcacheStore(f"{credentials}127.0.0.1:{port}", timeout=0.2)
+    try:
+        with pytest.raises(StoreTimeout):
+            store.get("k")
+        assert store.get("k") == b"abcdefghij"
+        thread.join(timeout=10)  # a liveness guard, not a timing assertion
+        assert hung_up == [True]
+        assert len(accepted) == 2
+    finally:
+        store.close()
+        listener.close()
+        for conn in accepted:
+            conn.close()

@@ -70,10 +70,11 @@ def store_error(exc: Exception, address: str, timeout: float) -> Exception:
         return StoreTimeout(
             f"memcache server {address} did not answer within {timeout}s", store=STORE_NAME
         )
-    detail = " ".join(
-        a.decode(errors="replace") if isinstance(a, bytes) else str(a) for a in exc.args
-    )
-    return StoreUnavailable(
-        f"memcache server {address}: {detail or type(exc).__name__ or 'connection lost'}",
-        store=STORE_NAME,
-    )
+    if isinstance(exc, OSError):
+        detail = str(exc) or "connection lost"
+    else:  # a driver's or our protocol's complaint about a reply
+        text = " ".join(
+            a.decode(errors="replace") if isinstance(a, bytes) else str(a) for a in exc.args
+        )
+        detail = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return StoreUnavailable(f"memcache server {address}: {detail}", store=STORE_NAME)
