@@ -90,13 +90,18 @@ class ServerStatus(Exception):
     """
 
     def __init__(self, status: int, message: bytes) -> None:
-        name = Status(status).name if status in Status._value2member_map_ else hex(status)
+        try:
+            name = Status(status).name
+        except ValueError:
+            name = hex(status)
         text = message.decode(errors="replace")
         super().__init__(f"status {name}" + (f": {text}" if text else ""))
         self.status = status
 
 
 class Reply(NamedTuple):
+    """One response: its status, CAS token and body split into extras, key and value."""
+
     status: int
     cas: int
     extras: bytes
