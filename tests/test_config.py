@@ -149,6 +149,79 @@ def test_missing_driver_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None
         parse_cache_section({"store": "valkey"})
 
 
+# --- memcache: the connection spec is parsed with the section ---------------------------
+
+
+def test_memcache_connection_spec_is_parsed_with_the_section() -> None:
+    """store: memcache reads servers, auth, memcache options, timeouts and the breaker
+    threshold into one frozen MemcacheConnection when the section is parsed."""
+    from cachekit.config.memcache import MemcacheConnection, MemcacheServer
+
+    config = parse_cache_section(
+        {
+            "store": "memcache",
+            "connection": ["u:p@a:1", "u:q@[::1]"],
+            "memcache": {"auth": "ASCII", "maxValueSize": 2048, "deadRetry": "2s"},
+            "timeouts": {"connect": 100, "operation": "2s"},
+            "circuitBreaker": {"failureThreshold": 5},
+        }
+    )
+    assert config.connection_spec == MemcacheConnection(
+        (MemcacheServer("a", 1, "u", "p"), MemcacheServer("::1", 11211, "u", "q")),
+        "ascii",
+        max_value_size=2048,
+        generation_refresh=1.0,
+        dead_retry=2.0,
+        connect_timeout=0.1,
+        timeout=2.0,
+        failure_threshold=5,
+    )
+    with pytest.raises(AttributeError):
+        config.connection_spec.auth = "sasl"
+
+
+def test_memcache_credentials_mean_sasl_unless_told_otherwise() -> None:
+    """user:password@ without memcache.auth is SASL; without credentials, no auth."""
+    sasl = parse_cache_section({"store": "memcache", "connection": "u:p@a:1"})
+    plain = parse_cache_section({"store": "memcache", "connection": "a:1,b:2"})
+    assert sasl.connection_spec.auth == "sasl"
+    assert plain.connection_spec.auth == "none"
+    assert [s.address for s in plain.connection_spec.servers] == ["a:1", "b:2"]
+
+
+@pytest.mark.parametrize(
+    ("section", "path", "message"),
+    [
+        ({}, "backend.cache.connection", "needs a connection"),
+        ({"connection": "a:1,a:1"}, "backend.cache.connection", "listed twice"),
+        ({"connection": ["u:p@a:1", "b:2"]}, "backend.cache.connection", "every server or"),
+        ({"connection": "a:x"}, "backend.cache.connection", "port 'x'"),
+        (
+            {"connection": "a:1", "memcache": {"auth": "ascii"}},
+            "backend.cache.memcache.auth",
+            "needs",
+        ),
+        (
+            {"connection": "u:p@a:1", "memcache": {"auth": "krb"}},
+            "backend.cache.memcache.auth",
+            "unknown",
+        ),
+    ],
+)
+def test_bad_memcache_connection_fails_when_the_section_is_parsed(
+    section: dict[str, object], path: str, message: str
+) -> None:
+    """A bad server list or auth fails at parse time (no store built), naming the path."""
+    with pytest.raises(ConfigError, match=message) as info:
+        parse_cache_section({"store": "memcache", **section})
+    assert info.value.path == path
+
+
+def test_other_stores_ignore_a_server_list() -> None:
+    """The memcache spec is only built for store: memcache (memory has no spec)."""
+    assert parse_cache_section({"connection": "not a server"}).connection_spec is None
+
+
 def test_bad_dotted_path() -> None:
     """A dotted store path that does not import raises ConfigError."""
     with pytest.raises(ConfigError, match="cannot load store"):

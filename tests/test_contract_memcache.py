@@ -34,7 +34,12 @@ class TestMemcacheStoreContract(StoreContract):
     def store(self, request: pytest.FixtureRequest) -> Iterator[MemcacheStore]:
         connection, auth = _connection(request)
         config = parse_cache_section(
-            {"store": "memcache", "connection": connection, "memcache": {"auth": auth}}
+            {
+                "store": "memcache",
+                "connection": connection,
+                "memcache": {"auth": auth},
+                "timeouts": {"connect": "2s", "operation": "2s"},  # headroom on a busy machine
+            }
         )
         store = MemcacheStore.from_config(config)
         yield store

@@ -12,7 +12,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import bmemcached
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -24,16 +23,10 @@ from cachekit.errors import CacheValueError, ConfigError, StoreUnavailable
 from cachekit.keys import KeySpace
 from cachekit.manager import CacheManager
 from cachekit.stores import create_store
-from cachekit.stores.memcache import (
-    BIAS,
-    MemcacheServer,
-    MemcacheStore,
-    _generation_key,
-    decode_value,
-    encode_value,
-    expiry,
-    parse_servers,
-)
+from cachekit.stores.memcache import MemcacheServer, MemcacheStore, parse_servers
+from cachekit.stores.memcache.binary import BinaryConnection
+from cachekit.stores.memcache.generations import generation_key
+from cachekit.stores.memcache.values import BIAS, decode_value, encode_value, expiry
 from cachekit.testing import FakeClock
 
 DAY = 24 * 3600
@@ -43,9 +36,14 @@ def address(server: MemcachedServer) -> str:
     return f"{server.host}:{server.port}"
 
 
+# Timeouts with headroom: on a loaded machine a 0.5 s default could turn into a failed call
+# in a test that counts (100 threads incrementing, racing rate limits).
+HEADROOM = {"connect": "2s", "operation": "2s"}
+
+
 def build(connection: str | list[str], **memcache: Any) -> MemcacheStore:
     """A store built through the config path, as a host would build it."""
-    section: dict[str, Any] = {"store": "memcache", "connection": connection}
+    section: dict[str, Any] = {"store": "memcache", "connection": connection, "timeouts": HEADROOM}
     if memcache:
         section["memcache"] = memcache
     return MemcacheStore.from_config(parse_cache_section(section))
@@ -58,12 +56,18 @@ def raw_client(server: MemcachedServer) -> RawClient:
 def flushes(server: MemcachedServer) -> int:
     """The server's ``cmd_flush`` counter."""
     if server.auth == "sasl":
-        client = bmemcached.Client([address(server)], server.username, server.password)
+        connection = BinaryConnection(
+            server.host,
+            server.port,
+            username=server.username,
+            password=server.password,
+            connect_timeout=2,
+            timeout=2,
+        )
         try:
-            stats = client.stats()[address(server)]
+            return int(connection.stats()["cmd_flush"])
         finally:
-            client.disconnect_all()
-        return int(stats["cmd_flush"])
+            connection.close()
     client = raw_client(server)
     try:
         return int(client.stats()[b"cmd_flush"])
@@ -461,7 +465,7 @@ def test_an_evicted_generation_never_revives_cleared_entries(
         cache.clear()
         raw = raw_client(memcached_server)
         try:
-            assert raw.delete(_generation_key("pt", plugin, "t"), noreply=False) is True
+            assert raw.delete(generation_key("pt", plugin, "t"), noreply=False) is True
         finally:
             raw.close()
         fresh = build(address(memcached_server))  # another process: nothing cached
@@ -622,7 +626,7 @@ def test_ascii_auth_bad_password_is_unavailable_saying_authentication_failed(
         store.close()
 
 
-# --- the text protocol, spoken directly for get, set and incr ----------------------------
+# --- big values, reply markers in values, server errors -------------------------------
 
 
 @pytest.mark.servers
@@ -670,20 +674,29 @@ def test_server_error_replies_map_to_typed_errors_and_keep_the_connection_usable
         store.close()
 
 
-def test_a_reply_out_of_step_drops_the_connection() -> None:
-    """A reply that is not what get expects raises StoreUnavailable, and the connection is
+@pytest.mark.parametrize(
+    "reply",
+    [
+        b"VALUE %u:other 0 3\r\nabc\r\nEND\r\n",  # another key's value
+        b"STORED\r\n",  # another command's reply
+        b"VALUE %u:k 0 3\r\nabc\r\nVALUE %u:j 0 1\r\nx\r\nEND\r\n",  # more than asked
+    ],
+    ids=["another key", "another command", "more than asked"],
+)
+def test_a_reply_out_of_step_drops_the_connection(reply: bytes) -> None:
+    """A reply that does not answer get raises StoreUnavailable, and the connection is
     closed rather than reused, so the next call starts clean."""
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
-    replies = [b"VALUE k 0 3\r\nabcXY", b"END\r\n"]  # data longer than announced, then fine
+    replies = [reply, b"END\r\n"]
     accepted: list[socket.socket] = []
 
     def serve() -> None:
-        for reply in replies:
+        for answer in replies:
             conn, _ = listener.accept()
             accepted.append(conn)
             conn.recv(1024)
-            conn.sendall(reply)
+            conn.sendall(answer)
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()

@@ -1,0 +1,85 @@
+"""What memcached stores for a cachekit value, and when it expires.
+
+memcached's ``decr`` stops at zero and its ``incr`` works on unsigned 64-bit decimals,
+while cachekit's counters go negative. So an integer ``n`` (the codec writes integers as
+ASCII decimal) is stored as the decimal of ``n + 2**63``: ``incr``/``decr`` by ``delta``
+then is memcached ``incr``/``decr`` of the biased value, atomic on the server. Reads
+subtract the bias from any value that starts with a digit. Other values are stored as
+given, except that values which would look biased (any value starting with a digit or
+``-`` that is not a signed 64-bit integer in canonical form) or that start with ``~`` get
+a ``~`` in front, which reads strip; so every byte string round-trips, and ``incr`` of
+anything but a 64-bit integer is refused by memcached.
+
+memcached counts TTLs in whole seconds and reads a relative TTL over 30 days as a Unix
+time: :func:`expiry` rounds up (never to 0, which means "forever") and sends long TTLs as
+absolute times.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Final
+
+from cachekit.codec import parse_int
+
+__all__ = [
+    "BIAS",
+    "ENCODED_START",
+    "ITEM_OVERHEAD",
+    "RELATIVE_TTL_LIMIT",
+    "decode_value",
+    "encode_value",
+    "expiry",
+]
+
+BIAS: Final = 2**63
+RELATIVE_TTL_LIMIT: Final = 30 * 24 * 3600  # memcached reads larger exptimes as Unix times
+ITEM_OVERHEAD: Final = 64  # memcached's item header, CAS and line ends
+ENCODED_START: Final = frozenset(b"0123456789~")
+"""First bytes of the stored values :func:`decode_value` changes (a cheap check first)."""
+
+_DIGITS: Final = frozenset(b"0123456789")
+_INT_START: Final = frozenset(b"-0123456789")
+_RAW_MARK: Final = b"~"
+
+
+def expiry(ttl: float | None, now: Callable[[], float] = time.time) -> int:
+    """memcached's ``exptime`` for a TTL in seconds: ``0`` for none, whole seconds rounded
+    up, or an absolute Unix time when over 30 days."""
+    if ttl is None:
+        return 0
+    seconds = math.ceil(ttl)
+    if seconds > RELATIVE_TTL_LIMIT:
+        return math.ceil(now() + ttl)
+    return seconds or 1
+
+
+def encode_value(value: bytes) -> bytes:
+    """The bytes stored for ``value``: signed 64-bit integers biased by ``2**63``, values that
+    would read as biased (or start with ``~``) escaped with ``~``, everything else as is."""
+    if value:
+        first = value[0]
+        if first in _INT_START:
+            number = parse_int(value)
+            if number is not None and -BIAS <= number < BIAS and value == b"%d" % number:
+                return b"%d" % (number + BIAS)
+            return _RAW_MARK + value
+        if first == 0x7E:  # "~"
+            return _RAW_MARK + value
+    return value
+
+
+def decode_value(stored: bytes) -> bytes:
+    """Undo :func:`encode_value` (memcached may pad an ``incr`` result with spaces)."""
+    if stored:
+        first = stored[0]
+        if first in _DIGITS:
+            try:
+                return b"%d" % (int(stored) - BIAS)
+            except ValueError:  # not written by us: let the codec report it
+                return stored
+        if first == 0x7E:
+            return stored[1:]
+    return stored
