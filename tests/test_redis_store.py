@@ -17,7 +17,9 @@ from servers import RedisCluster, RedisSentinel, RedisServer
 from cachekit import CacheManager, ConfigError, StoreTimeout, StoreUnavailable, gcra
 from cachekit.breaker import CircuitBreaker
 from cachekit.config import parse_cache_section
-from cachekit.stores.redis import _INCR_WITH_TTL, _PERSIST, RedisStore, _milliseconds
+from cachekit.stores.redis import RedisStore
+from cachekit.stores.redis.scripts import INCR_WITH_TTL, PERSIST
+from cachekit.stores.redis.store import _milliseconds
 from cachekit.testing import FakeClock
 
 TRICKY_TENANTS = ["*", "?", "[a]", "a:b"]
@@ -499,7 +501,7 @@ def test_scripts_survive_script_flush(
     raw.script_flush()
     first = steps() if mode == "sync" else asyncio.run(run_async(steps))
     assert first == [2, True]
-    assert raw.script_exists(_INCR_WITH_TTL.sha, _PERSIST.sha) == [True, True]
+    assert raw.script_exists(INCR_WITH_TTL.sha, PERSIST.sha) == [True, True]
     raw.script_flush()
     second = steps() if mode == "sync" else asyncio.run(run_async(steps))
     assert second == [4, True]
