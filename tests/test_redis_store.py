@@ -874,3 +874,124 @@ def test_valkey_client_library_drives_cluster_and_sentinel(
     assert found == {"a": 5, "b": 2}
     assert removed == 3
     manager.close()
+
+
+# --- bounded queueing on a full pool ------------------------------------------------------
+
+
+class _HeldClient:
+    """A stand-in client whose ``get`` of ``"hold"`` blocks until released (sync or async),
+    so a test can keep the store's only connection slot busy."""
+
+    def __init__(self) -> None:
+        self.holding = threading.Event()
+        self.release = threading.Event()
+        self.async_release: asyncio.Event | None = None
+
+    def get(self, key: str) -> bytes:
+        if key == "hold":
+            self.holding.set()
+            self.release.wait(10)
+        return b"v"
+
+    async def aget_held(self, key: str) -> bytes:
+        if key == "hold":
+            assert self.async_release is not None
+            await self.async_release.wait()
+        return b"v"
+
+
+class _AsyncHeldClient:
+    def __init__(self, held: _HeldClient) -> None:
+        self.get = held.aget_held
+
+
+def test_a_caller_waiting_for_a_busy_pool_times_out_without_moving_the_breaker() -> None:
+    """With every slot busy a caller waits; after pool_timeout it gets StoreTimeout, which
+    is not a store failure: the breaker stays closed with no failure counted, even after
+    more such timeouts than its threshold. Once the slot is free, calls go through."""
+    held = _HeldClient()
+    store = RedisStore(
+        lambda: held,
+        lambda: _AsyncHeldClient(held),
+        max_connections=1,
+        pool_timeout=0.05,
+        breaker=CircuitBreaker("redis", failure_threshold=1, cooldown=60),
+    )
+    holder = threading.Thread(target=store.get, args=("hold",))
+    holder.start()
+    assert held.holding.wait(10)
+    try:
+        for _ in range(3):
+            with pytest.raises(StoreTimeout, match="connections stayed busy"):
+                store.get("k")
+    finally:
+        held.release.set()
+        holder.join()
+    assert store.breaker.state == "closed"
+    assert store.breaker.healthy
+    assert store.get("k") == b"v"
+
+    async def scenario() -> None:
+        held.async_release = asyncio.Event()
+        task = asyncio.create_task(store.aget("hold"))
+        await asyncio.sleep(0)  # the task takes the slot and waits
+        for _ in range(3):
+            with pytest.raises(StoreTimeout, match="connections stayed busy"):
+                await store.aget("k")
+        held.async_release.set()
+        assert await task == b"v"
+        assert await store.aget("k") == b"v"
+
+    asyncio.run(scenario())
+    assert store.breaker.state == "closed"
+    assert store.breaker.healthy
+
+
+def test_more_callers_than_connections_queue_and_all_succeed(redis_server: RedisServer) -> None:
+    """maxConnections: 2 with 10 threads and 100 asyncio tasks: every call succeeds (callers
+    queue for a connection instead of failing) and the server never sees more than two
+    connections from each of the store's pools."""
+    name = "queue-test"
+    manager = manager_for(
+        {
+            "store": "redis",
+            "connection": {"url": redis_server.url, "maxConnections": 2, "clientName": name},
+            "timeouts": {"connect": "5s", "operation": "5s"},
+        }
+    )
+    cache = manager.for_plugin("queue", tenant="t")
+    cache.set("k", 1)
+    raw = raw_client(redis_server.url)
+    peak: list[int] = []
+
+    def ours() -> int:
+        return sum(1 for c in raw.client_list() if c.get("name") == name)
+
+    def work() -> None:
+        for _ in range(50):
+            assert cache.get("k") == 1
+        peak.append(ours())
+
+    threads = [threading.Thread(target=work) for _ in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    async def tasks() -> list[Any]:
+        values = await asyncio.gather(*(cache.aget("k") for _ in range(100)))
+        peak.append(ours())
+        await manager.aclose()
+        return list(values)
+
+    assert asyncio.run(tasks()) == [1] * 100
+    assert max(peak) <= 4  # two sync + two async connections at most
+    assert store_breaker_closed(manager)
+    raw.close()
+    manager.clear(plugin="queue")
+    manager.close()
+
+
+def store_breaker_closed(manager: CacheManager) -> bool:
+    return manager.store.breaker.state == "closed"  # type: ignore[attr-defined,no-any-return]
