@@ -1003,3 +1003,31 @@ def test_more_callers_than_connections_queue_and_all_succeed(redis_server: Redis
 
 def store_breaker_closed(manager: CacheManager) -> bool:
     return manager.store.breaker.state == "closed"  # type: ignore[attr-defined,no-any-return]
+
+
+def test_a_cancelled_waiter_gives_up_its_place_and_no_slot_is_lost() -> None:
+    """With the only slot held, a queued caller that is cancelled leaves the queue; the
+    next queued caller gets the slot when it is released, and afterwards the slot is free
+    again (a later call does not wait)."""
+    held = _HeldClient()
+    store = RedisStore(
+        lambda: held, lambda: _AsyncHeldClient(held), max_connections=1, pool_timeout=5
+    )
+
+    async def scenario() -> None:
+        held.async_release = asyncio.Event()
+        holder = asyncio.create_task(store.aget("hold"))
+        await asyncio.sleep(0)
+        quitter = asyncio.create_task(store.aget("a"))
+        patient = asyncio.create_task(store.aget("b"))
+        await asyncio.sleep(0)
+        quitter.cancel()
+        await asyncio.sleep(0)
+        held.async_release.set()
+        assert await holder == b"v"
+        assert await patient == b"v"
+        assert quitter.cancelled()
+        async with asyncio.timeout(1):  # would wait pool_timeout (5 s) if the slot were lost
+            assert await store.aget("c") == b"v"
+
+    asyncio.run(scenario())

@@ -22,7 +22,7 @@ Design choices:
   :meth:`CacheManager.aclose <cachekit.CacheManager.aclose>` does).
 * **Bounded pools, bounded queueing.** Each pool opens at most ``maxConnections``
   connections (per node on a cluster). The store lets that many calls run at once per
-  client (a semaphore per event loop, a token queue for threads); a caller beyond that
+  client (slots counted per event loop, a token queue for threads); a caller beyond that
   waits for a free slot, at most ``pool_timeout`` seconds, then gets
   :class:`~cachekit.errors.StoreTimeout`. Waiting is not a store failure: it never moves
   the circuit breaker. It also keeps a burst of callers on a cold pool from dialling
@@ -63,6 +63,7 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from functools import partial
 from itertools import islice
@@ -161,11 +162,43 @@ async def _take(iterator: AsyncIterator[Any], n: int) -> list[Any]:
     return items
 
 
+class _Slots:
+    """The call slots of one event loop's client: a counter on the fast path (a loop runs
+    one task at a time, so no lock), and the callers waiting for a slot, first come first
+    served. A released slot passes straight to the oldest live waiter."""
+
+    __slots__ = ("free", "waiters")
+
+    def __init__(self, size: int) -> None:
+        self.free = size
+        self.waiters: deque[asyncio.Future[None]] = deque()
+
+    def release(self) -> None:
+        waiters = self.waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():  # a waiter that timed out or was cancelled is skipped
+                waiter.set_result(None)
+                return
+        self.free += 1
+
+    async def wait(self) -> None:
+        """Wait until a released slot is handed to this caller (``free`` is 0)."""
+        waiter = asyncio.get_running_loop().create_future()
+        self.waiters.append(waiter)
+        try:
+            await waiter
+        except BaseException:  # cancelled or timed out: a slot handed over meanwhile goes on
+            if waiter.done() and not waiter.cancelled():
+                self.release()
+            raise
+
+
 class _LoopClient(NamedTuple):
-    """One event loop's asyncio client and the semaphore that bounds its calls."""
+    """One event loop's asyncio client and the slots that bound its calls."""
 
     client: Any
-    gate: asyncio.Semaphore
+    slots: _Slots
 
 
 def _milliseconds(ttl: float) -> int:
@@ -399,9 +432,7 @@ class RedisStore(BaseStore):
                     del self._async[stale]
                     self._uninitialized.pop(stale, None)
                 client = self._async_client_factory()
-                state = self._async[loop] = _LoopClient(
-                    client, asyncio.Semaphore(self.max_connections)
-                )
+                state = self._async[loop] = _LoopClient(client, _Slots(self.max_connections))
                 if self.cluster:
                     self._uninitialized[loop] = client
             self._bound = (loop, state)
@@ -437,8 +468,11 @@ class RedisStore(BaseStore):
         breaker = self.breaker
         if not breaker.healthy:
             breaker.before_call()
-        gate = state.gate
-        await (self._queue(gate) if gate.locked() else gate.acquire())
+        slots = state.slots
+        if slots.free:
+            slots.free -= 1
+        else:
+            await self._wait_for_slot(slots)
         try:
             if self._uninitialized:
                 await self._initialize_cluster()
@@ -446,7 +480,7 @@ class RedisStore(BaseStore):
         except self._catch as exc:
             raise self._failed(exc) from exc
         finally:
-            gate.release()
+            slots.release()
         if not breaker.healthy:
             breaker.record_success()
         return result
@@ -469,11 +503,11 @@ class RedisStore(BaseStore):
         state = self._loop_client()
         return await self._acall(state, arun, steps, partial(_aexecute, state.client))
 
-    async def _queue(self, gate: asyncio.Semaphore) -> bool:
-        """Wait for a free slot, at most ``pool_timeout`` seconds."""
+    async def _wait_for_slot(self, slots: _Slots) -> None:
+        """Queue for a slot, at most ``pool_timeout`` seconds (not a store failure)."""
         try:
             async with asyncio.timeout(self.pool_timeout):
-                return await gate.acquire()
+                await slots.wait()
         except TimeoutError:
             raise self._pool_busy() from None
 
