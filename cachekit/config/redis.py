@@ -303,8 +303,8 @@ def parse_redis_connection(config: CacheConfig) -> RedisConnectionSpec:
     connection = _parse_connection(config.connection, path, required=standalone)
     endpoint = connection.endpoint
     fields: dict[str, Any] = {  # what the connection says; the topology may add to it
-        "username": connection.username or (endpoint and endpoint.username),
-        "password": connection.password or (endpoint and endpoint.password),
+        "username": connection.username or (endpoint.username if endpoint else None),
+        "password": connection.password or (endpoint.password if endpoint else None),
         "db": connection.db or (endpoint.db if endpoint else 0),
         "ssl": endpoint is not None and endpoint.scheme == "rediss",
     }
