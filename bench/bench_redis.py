@@ -179,7 +179,7 @@ def run(url: str) -> None:
             if target is not None and r is not None:
                 verdict = "met" if r <= target else "MISSED"
                 print(
-                    f"- {case.name}: {r:.2f}x of {case.baseline} (target <= {target}x): {verdict}"
+                    f"- {case.name}: {r:.3f}x of {case.baseline} (target <= {target}x): {verdict}"
                 )
         print()
     loop.run_until_complete(manager.aclose())
