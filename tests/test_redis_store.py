@@ -188,6 +188,7 @@ def test_configured_timeouts_and_no_retries_reach_the_clients() -> None:
         assert kwargs["socket_timeout"] == 0.4
         assert retries(kwargs["retry"]) == 0
         assert kwargs["db"] == 3
+        assert kwargs["protocol"] == 2  # RESP2: see the store's docs for why
         assert client.connection_pool.max_connections == 7
 
     check(store.client())
