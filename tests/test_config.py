@@ -308,3 +308,123 @@ def test_config_is_frozen() -> None:
     config = CacheConfig()
     with pytest.raises(AttributeError):
         config.store = "redis"  # type: ignore[misc]
+
+
+# --- the Redis/Valkey connection spec (cachekit.config.redis) ---------------------------
+
+
+def test_redis_connection_is_parsed_with_the_section() -> None:
+    """store: redis parses connection, timeouts, breaker and client options into one typed
+    spec when the section is parsed; the password stays out of its repr."""
+    from cachekit.config.redis import RedisConnectionSpec
+
+    config = parse_cache_section(
+        {
+            "store": "redis",
+            "connection": {
+                "url": "redis://cache.internal:6380",
+                "username": "app",
+                "password": "hunter2",
+                "db": 2,
+                "maxConnections": 9,
+                "clientName": "web",
+            },
+            "timeouts": {"connect": "100ms", "operation": "300ms"},
+            "circuitBreaker": {"failureThreshold": 5, "cooldown": "1s"},
+            "redis": {"client": {"namespace": "app", "clearBatchSize": 10, "useUnlink": False}},
+        }
+    )
+    spec = config.connection_spec
+    assert isinstance(spec, RedisConnectionSpec)
+    assert (spec.name, spec.mode, spec.url) == (
+        "redis",
+        "standalone",
+        "redis://cache.internal:6380",
+    )
+    assert (spec.username, spec.password, spec.db) == ("app", "hunter2", 2)
+    assert (spec.max_connections, spec.client_name) == (9, "web")
+    assert (spec.connect_timeout, spec.operation_timeout) == (0.1, 0.3)
+    assert (spec.failure_threshold, spec.cooldown) == (5, 1.0)
+    assert (spec.key_prefix, spec.clear_batch_size, spec.use_unlink) == ("app:", 10, False)
+    assert "hunter2" not in repr(spec)
+    assert spec.target == "redis://cache.internal:6380"
+
+
+def test_a_bad_redis_connection_fails_when_the_section_is_parsed() -> None:
+    """A bad Redis URL is a ConfigError from parse_cache_section itself, before any store
+    or manager is built."""
+    with pytest.raises(ConfigError, match="unsupported URL") as info:
+        parse_cache_section({"store": "redis", "connection": "http://localhost:6379"})
+    assert info.value.path == "backend.cache.connection"
+
+
+def test_cluster_spec_takes_credentials_and_tls_from_the_nodes() -> None:
+    """A cluster's seed nodes become (host, port) pairs; the first node URL with
+    credentials gives them to all nodes, and rediss:// turns TLS on."""
+    config = parse_cache_section(
+        {
+            "store": "valkey",
+            "valkey": {
+                "cluster": {
+                    "rootNodes": [{"url": "rediss://a:7000"}, "rediss://u:pw@b:7001"],
+                },
+                "keyPrefix": "v:",
+            },
+        }
+    )
+    spec = config.connection_spec
+    assert (spec.name, spec.mode) == ("valkey", "cluster")
+    assert spec.nodes == (("a", 7000), ("b", 7001))
+    assert (spec.username, spec.password, spec.ssl) == ("u", "pw", True)
+    assert spec.key_prefix == "v:"
+    assert spec.target == "cluster a:7000,b:7001"
+    assert "pw" not in repr(spec)
+
+
+def test_sentinel_spec() -> None:
+    """Sentinel addresses, master name and the sentinels' own password are parsed; the
+    connection gives the master's credentials and database."""
+    config = parse_cache_section(
+        {
+            "store": "redis",
+            "connection": "redis://:masterpw@ignored:1/4",
+            "redis": {
+                "sentinel": {
+                    "sentinels": ["s1:26379", "redis://s2:26380"],
+                    "masterName": "main",
+                    "password": "sentinelpw",
+                }
+            },
+        }
+    )
+    spec = config.connection_spec
+    assert spec.mode == "sentinel"
+    assert spec.sentinels == (("s1", 26379), ("s2", 26380))
+    assert (spec.master_name, spec.sentinel_password) == ("main", "sentinelpw")
+    assert (spec.password, spec.db) == ("masterpw", 4)
+    assert "sentinelpw" not in repr(spec)
+    assert "masterpw" not in repr(spec)
+
+
+def test_other_stores_have_no_redis_spec() -> None:
+    """The memory store's section carries no connection spec."""
+    assert parse_cache_section({}).connection_spec is None
+
+
+def test_the_redis_config_module_imports_no_store() -> None:
+    """cachekit.config.redis depends on no store module (the stores depend on it)."""
+    import ast
+
+    import cachekit.config.redis as module
+
+    tree = ast.parse(Path(module.__file__).read_text(encoding="utf-8"))
+    imported = [
+        node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+    ] + [
+        alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    ]
+    assert imported
+    assert not [name for name in imported if name.startswith("cachekit.stores")]

@@ -17,7 +17,9 @@ from servers import RedisCluster, RedisSentinel, RedisServer
 from cachekit import CacheManager, ConfigError, StoreTimeout, StoreUnavailable, gcra
 from cachekit.breaker import CircuitBreaker
 from cachekit.config import parse_cache_section
-from cachekit.stores.redis import _INCR_WITH_TTL, _PERSIST, RedisStore, _milliseconds
+from cachekit.stores.redis import RedisStore
+from cachekit.stores.redis.scripts import INCR_WITH_TTL, PERSIST
+from cachekit.stores.redis.store import _milliseconds
 from cachekit.testing import FakeClock
 
 TRICKY_TENANTS = ["*", "?", "[a]", "a:b"]
@@ -36,6 +38,14 @@ def raw(redis_server: RedisServer) -> Iterator[redis.Redis]:
     client = raw_client(redis_server.url)
     yield client
     client.close()
+
+
+def retries(retry: Any) -> int:
+    """How many times a driver's Retry policy retries (``get_retries()`` is newer than the
+    oldest releases we support)."""
+    if hasattr(retry, "get_retries"):
+        return int(retry.get_retries())
+    return int(retry._retries)
 
 
 def key_names(client: redis.Redis, pattern: str) -> list[str]:
@@ -176,8 +186,9 @@ def test_configured_timeouts_and_no_retries_reach_the_clients() -> None:
         kwargs = client.connection_pool.connection_kwargs
         assert kwargs["socket_connect_timeout"] == 0.15
         assert kwargs["socket_timeout"] == 0.4
-        assert kwargs["retry"].get_retries() == 0
+        assert retries(kwargs["retry"]) == 0
         assert kwargs["db"] == 3
+        assert kwargs["protocol"] == 2  # RESP2: see the store's docs for why
         assert client.connection_pool.max_connections == 7
 
     check(store.client())
@@ -202,13 +213,13 @@ def test_cluster_clients_get_timeouts_and_no_retries(redis_cluster: RedisCluster
         )
     )
     client = store.client()
-    assert client.retry.get_retries() == 0
+    assert retries(client.retry) == 0
     kwargs = client.nodes_manager.connection_kwargs
     assert (kwargs["socket_connect_timeout"], kwargs["socket_timeout"]) == (0.15, 0.4)
 
     async def check_async() -> None:
         aclient = store.async_client()
-        assert aclient.retry.get_retries() == 0
+        assert retries(aclient.retry) == 0
         akwargs = aclient.connection_kwargs
         assert (akwargs["socket_connect_timeout"], akwargs["socket_timeout"]) == (0.15, 0.4)
         await store.aclose()
@@ -499,7 +510,7 @@ def test_scripts_survive_script_flush(
     raw.script_flush()
     first = steps() if mode == "sync" else asyncio.run(run_async(steps))
     assert first == [2, True]
-    assert raw.script_exists(_INCR_WITH_TTL.sha, _PERSIST.sha) == [True, True]
+    assert raw.script_exists(INCR_WITH_TTL.sha, PERSIST.sha) == [True, True]
     raw.script_flush()
     second = steps() if mode == "sync" else asyncio.run(run_async(steps))
     assert second == [4, True]
@@ -872,3 +883,152 @@ def test_valkey_client_library_drives_cluster_and_sentinel(
     assert found == {"a": 5, "b": 2}
     assert removed == 3
     manager.close()
+
+
+# --- bounded queueing on a full pool ------------------------------------------------------
+
+
+class _HeldClient:
+    """A stand-in client whose ``get`` of ``"hold"`` blocks until released (sync or async),
+    so a test can keep the store's only connection slot busy."""
+
+    def __init__(self) -> None:
+        self.holding = threading.Event()
+        self.release = threading.Event()
+        self.async_release: asyncio.Event | None = None
+
+    def get(self, key: str) -> bytes:
+        if key == "hold":
+            self.holding.set()
+            self.release.wait(10)
+        return b"v"
+
+    async def aget_held(self, key: str) -> bytes:
+        if key == "hold":
+            assert self.async_release is not None
+            await self.async_release.wait()
+        return b"v"
+
+
+class _AsyncHeldClient:
+    def __init__(self, held: _HeldClient) -> None:
+        self.get = held.aget_held
+
+
+def test_a_caller_waiting_for_a_busy_pool_times_out_without_moving_the_breaker() -> None:
+    """With every slot busy a caller waits; after pool_timeout it gets StoreTimeout, which
+    is not a store failure: the breaker stays closed with no failure counted, even after
+    more such timeouts than its threshold. Once the slot is free, calls go through."""
+    held = _HeldClient()
+    store = RedisStore(
+        lambda: held,
+        lambda: _AsyncHeldClient(held),
+        max_connections=1,
+        pool_timeout=0.05,
+        breaker=CircuitBreaker("redis", failure_threshold=1, cooldown=60),
+    )
+    holder = threading.Thread(target=store.get, args=("hold",))
+    holder.start()
+    assert held.holding.wait(10)
+    try:
+        for _ in range(3):
+            with pytest.raises(StoreTimeout, match="connections stayed busy"):
+                store.get("k")
+    finally:
+        held.release.set()
+        holder.join()
+    assert store.breaker.state == "closed"
+    assert store.breaker.healthy
+    assert store.get("k") == b"v"
+
+    async def scenario() -> None:
+        held.async_release = asyncio.Event()
+        task = asyncio.create_task(store.aget("hold"))
+        await asyncio.sleep(0)  # the task takes the slot and waits
+        for _ in range(3):
+            with pytest.raises(StoreTimeout, match="connections stayed busy"):
+                await store.aget("k")
+        held.async_release.set()
+        assert await task == b"v"
+        assert await store.aget("k") == b"v"
+
+    asyncio.run(scenario())
+    assert store.breaker.state == "closed"
+    assert store.breaker.healthy
+
+
+def test_more_callers_than_connections_queue_and_all_succeed(redis_server: RedisServer) -> None:
+    """maxConnections: 2 with 10 threads and 100 asyncio tasks: every call succeeds (callers
+    queue for a connection instead of failing) and the server never sees more than two
+    connections from each of the store's pools."""
+    name = "queue-test"
+    manager = manager_for(
+        {
+            "store": "redis",
+            "connection": {"url": redis_server.url, "maxConnections": 2, "clientName": name},
+            "timeouts": {"connect": "5s", "operation": "5s"},
+        }
+    )
+    cache = manager.for_plugin("queue", tenant="t")
+    cache.set("k", 1)
+    raw = raw_client(redis_server.url)
+    peak: list[int] = []
+
+    def ours() -> int:
+        return sum(1 for c in raw.client_list() if c.get("name") == name)
+
+    def work() -> None:
+        for _ in range(50):
+            assert cache.get("k") == 1
+        peak.append(ours())
+
+    threads = [threading.Thread(target=work) for _ in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    async def tasks() -> list[Any]:
+        values = await asyncio.gather(*(cache.aget("k") for _ in range(100)))
+        peak.append(ours())
+        await manager.aclose()
+        return list(values)
+
+    assert asyncio.run(tasks()) == [1] * 100
+    assert max(peak) <= 4  # two sync + two async connections at most
+    assert store_breaker_closed(manager)
+    raw.close()
+    manager.clear(plugin="queue")
+    manager.close()
+
+
+def store_breaker_closed(manager: CacheManager) -> bool:
+    return manager.store.breaker.state == "closed"  # type: ignore[attr-defined,no-any-return]
+
+
+def test_a_cancelled_waiter_gives_up_its_place_and_no_slot_is_lost() -> None:
+    """With the only slot held, a queued caller that is cancelled leaves the queue; the
+    next queued caller gets the slot when it is released, and afterwards the slot is free
+    again (a later call does not wait)."""
+    held = _HeldClient()
+    store = RedisStore(
+        lambda: held, lambda: _AsyncHeldClient(held), max_connections=1, pool_timeout=5
+    )
+
+    async def scenario() -> None:
+        held.async_release = asyncio.Event()
+        holder = asyncio.create_task(store.aget("hold"))
+        await asyncio.sleep(0)
+        quitter = asyncio.create_task(store.aget("a"))
+        patient = asyncio.create_task(store.aget("b"))
+        await asyncio.sleep(0)
+        quitter.cancel()
+        await asyncio.sleep(0)
+        held.async_release.set()
+        assert await holder == b"v"
+        assert await patient == b"v"
+        assert quitter.cancelled()
+        async with asyncio.timeout(1):  # would wait pool_timeout (5 s) if the slot were lost
+            assert await store.aget("c") == b"v"
+
+    asyncio.run(scenario())

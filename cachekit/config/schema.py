@@ -315,6 +315,10 @@ class CacheConfig:
 
 def _connection_spec(config: CacheConfig) -> Any:
     """The typed connection spec of ``config.store`` (each parser lives beside its spec)."""
+    if config.store in ("redis", "valkey"):
+        from cachekit.config.redis import parse_redis_connection
+
+        return parse_redis_connection(config)
     if config.store == "memcache":
         from cachekit.config.memcache import memcache_connection
 
