@@ -154,8 +154,8 @@ def test_missing_driver_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None
 
 def test_memcache_connection_spec_is_parsed_with_the_section() -> None:
     """store: memcache reads servers, auth, memcache options, timeouts and the breaker
-    threshold into one frozen MemcacheConnection when the section is parsed."""
-    from cachekit.config.memcache import MemcacheConnection, MemcacheServer
+    threshold into one frozen MemcacheConnectionSpec when the section is parsed."""
+    from cachekit.config.memcache import MemcacheConnectionSpec, MemcacheServer
 
     config = parse_cache_section(
         {
@@ -166,7 +166,7 @@ def test_memcache_connection_spec_is_parsed_with_the_section() -> None:
             "circuitBreaker": {"failureThreshold": 5},
         }
     )
-    assert config.connection_spec == MemcacheConnection(
+    assert config.connection_spec == MemcacheConnectionSpec(
         (MemcacheServer("a", 1, "u", "p"), MemcacheServer("::1", 11211, "u", "q")),
         "ascii",
         max_value_size=2048,

@@ -8,9 +8,10 @@ the last ``@``, taken literally, and never shown in a message or a ``repr``.
 credentials: the binary protocol, ``memcached -S``) or ``ascii`` (the text protocol's
 ``set auth``, ``memcached -Y``).
 
-:func:`memcache_connection` reads the whole section into a :class:`MemcacheConnection` when
-the section is parsed, so a bad server list fails at start-up with its config path. This
-module imports no store and no driver: the store imports it.
+:func:`parse_memcache_connection` reads the whole section into a
+:class:`MemcacheConnectionSpec` when the section is parsed, so a bad server list fails at
+start-up with its config path. This module imports no store and no driver: the store
+imports it.
 """
 
 from __future__ import annotations
@@ -29,10 +30,10 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_PORT",
     "AuthMode",
-    "MemcacheConnection",
+    "MemcacheConnectionSpec",
     "MemcacheServer",
     "auth_mode",
-    "memcache_connection",
+    "parse_memcache_connection",
     "parse_servers",
 ]
 
@@ -188,7 +189,7 @@ def auth_mode(
 
 
 @dataclass(frozen=True)
-class MemcacheConnection:
+class MemcacheConnectionSpec:
     """Everything the memcache store needs to reach its servers.
 
     :param servers: the servers, in config order (at least one, no address twice).
@@ -226,7 +227,7 @@ class MemcacheConnection:
                 raise ValueError(f"{label} must be positive, got {number!r}")
 
 
-def memcache_connection(config: CacheConfig) -> MemcacheConnection:
+def parse_memcache_connection(config: CacheConfig) -> MemcacheConnectionSpec:
     """The memcache spec of a parsed ``backend.cache`` section (``connection``,
     ``memcache``, ``timeouts``, ``circuitBreaker``).
 
@@ -235,7 +236,7 @@ def memcache_connection(config: CacheConfig) -> MemcacheConnection:
     connection_path = f"{_SECTION}.connection"
     servers = parse_servers(config.connection, connection_path)
     options = config.memcache
-    return MemcacheConnection(
+    return MemcacheConnectionSpec(
         servers,
         auth_mode(options.auth, servers, connection_path, f"{_SECTION}.memcache.auth"),
         max_value_size=options.max_value_size,

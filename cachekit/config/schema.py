@@ -320,9 +320,9 @@ def _connection_spec(config: CacheConfig) -> Any:
 
         return parse_redis_connection(config)
     if config.store == "memcache":
-        from cachekit.config.memcache import memcache_connection
+        from cachekit.config.memcache import parse_memcache_connection
 
-        return memcache_connection(config)
+        return parse_memcache_connection(config)
     return None
 
 

@@ -13,7 +13,7 @@ failures), :mod:`~cachekit.stores.memcache.text` (pymemcache, text protocol, ASC
 are parsed by :mod:`cachekit.config.memcache`.
 """
 
-from cachekit.config.memcache import MemcacheConnection, MemcacheServer, parse_servers
+from cachekit.config.memcache import MemcacheConnectionSpec, MemcacheServer, parse_servers
 from cachekit.stores.memcache.store import MemcacheStore
 
-__all__ = ["MemcacheConnection", "MemcacheServer", "MemcacheStore", "parse_servers"]
+__all__ = ["MemcacheConnectionSpec", "MemcacheServer", "MemcacheStore", "parse_servers"]

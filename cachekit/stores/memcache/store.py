@@ -85,10 +85,10 @@ from cachekit import gcra
 from cachekit.breaker import CircuitBreaker
 from cachekit.codec import format_int, parse_int
 from cachekit.config.memcache import (
-    MemcacheConnection,
+    MemcacheConnectionSpec,
     MemcacheServer,
     auth_mode,
-    memcache_connection,
+    parse_memcache_connection,
     parse_servers,
 )
 from cachekit.errors import CacheValueError, StoreError, StoreUnavailable
@@ -161,7 +161,7 @@ class MemcacheStore(BaseStore):
     :param clock: monotonic clock for the generation cache and the breakers.
     :raises ConfigError: a malformed server, mixed credentials, or an unknown ``auth``.
     :raises ValueError: a size, duration or threshold that is not positive.
-    :ivar connection: the checked :class:`~cachekit.config.memcache.MemcacheConnection`.
+    :ivar connection: the checked :class:`~cachekit.config.memcache.MemcacheConnectionSpec`.
     """
 
     name = STORE_NAME
@@ -180,7 +180,7 @@ class MemcacheStore(BaseStore):
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         parsed = parse_servers(servers if isinstance(servers, str) else list(servers), "servers")
-        self.connection = connection = MemcacheConnection(
+        self.connection = connection = MemcacheConnectionSpec(
             parsed,
             auth_mode(auth, parsed, "servers", "auth"),
             max_value_size=max_value_size,
@@ -217,10 +217,10 @@ class MemcacheStore(BaseStore):
         _LIVE_STORES.add(self)
 
     @classmethod
-    def from_connection(
-        cls, connection: MemcacheConnection, *, clock: Callable[[], float] = time.monotonic
+    def from_spec(
+        cls, connection: MemcacheConnectionSpec, *, clock: Callable[[], float] = time.monotonic
     ) -> MemcacheStore:
-        """Build from a parsed :class:`~cachekit.config.memcache.MemcacheConnection`
+        """Build from a parsed :class:`~cachekit.config.memcache.MemcacheConnectionSpec`
         without connecting."""
         return cls(
             connection.servers,
@@ -240,9 +240,9 @@ class MemcacheStore(BaseStore):
         ``timeouts``, ``circuitBreaker``, checked when the section was parsed) without
         connecting."""
         connection = config.connection_spec
-        if not isinstance(connection, MemcacheConnection):  # a section of another store
-            connection = memcache_connection(config)
-        return cls.from_connection(connection)
+        if not isinstance(connection, MemcacheConnectionSpec):  # a section of another store
+            connection = parse_memcache_connection(config)
+        return cls.from_spec(connection)
 
     def __repr__(self) -> str:
         down = [n.address for n in self._nodes if n.breaker.state != "closed"]
