@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 from flaky_store import FlakyStore
 
-import cachekit.decorators as decorators
 from cachekit import CacheManager
 from cachekit.codec import MISS
 from cachekit.context import current_cache, scope
@@ -26,11 +25,9 @@ from cachekit.testing import FakeClock
 
 
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+def clock() -> FakeClock:
     """One fake clock for the memory store's TTLs and @cached's freshness checks."""
-    fake = FakeClock(1_700_000_000.0)
-    monkeypatch.setattr(decorators, "_wall", fake)
-    return fake
+    return FakeClock(1_700_000_000.0)
 
 
 @pytest.fixture
@@ -479,7 +476,7 @@ def test_stale_while_revalidate_async(bound: CacheManager, clock: FakeClock) -> 
     """Past ttl but within stale_ttl the old value is served at once and refreshed once."""
     state = {"n": 0}
 
-    @cached(ttl=10, stale_ttl=60)
+    @cached(ttl=10, stale_ttl=60, clock=clock)
     async def f() -> int:
         state["n"] += 1
         return state["n"]
@@ -502,7 +499,7 @@ def test_stale_while_revalidate_sync(bound: CacheManager, clock: FakeClock) -> N
     state = {"n": 0}
     refreshed = threading.Event()
 
-    @cached(ttl=10, stale_ttl=60)
+    @cached(ttl=10, stale_ttl=60, clock=clock)
     def f() -> int:
         state["n"] += 1
         if state["n"] > 1:
