@@ -15,13 +15,14 @@ import inspect
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from time import perf_counter
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from cachekit.codec import MISS, Codec, DecodeError
 from cachekit.durations import TTL, store_ttl
 from cachekit.errors import CacheKeyError, CacheValueError, StoreError
 from cachekit.keys import ANY, KeySelector, KeySpace, check_key
-from cachekit.metrics import Metrics
+from cachekit.metrics import Metrics, OpStats
 
 if TYPE_CHECKING:
     from cachekit.stores.base import Store
@@ -49,6 +50,7 @@ class Cache:
     __slots__ = (
         "_codec",
         "_default_ttl",
+        "_errors",
         "_keyspace",
         "_metrics",
         "_namespace",
@@ -83,6 +85,7 @@ class Cache:
         self._metrics = metrics if metrics is not None else Metrics()
         self._stats = self._metrics.slot(plugin, tenant, namespace, store.name)
         self._timed = bool(getattr(store, "blocking", True))  # time network stores only
+        self._errors = _Errors(self._stats)
 
     def __repr__(self) -> str:
         return (
@@ -201,30 +204,12 @@ class Cache:
     # --- store calls: count errors, time network stores ----------------------------------
 
     def _call(self, fn: Callable[..., R], *args: Any) -> R:
-        stats = self._stats
-        began = perf_counter() if self._timed else 0.0
-        try:
-            result = fn(*args)
-        except StoreError:
-            stats.errors += 1
-            raise
-        if self._timed:
-            stats.latency += perf_counter() - began
-            stats.timed += 1
-        return result
+        with _Timed(self._stats) if self._timed else self._errors:
+            return fn(*args)
 
     async def _acall(self, fn: Callable[..., Awaitable[R]], *args: Any) -> R:
-        stats = self._stats
-        began = perf_counter() if self._timed else 0.0
-        try:
-            result = await fn(*args)
-        except StoreError:
-            stats.errors += 1
-            raise
-        if self._timed:
-            stats.latency += perf_counter() - began
-            stats.timed += 1
-        return result
+        with _Timed(self._stats) if self._timed else self._errors:
+            return await fn(*args)
 
     def _read(self, full: str, raw: bytes | None, default: Any) -> Any:
         """Count a single read's hit or miss and decode it."""
@@ -448,3 +433,50 @@ class Cache:
                 value = await value
             await self.aset(key, value, ttl)
         return value
+
+
+# --- the bookkeeping around one store call, for both families (a `with` block) ----------
+
+
+class _Errors:
+    """Counts a store call's :class:`StoreError` in the scope's stats. Holds no per-call
+    state, so each cache reuses one."""
+
+    __slots__ = ("stats",)
+
+    def __init__(self, stats: OpStats) -> None:
+        self.stats = stats
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if isinstance(error, StoreError):
+            self.stats.errors += 1
+
+
+class _Timed(_Errors):
+    """Also adds a successful call's latency (network stores): one per call."""
+
+    __slots__ = ("began",)
+
+    def __init__(self, stats: OpStats) -> None:
+        self.stats = stats
+        self.began = perf_counter()
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if error is None:
+            self.stats.latency += perf_counter() - self.began
+            self.stats.timed += 1
+        else:
+            super().__exit__(kind, error, traceback)
