@@ -19,7 +19,6 @@ import threading
 import time
 import weakref
 from collections.abc import Awaitable, Callable
-from types import TracebackType
 from typing import ParamSpec, TypeVar
 
 from cachekit.errors import StoreError, StoreUnavailable
@@ -148,12 +147,7 @@ class CircuitBreaker:
         if not self.healthy:
             self.before_call()
 
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def __exit__(self, kind: object, error: object, traceback: object) -> None:
         if error is None:
             if not self.healthy:
                 self.record_success()

@@ -15,7 +15,6 @@ import inspect
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from time import perf_counter
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from cachekit.codec import MISS, Codec, DecodeError
@@ -450,12 +449,7 @@ class _Errors:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def __exit__(self, kind: object, error: object, traceback: object) -> None:
         if isinstance(error, StoreError):
             self.stats.errors += 1
 
@@ -469,12 +463,7 @@ class _Timed(_Errors):
         self.stats = stats
         self.began = perf_counter()
 
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def __exit__(self, kind: object, error: object, traceback: object) -> None:
         if error is None:
             self.stats.latency += perf_counter() - self.began
             self.stats.timed += 1
