@@ -456,9 +456,14 @@ def _sync_hit(policy: _Policy) -> Callable[..., Any]:
             entry = cache.get(key, MISS)
         except StoreError as exc:
             entry = policy.failed(cache, exc)
-        # Anything but a plain hit is settled by the shared code (a read that failed open
-        # always leaves _outages.active set, so it takes this branch too).
-        if entry is MISS or stale or _outages.active or request_outcome.get() is not None:
+        # anything but a plain hit is settled by the code shared with the async call
+        if (
+            entry is MISS
+            or entry is _FAILED
+            or stale
+            or _outages.active
+            or request_outcome.get() is not None
+        ):
             value, todo = policy.settle(cache, entry)
             if todo is _COMPUTE:
                 return policy.miss_sync(cache, key, functools.partial(wrapped, *args, **kwargs))

@@ -543,6 +543,55 @@ def test_store_outage_fails_open_with_one_warning(
     assert len(warnings) == 2  # two outages
 
 
+class RecoverOnWarning(logging.Handler):
+    """As soon as an outage is reported, one read through ``probe`` succeeds and the store
+    goes down again: what another thread's read can do between a failed read and what
+    the wrapper does next."""
+
+    def __init__(self, store: FlakyStore, probe: Any) -> None:
+        super().__init__()
+        self.store, self.probe = store, probe
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.store.down = False
+        self.probe()
+        self.store.down = True
+
+
+def test_failed_read_calls_through_when_the_outage_ends_meanwhile(clock: FakeClock) -> None:
+    """A read that failed open calls the function, sync and async, even when the outage
+    is marked over before the wrapper looks at it."""
+    store = FlakyStore(clock=clock)
+    manager = CacheManager(store=store)
+
+    @cached()
+    def f(x: int) -> int:
+        return x * 10
+
+    @cached()
+    async def g(x: int) -> int:
+        return x * 100
+
+    async def call_g() -> int:
+        with scope(plugin="p", manager=manager):
+            return await g(1)
+
+    @cached()
+    def probe() -> int:
+        return 0
+
+    handler = RecoverOnWarning(store, probe)
+    logger = logging.getLogger("cachekit")
+    logger.addHandler(handler)
+    try:
+        store.down = True
+        with scope(plugin="p", manager=manager):
+            assert f(1) == 10
+        assert asyncio.run(call_g()) == 100
+    finally:
+        logger.removeHandler(handler)
+
+
 def test_async_outage_fails_open(clock: FakeClock) -> None:
     """Async @cached also calls through a dead store."""
     store = FlakyStore(clock=clock)
