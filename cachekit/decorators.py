@@ -444,6 +444,7 @@ def _sync_hit(policy: _Policy) -> Callable[..., Any]:
     hit path is written out flat (no helper calls): it is what @cached costs. Everything
     but a plain hit goes to :meth:`_Policy.settle`, shared with the async call."""
     keys, namespace, stale = policy.keys, policy.namespace, policy.stale_ttl is not None
+    miss, failed, outages, noting = MISS, _FAILED, _outages, request_outcome.get
 
     def call(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if caching_disabled.get():
@@ -453,17 +454,11 @@ def _sync_hit(policy: _Policy) -> Callable[..., Any]:
         if stale:
             key += _SWR_SUFFIX
         try:
-            entry = cache.get(key, MISS)
+            entry = cache.get(key, miss)
         except StoreError as exc:
             entry = policy.failed(cache, exc)
         # anything but a plain hit is settled by the code shared with the async call
-        if (
-            entry is MISS
-            or entry is _FAILED
-            or stale
-            or _outages.active
-            or request_outcome.get() is not None
-        ):
+        if entry is miss or entry is failed or stale or outages.active or noting() is not None:
             value, todo = policy.settle(cache, entry)
             if todo is _COMPUTE:
                 return policy.miss_sync(cache, key, functools.partial(wrapped, *args, **kwargs))
