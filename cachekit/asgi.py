@@ -28,7 +28,7 @@ from cachekit.context import CacheOutcome, activate_manager, active_manager, dea
 from cachekit.errors import RateLimitExceeded
 from cachekit.http import rate_limit_response
 from cachekit.manager import CacheManager
-from cachekit.middleware import RequestScope, ScopeMiddleware
+from cachekit.middleware import ScopeMiddleware, bind_request, unbind_request
 from cachekit.resolvers import (
     DEFAULT_ID_PATTERN,
     PluginResolver,
@@ -113,14 +113,16 @@ class CacheMiddleware(ScopeMiddleware[ASGIApp]):
             if isinstance(result, Rejection):
                 await _reject(kind, scope, send, result)
                 return
-            noted = self.outcome() if kind == "http" else None
-            with RequestScope(result, noted):
-                try:
-                    await self.app(scope, receive, send if noted is None else _noting(send, noted))
-                except RateLimitExceeded as exc:
-                    if kind != "http":
-                        raise
-                    await _too_many_requests(send, exc)
+            noted = CacheOutcome() if self.cache_header and kind == "http" else None
+            tokens = bind_request(result, noted)
+            try:
+                await self.app(scope, receive, send if noted is None else _noting(send, noted))
+            except RateLimitExceeded as exc:
+                if kind != "http":
+                    raise
+                await _too_many_requests(send, exc)
+            finally:
+                unbind_request(tokens)
         elif kind == "lifespan":
             await self._lifespan(scope, receive, send)
         else:

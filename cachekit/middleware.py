@@ -18,7 +18,7 @@ from cachekit.context import outcome as request_outcome
 from cachekit.manager import CacheManager
 from cachekit.resolvers import PluginResolver, ScopeResolver, TenantResolver
 
-__all__ = ["RequestScope", "ScopeMiddleware"]
+__all__ = ["ScopeMiddleware", "bind_request", "unbind_request"]
 
 App = TypeVar("App")
 
@@ -60,37 +60,23 @@ class ScopeMiddleware(Generic[App]):
         """The manager a request uses: the one given, else the active one."""
         return self.manager if self.manager is not None else active_manager()
 
-    def outcome(self) -> CacheOutcome | None:
-        """A fresh ``X-Cache`` outcome for a request, when the header was asked for."""
-        return CacheOutcome() if self.cache_header else None
+
+# Per request, what both middlewares do around the app's code. Two plain functions
+# rather than a context-manager object: this runs on every request.
+
+_RequestTokens = tuple[Token[Binding | None], Token[CacheOutcome | None] | None]
 
 
-class RequestScope:
-    """A ``with`` block binding one request's scope and, when kept, its ``X-Cache``
-    outcome; both are unbound on the way out, also when the app raises.
+def bind_request(binding: Binding, noted: CacheOutcome | None) -> _RequestTokens:
+    """Bind a request's scope and, when kept, its ``X-Cache`` outcome; pass what it
+    returns to :func:`unbind_request` when the app's code is done (also when it raised)."""
+    token = bind(binding)
+    return token, request_outcome.set(noted) if noted is not None else None
 
-    :param binding: the request's resolved binding.
-    :param noted: the outcome ``@cached`` calls count into, or ``None``.
-    """
 
-    __slots__ = ("_noting", "_token", "binding", "noted")
-
-    def __init__(self, binding: Binding, noted: CacheOutcome | None) -> None:
-        self.binding = binding
-        self.noted = noted
-        self._token: Token[Binding | None] | None = None
-        self._noting: Token[CacheOutcome | None] | None = None
-
-    def __repr__(self) -> str:
-        return f"RequestScope({self.binding.scope!r}, noted={self.noted!r})"
-
-    def __enter__(self) -> None:
-        self._token = bind(self.binding)
-        if self.noted is not None:
-            self._noting = request_outcome.set(self.noted)
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self._noting is not None:
-            request_outcome.reset(self._noting)
-        if self._token is not None:
-            unbind(self._token)
+def unbind_request(tokens: _RequestTokens) -> None:
+    """Undo the :func:`bind_request` that returned ``tokens``."""
+    token, noting = tokens
+    if noting is not None:
+        request_outcome.reset(noting)
+    unbind(token)

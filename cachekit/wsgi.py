@@ -25,11 +25,11 @@ from http import HTTPStatus
 from typing import Any
 from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
-from cachekit.context import Binding, bind, unbind
+from cachekit.context import Binding, CacheOutcome, bind, unbind
 from cachekit.errors import RateLimitExceeded
 from cachekit.http import rate_limit_response
 from cachekit.manager import CacheManager
-from cachekit.middleware import RequestScope, ScopeMiddleware
+from cachekit.middleware import ScopeMiddleware, bind_request, unbind_request
 from cachekit.resolvers import (
     DEFAULT_ID_PATTERN,
     PluginResolver,
@@ -99,7 +99,7 @@ class CacheMiddleware(ScopeMiddleware[WSGIApplication]):
         if isinstance(result, Rejection):
             return _reject(start_response, result)
         started = False
-        noted = self.outcome()
+        noted = CacheOutcome() if self.cache_header else None
 
         def start_and_note(status: str, headers: list[tuple[str, str]], *exc_info: Any) -> Any:
             nonlocal started
@@ -109,16 +109,18 @@ class CacheMiddleware(ScopeMiddleware[WSGIApplication]):
                 headers = [*headers, ("X-Cache", value)]
             return start_response(status, headers, *exc_info)
 
-        with RequestScope(result, noted):
-            try:
-                response = self.app(environ, start_and_note)
-            except RateLimitExceeded as exc:
-                # PEP 3333: if the app had started a response, pass exc_info: the server
-                # then replaces headers not sent yet, or re-raises.
-                status, headers, body = rate_limit_response(exc)
-                exc_info = sys.exc_info() if started else None
-                start_response(f"{status} {HTTPStatus(status).phrase}", headers, exc_info)
-                return [body]
+        tokens = bind_request(result, noted)
+        try:
+            response = self.app(environ, start_and_note)
+        except RateLimitExceeded as exc:
+            # PEP 3333: if the app had started a response, pass exc_info: the server then
+            # replaces headers not sent yet, or re-raises.
+            status, headers, body = rate_limit_response(exc)
+            exc_info = sys.exc_info() if started else None
+            start_response(f"{status} {HTTPStatus(status).phrase}", headers, exc_info)
+            return [body]
+        finally:
+            unbind_request(tokens)
         if isinstance(response, list | tuple) or type(response) is environ.get("wsgi.file_wrapper"):
             # Complete, or a file the server sends itself (keep its fast path): no app
             # code runs while it is sent.
