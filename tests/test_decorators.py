@@ -472,6 +472,26 @@ def test_lock_is_released_after_computing(bound: CacheManager) -> None:
     assert current_cache("rel").get("()|lock", MISS) is MISS
 
 
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_lock_is_released_when_the_function_raises(bound: CacheManager, mode: str) -> None:
+    """A holder whose function raises still deletes its lock, and the error reaches the
+    caller; nothing is stored."""
+
+    @cached(namespace=f"fails-{mode}", lock=True)
+    def sync_f() -> str:
+        raise KeyError("boom")
+
+    @cached(namespace=f"fails-{mode}", lock=True)
+    async def async_f() -> str:
+        raise KeyError("boom")
+
+    with pytest.raises(KeyError, match="boom"):
+        sync_f() if mode == "sync" else asyncio.run(async_f())
+    cache = current_cache(f"fails-{mode}")
+    assert cache.get("()|lock", MISS) is MISS
+    assert cache.get("()", MISS) is MISS
+
+
 def test_stale_while_revalidate_async(bound: CacheManager, clock: FakeClock) -> None:
     """Past ttl but within stale_ttl the old value is served at once and refreshed once."""
     state = {"n": 0}
