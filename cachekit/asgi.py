@@ -24,23 +24,15 @@ import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from cachekit.context import (
-    CacheOutcome,
-    activate_manager,
-    active_manager,
-    bind,
-    deactivate_manager,
-    unbind,
-)
-from cachekit.context import outcome as request_outcome
+from cachekit.context import CacheOutcome, activate_manager, active_manager, deactivate_manager
 from cachekit.errors import RateLimitExceeded
 from cachekit.http import rate_limit_response
 from cachekit.manager import CacheManager
+from cachekit.middleware import ScopeMiddleware, bind_request, unbind_request
 from cachekit.resolvers import (
     DEFAULT_ID_PATTERN,
     PluginResolver,
     Rejection,
-    ScopeResolver,
     TenantResolver,
 )
 
@@ -57,7 +49,7 @@ _JSON_HEADERS = [(b"content-type", b"application/json")]
 _WEBSOCKET_POLICY_VIOLATION = 1008
 
 
-class CacheMiddleware:
+class CacheMiddleware(ScopeMiddleware[ASGIApp]):
     """Binds the (plugin, tenant) scope of every ``http`` and ``websocket`` request for as
     long as the app handles it — streaming bodies and background tasks included — so the
     app's code can call :func:`cachekit.current_cache`. Other scope types pass through.
@@ -101,67 +93,40 @@ class CacheMiddleware:
         manage_store: bool = True,
         cache_header: bool = False,
     ) -> None:
-        self.app = app
-        self.manager = manager
-        self.resolver = ScopeResolver(
-            plugin, tenant, tenant_required=tenant_required, id_pattern=id_pattern
+        super().__init__(
+            app,
+            manager,
+            plugin=plugin,
+            tenant=tenant,
+            tenant_required=tenant_required,
+            id_pattern=id_pattern,
+            cache_header=cache_header,
         )
         self.manage_store = manage_store
-        self.cache_header = cache_header
-
-    def __repr__(self) -> str:
-        return (
-            f"CacheMiddleware(app={self.app!r}, manager={self.manager!r}, "
-            f"plugin={self.resolver.plugin!r}, tenant={self.resolver.tenant!r})"
-        )
 
     async def __call__(self, scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
         """Handle one ASGI connection: bind the scope of ``http`` and ``websocket``
         requests (or refuse them), manage the store on ``lifespan``, pass others through."""
         kind = scope["type"]
         if kind == "http" or kind == "websocket":
-            manager = self.manager
-            result = self.resolver.resolve_asgi(
-                scope, manager if manager is not None else active_manager()
-            )
+            result = self.resolver.resolve_asgi(scope, self.request_manager())
             if isinstance(result, Rejection):
                 await _reject(kind, scope, send, result)
                 return
-            token = bind(result)
+            noted = CacheOutcome() if self.cache_header and kind == "http" else None
+            tokens = bind_request(result, noted)
             try:
-                if self.cache_header and kind == "http":
-                    await self._app_with_cache_header(scope, receive, send)
-                else:
-                    await self.app(scope, receive, send)
+                await self.app(scope, receive, send if noted is None else _noting(send, noted))
             except RateLimitExceeded as exc:
                 if kind != "http":
                     raise
                 await _too_many_requests(send, exc)
             finally:
-                unbind(token)
+                unbind_request(tokens)
         elif kind == "lifespan":
             await self._lifespan(scope, receive, send)
         else:
             await self.app(scope, receive, send)
-
-    async def _app_with_cache_header(
-        self, scope: MutableMapping[str, Any], receive: Receive, send: Send
-    ) -> None:
-        """Run the app, adding ``X-Cache`` to its response from its ``@cached`` calls."""
-        noted = CacheOutcome()
-        token = request_outcome.set(noted)
-
-        async def send_with_header(message: Message) -> None:
-            value = noted.header
-            if message["type"] == "http.response.start" and value is not None:
-                headers = [*message.get("headers", ()), (b"x-cache", value.encode())]
-                message = {**message, "headers": headers}
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_header)
-        finally:
-            request_outcome.reset(token)
 
     async def _lifespan(
         self, scope: MutableMapping[str, Any], receive: Receive, send: Send
@@ -191,6 +156,19 @@ class CacheMiddleware:
             await self.app(scope, receive_and_open, close_and_send)
         finally:
             deactivate_manager(token)
+
+
+def _noting(send: Send, noted: CacheOutcome) -> Send:
+    """``send``, adding ``X-Cache`` to the response from the request's ``@cached`` calls."""
+
+    async def send_with_header(message: Message) -> None:
+        value = noted.header
+        if message["type"] == "http.response.start" and value is not None:
+            headers = [*message.get("headers", ()), (b"x-cache", value.encode())]
+            message = {**message, "headers": headers}
+        await send(message)
+
+    return send_with_header
 
 
 async def _too_many_requests(send: Send, exc: RateLimitExceeded) -> None:

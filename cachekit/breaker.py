@@ -6,9 +6,10 @@ with :class:`~cachekit.errors.StoreUnavailable` instead of waiting for a timeout
 the breaker, its failure opens it for another cooldown. One warning is logged when the
 breaker opens and one info line when the store is back — one per outage, not per call.
 
-Stores wrap each I/O call in :meth:`CircuitBreaker.call` / :meth:`CircuitBreaker.acall`;
-the wrapped function must raise :class:`~cachekit.errors.StoreError` for store failures
-(other exceptions, such as ``CacheValueError``, pass through and do not count).
+Stores wrap each I/O call, sync or awaited, in ``with breaker:`` (or use
+:meth:`CircuitBreaker.call` / :meth:`CircuitBreaker.acall`); the call must raise
+:class:`~cachekit.errors.StoreError` for store failures (other exceptions, such as
+``CacheValueError``, pass through and do not count).
 """
 
 from __future__ import annotations
@@ -138,31 +139,30 @@ class CircuitBreaker:
                 self.cooldown,
             )
 
-    def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run ``fn`` under the breaker."""
+    # The breaker protocol, in one place for both families: ``with breaker:`` around one
+    # store call (sync or awaited). A store error counts as a failure; other exceptions
+    # (a caller's bad input) pass through without moving the breaker.
+
+    def __enter__(self) -> None:
         if not self.healthy:
             self.before_call()
-        try:
-            result = fn(*args, **kwargs)
-        except StoreError as exc:
-            self.record_failure(exc)
-            raise
-        if not self.healthy:
-            self.record_success()
-        return result
+
+    def __exit__(self, kind: object, error: object, traceback: object) -> None:
+        if error is None:
+            if not self.healthy:
+                self.record_success()
+        elif isinstance(error, StoreError):
+            self.record_failure(error)
+
+    def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run ``fn`` under the breaker."""
+        with self:
+            return fn(*args, **kwargs)
 
     async def acall(self, fn: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs) -> T:
         """Await ``fn`` under the breaker."""
-        if not self.healthy:
-            self.before_call()
-        try:
-            result = await fn(*args, **kwargs)
-        except StoreError as exc:
-            self.record_failure(exc)
-            raise
-        if not self.healthy:
-            self.record_success()
-        return result
+        with self:
+            return await fn(*args, **kwargs)
 
 
 class OutageLog:

@@ -31,7 +31,6 @@ import threading
 from collections.abc import Callable, Coroutine
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, Final, ParamSpec, TypeVar, overload
 
 from cachekit.cache import Cache
@@ -273,24 +272,14 @@ class ScopeContext:
         self._tokens.append(_binding.set(binding))
         return binding.cache
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         _binding.reset(self._tokens.pop())
 
     async def __aenter__(self) -> Cache:
         return self.__enter__()
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.__exit__(exc_type, exc, tb)
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.__exit__(*exc_info)
 
     @overload
     def __call__(

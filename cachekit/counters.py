@@ -47,6 +47,7 @@ from cachekit.codec import parse_int
 from cachekit.context import current_cache
 from cachekit.durations import TTL, store_ttl
 from cachekit.errors import CacheValueError, RateLimitExceeded, StoreError
+from cachekit.steps import Step, Steps, arun, run, twin
 
 __all__ = ["Counter", "RateLimit", "RateLimitResult", "counter", "rate_limit", "rate_limited"]
 
@@ -272,92 +273,65 @@ class RateLimit:
         if _outages.active:
             _outages.recovered(cache.store)
 
-    # --- sync -------------------------------------------------------------------------
+    # --- the orchestrations, written once (cachekit.steps) -------------------------------
 
-    def hit(self, cost: int = 1) -> RateLimitResult:
-        """Consume ``cost`` hits (if allowed) and report the outcome."""
-        cache = current_cache(RATE_LIMIT_NAMESPACE)
+    def _hit(self, cache: Cache, cost: int) -> Steps[Step, RateLimitResult]:
         now = self.clock()
         try:
             if self.algorithm == "gcra":
                 interval, period = self._gcra_params()
                 now_us = round(now * 1e6)
                 full = cache.full_key(self._base())
-                allowed, tat = cache.store.gcra(full, now_us, interval, period, cost)
+                allowed, tat = yield twin(cache.store, "gcra", full, now_us, interval, period, cost)
                 result = self._gcra(allowed, tat, now_us)
             else:
                 current, previous, into = self._windows(now)
-                count = cache.incr(current, cost, ttl=2 * self.per)
+                count = yield twin(cache, "incr", current, cost, 2 * self.per)
                 if self.algorithm == "fixed":
                     result = self._fixed(count, into)
                 else:
-                    result = self._sliding(count, _count(cache.get(previous, 0)), into, cost)
+                    prev = _count((yield twin(cache, "get", previous, 0)))
+                    result = self._sliding(count, prev, into, cost)
                 if not result.allowed:  # a refused hit does not count
-                    cache.decr(current, cost)
+                    yield twin(cache, "decr", current, cost)
         except StoreError as exc:
             return self._failed(exc, cache.store)
         self._ok(cache)
         return result
 
-    def peek(self) -> RateLimitResult:
-        """The outcome a hit would have now, without consuming anything."""
-        cache = current_cache(RATE_LIMIT_NAMESPACE)
+    def _peek(self, cache: Cache) -> Steps[Step, RateLimitResult]:
         now = self.clock()
         try:
             if self.algorithm == "gcra":
-                tat = _count(cache.get(self._base(), 0)) or None
+                tat = _count((yield twin(cache, "get", self._base(), 0))) or None
                 return self._peek_gcra(tat, now)
             current, previous, into = self._windows(now)
-            found = cache.get_many([current, previous])
+            found = yield twin(cache, "get_many", [current, previous])
             return self._peek_windows(found, current, previous, into)
         except StoreError as exc:
             return self._failed(exc, cache.store)
+
+    # --- sync and async: thin shells ----------------------------------------------------
+
+    def hit(self, cost: int = 1) -> RateLimitResult:
+        """Consume ``cost`` hits (if allowed) and report the outcome."""
+        return run(self._hit(current_cache(RATE_LIMIT_NAMESPACE), cost))
+
+    async def ahit(self, cost: int = 1) -> RateLimitResult:
+        """Async :meth:`hit`."""
+        return await arun(self._hit(current_cache(RATE_LIMIT_NAMESPACE), cost))
+
+    def peek(self) -> RateLimitResult:
+        """The outcome a hit would have now, without consuming anything."""
+        return run(self._peek(current_cache(RATE_LIMIT_NAMESPACE)))
+
+    async def apeek(self) -> RateLimitResult:
+        """Async :meth:`peek`."""
+        return await arun(self._peek(current_cache(RATE_LIMIT_NAMESPACE)))
 
     def reset(self) -> None:
         """Forget every hit counted so far."""
         current_cache(RATE_LIMIT_NAMESPACE).delete_many(self._reset_keys())
-
-    # --- async ------------------------------------------------------------------------
-
-    async def ahit(self, cost: int = 1) -> RateLimitResult:
-        """Async :meth:`hit`."""
-        cache = current_cache(RATE_LIMIT_NAMESPACE)
-        now = self.clock()
-        try:
-            if self.algorithm == "gcra":
-                interval, period = self._gcra_params()
-                now_us = round(now * 1e6)
-                full = cache.full_key(self._base())
-                allowed, tat = await cache.store.agcra(full, now_us, interval, period, cost)
-                result = self._gcra(allowed, tat, now_us)
-            else:
-                current, previous, into = self._windows(now)
-                count = await cache.aincr(current, cost, ttl=2 * self.per)
-                if self.algorithm == "fixed":
-                    result = self._fixed(count, into)
-                else:
-                    prev = _count(await cache.aget(previous, 0))
-                    result = self._sliding(count, prev, into, cost)
-                if not result.allowed:  # a refused hit does not count
-                    await cache.adecr(current, cost)
-        except StoreError as exc:
-            return self._failed(exc, cache.store)
-        self._ok(cache)
-        return result
-
-    async def apeek(self) -> RateLimitResult:
-        """Async :meth:`peek`."""
-        cache = current_cache(RATE_LIMIT_NAMESPACE)
-        now = self.clock()
-        try:
-            if self.algorithm == "gcra":
-                tat = _count(await cache.aget(self._base(), 0)) or None
-                return self._peek_gcra(tat, now)
-            current, previous, into = self._windows(now)
-            found = await cache.aget_many([current, previous])
-            return self._peek_windows(found, current, previous, into)
-        except StoreError as exc:
-            return self._failed(exc, cache.store)
 
     async def areset(self) -> None:
         """Async :meth:`reset`."""

@@ -59,6 +59,7 @@ from cachekit.context import active_manager, caching_disabled, current_cache
 from cachekit.context import outcome as request_outcome
 from cachekit.durations import TTL, store_ttl
 from cachekit.errors import CacheKeyError, StoreError
+from cachekit.steps import Step, Steps, arun, run, sleep, twin
 
 __all__ = ["cached"]
 
@@ -70,10 +71,11 @@ _MAX_KEY: Final = 200
 _SIMPLE: Final = frozenset({str, int, float, bool, type(None), bytes})
 _POLL_START, _POLL_MAX = 0.005, 0.1
 _SWR_SUFFIX: Final = "|swr"
-_wall: Callable[[], float] = (
-    time.time
-)  # freshness of stale-while-revalidate entries (tests patch it)
 _LOCK_SUFFIX: Final = "|lock"
+# what a hit-path read leaves to do (_Policy.settle), and a read that failed open
+_COMPUTE: Final = object()
+_REFRESH: Final = object()
+_FAILED: Final = object()
 
 
 # --- keys -------------------------------------------------------------------------------
@@ -187,6 +189,7 @@ class _Policy:
 
     __slots__ = (
         "cache_none",
+        "clock",
         "fn",
         "inflight",
         "keys",
@@ -215,8 +218,10 @@ class _Policy:
         lock_timeout: float,
         stale_ttl: TTL | None,
         is_classmethod: bool,
+        clock: Callable[[], float],
     ) -> None:
         self.fn = fn
+        self.clock = clock  # wall clock: freshness of stale-while-revalidate entries
         self.namespace = namespace or f"{fn.__module__}.{fn.__qualname__}"
         self.ttl = ttl
         self.keys = _key_maker(fn, ignore, key, is_classmethod=is_classmethod)
@@ -243,7 +248,7 @@ class _Policy:
         """(value, still fresh) of a stored entry (stale mode stores [value, fresh_until])."""
         if self.stale_ttl is None:
             return entry, True
-        return entry[0], _wall() < entry[1]
+        return entry[0], self.clock() < entry[1]
 
     def to_store(self, cache: Cache, result: Any) -> tuple[bool, Any, float | None]:
         """Whether to store ``result``, the entry to store, and its TTL in seconds
@@ -256,21 +261,46 @@ class _Policy:
         seconds = cache.default_ttl if ttl is None else store_ttl(ttl)
         if self.stale_ttl is None or seconds is None:
             return True, result if self.stale_ttl is None else [result, float("inf")], seconds
-        return True, [result, _wall() + seconds], seconds + self.stale_ttl
+        return True, [result, self.clock() + seconds], seconds + self.stale_ttl
 
-    # -- sync I/O --
+    def failed(self, cache: Cache, exc: StoreError) -> Any:
+        """A hit-path read failed: fail open (or raise); the entry is ``_FAILED``."""
+        _store_failed(cache, exc, self.fn)
+        return _FAILED
 
-    def store_sync(self, cache: Cache, key: str, result: Any) -> None:
-        store, entry, ttl = self.to_store(cache, result)
-        if store:
-            try:
-                cache.set(key, entry, ttl or 0)
-            except StoreError as exc:
-                _store_failed(cache, exc, self.fn)
+    def settle(self, cache: Cache, entry: Any) -> tuple[Any, object]:
+        """What a hit-path read means, once for both wrappers: ``(value, todo)``, ``todo``
+        being ``None``, ``_COMPUTE`` (a miss) or ``_REFRESH`` (a stale hit: serve
+        ``value`` and refresh it). Ends a reported outage when the store answered, and
+        counts the call for a middleware's ``X-Cache`` header."""
+        if entry is _FAILED:
+            entry = MISS
+        elif _outages.active:  # the store answers again: a next outage gets its warning
+            _outages.recovered(cache.store)
+        noted = request_outcome.get()
+        if noted is not None:  # a middleware asked for an X-Cache header
+            noted.note(entry is MISS)
+        if entry is MISS:
+            return None, _COMPUTE
+        if self.stale_ttl is None:
+            return entry, None
+        value, fresh = self.fresh(entry)
+        return value, None if fresh else _REFRESH
 
-    def read_sync(self, cache: Cache, key: str) -> Any:
+    def claim_refresh(self, cache: Cache, key: str) -> bool:
+        """Whether this caller refreshes a stale entry (``False``: one already does)."""
+        scoped = _scoped(cache, key)
+        if scoped in self.refreshing:
+            return False
+        self.refreshing.add(scoped)
+        return True
+
+    # -- the I/O orchestrations, written once (cachekit.steps): run() or arun() them --
+
+    def read(self, cache: Cache, key: str) -> Steps[Step, Any]:
+        """The stored entry, or ``MISS`` (also when the store fails and we fail open)."""
         try:
-            entry = cache.get(key, MISS)
+            entry = yield twin(cache, "get", key, MISS)
         except StoreError as exc:
             _store_failed(cache, exc, self.fn)
             return MISS
@@ -278,91 +308,83 @@ class _Policy:
             _outages.recovered(cache.store)
         return entry
 
+    def store(self, cache: Cache, key: str, result: Any) -> Steps[Step, None]:
+        """Store ``result`` if the policy keeps it; a store failure fails open."""
+        keep, entry, ttl = self.to_store(cache, result)
+        if keep:
+            try:
+                yield twin(cache, "set", key, entry, ttl or 0)
+            except StoreError as exc:
+                _store_failed(cache, exc, self.fn)
+
+    def call_and_store(self, cache: Cache, key: str, call: Callable[[], Any]) -> Steps[Step, Any]:
+        """Call the function (a step: sync calls it, async awaits what it returns) and
+        store its result."""
+        result = yield Step(call, call)
+        yield from self.store(cache, key, result)
+        return result
+
+    def recheck(self, cache: Cache, key: str, call: Callable[[], Any]) -> Steps[Step, Any]:
+        """After waiting for another thread of this process: its value, else compute."""
+        entry = yield from self.read(cache, key)
+        if entry is not MISS:
+            return self.fresh(entry)[0]
+        return (yield from self.compute(cache, key, call))
+
+    def compute(self, cache: Cache, key: str, call: Callable[[], Any]) -> Steps[Step, Any]:
+        """Compute and store; with ``lock=True`` once across processes: take the store's
+        lock, or poll with backoff for the holder's value until ``lock_timeout``."""
+        if not self.lock:
+            return (yield from self.call_and_store(cache, key, call))
+        lock_key, token = key + _LOCK_SUFFIX, _token()
+        deadline, pause = time.monotonic() + self.lock_timeout, _POLL_START
+        while True:
+            try:
+                held = yield twin(cache, "add", lock_key, token, self.lock_timeout)
+            except StoreError as exc:
+                _store_failed(cache, exc, self.fn)
+                return (yield Step(call, call))
+            if held:
+                try:
+                    return (yield from self.call_and_store(cache, key, call))
+                finally:
+                    yield from _release(cache, lock_key)
+            yield sleep(pause)
+            pause = min(pause * 2, _POLL_MAX)
+            entry = yield from self.read(cache, key)
+            if entry is not MISS:
+                return self.fresh(entry)[0]
+            if time.monotonic() >= deadline:
+                return (yield from self.call_and_store(cache, key, call))
+
+    def refresh(self, cache: Cache, key: str, call: Callable[[], Any]) -> Steps[Step, None]:
+        """The background refresh of a stale entry (claimed by :meth:`claim_refresh`)."""
+        try:
+            yield from self.call_and_store(cache, key, call)
+        except Exception:
+            log.exception("cachekit: background refresh of %s failed", self.fn.__qualname__)
+        finally:
+            self.refreshing.discard(_scoped(cache, key))
+
+    # -- the in-process de-duplication: threads and asyncio tasks differ by nature --
+
     def miss_sync(self, cache: Cache, key: str, call: Callable[[], Any]) -> Any:
+        """Threads of this process computing one key queue on a per-key lock."""
         scoped = _scoped(cache, key)
         with self.locks_guard:
             slot = self.locks.setdefault(scoped, [threading.Lock(), 0])
             slot[1] += 1
         try:
             with slot[0]:
-                entry = self.read_sync(cache, key)  # filled while we waited?
-                if entry is not MISS:
-                    return self.fresh(entry)[0]
-                return self.compute_sync(cache, key, call)
+                return run(self.recheck(cache, key, call))  # filled while we waited?
         finally:
             with self.locks_guard:
                 slot[1] -= 1
                 if not slot[1]:
                     del self.locks[scoped]
 
-    def compute_sync(self, cache: Cache, key: str, call: Callable[[], Any]) -> Any:
-        if not self.lock:
-            result = call()
-            self.store_sync(cache, key, result)
-            return result
-        lock_key, token = key + _LOCK_SUFFIX, _token()
-        deadline, pause = time.monotonic() + self.lock_timeout, _POLL_START
-        while True:
-            try:
-                held = cache.add(lock_key, token, ttl=self.lock_timeout)
-            except StoreError as exc:
-                _store_failed(cache, exc, self.fn)
-                return call()
-            if held:
-                try:
-                    result = call()
-                    self.store_sync(cache, key, result)
-                    return result
-                finally:
-                    _release_sync(cache, lock_key)
-            time.sleep(pause)
-            pause = min(pause * 2, _POLL_MAX)
-            entry = self.read_sync(cache, key)
-            if entry is not MISS:
-                return self.fresh(entry)[0]
-            if time.monotonic() >= deadline:
-                result = call()
-                self.store_sync(cache, key, result)
-                return result
-
-    def revalidate_sync(self, cache: Cache, key: str, call: Callable[[], Any]) -> None:
-        scoped = _scoped(cache, key)
-        if scoped in self.refreshing:
-            return
-        self.refreshing.add(scoped)
-        ctx = contextvars.copy_context()
-
-        def refresh() -> None:
-            try:
-                self.store_sync(cache, key, call())
-            except Exception:
-                log.exception("cachekit: background refresh of %s failed", self.fn.__qualname__)
-            finally:
-                self.refreshing.discard(scoped)
-
-        threading.Thread(target=ctx.run, args=(refresh,), daemon=True).start()
-
-    # -- async I/O --
-
-    async def store_async(self, cache: Cache, key: str, result: Any) -> None:
-        store, entry, ttl = self.to_store(cache, result)
-        if store:
-            try:
-                await cache.aset(key, entry, ttl or 0)
-            except StoreError as exc:
-                _store_failed(cache, exc, self.fn)
-
-    async def read_async(self, cache: Cache, key: str) -> Any:
-        try:
-            entry = await cache.aget(key, MISS)
-        except StoreError as exc:
-            _store_failed(cache, exc, self.fn)
-            return MISS
-        if _outages.active:  # the store answers again: a next outage gets its warning
-            _outages.recovered(cache.store)
-        return entry
-
     async def miss_async(self, cache: Cache, key: str, call: Callable[[], Any]) -> Any:
+        """Tasks of this loop computing one key await the first caller's future."""
         loop = asyncio.get_running_loop()
         slot = (id(loop), _scoped(cache, key))
         waiting = self.inflight.get(slot)
@@ -371,7 +393,7 @@ class _Policy:
         future: asyncio.Future[Any] = loop.create_future()
         self.inflight[slot] = future
         try:
-            result = await self.compute_async(cache, key, call)
+            result = await arun(self.compute(cache, key, call))
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # retrieved: waiters re-raise it, nobody else must
@@ -382,53 +404,19 @@ class _Policy:
         finally:
             del self.inflight[slot]
 
-    async def compute_async(self, cache: Cache, key: str, call: Callable[[], Any]) -> Any:
-        if not self.lock:
-            result = await call()
-            await self.store_async(cache, key, result)
-            return result
-        lock_key, token = key + _LOCK_SUFFIX, _token()
-        deadline, pause = time.monotonic() + self.lock_timeout, _POLL_START
-        while True:
-            try:
-                held = await cache.aadd(lock_key, token, ttl=self.lock_timeout)
-            except StoreError as exc:
-                _store_failed(cache, exc, self.fn)
-                return await call()
-            if held:
-                try:
-                    result = await call()
-                    await self.store_async(cache, key, result)
-                    return result
-                finally:
-                    await _release_async(cache, lock_key)
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, _POLL_MAX)
-            entry = await self.read_async(cache, key)
-            if entry is not MISS:
-                return self.fresh(entry)[0]
-            if time.monotonic() >= deadline:
-                result = await call()
-                await self.store_async(cache, key, result)
-                return result
+    def revalidate_sync(self, cache: Cache, key: str, call: Callable[[], Any]) -> None:
+        """Refresh a stale entry in a thread, in a copy of the caller's context."""
+        if self.claim_refresh(cache, key):
+            ctx = contextvars.copy_context()
+            steps = self.refresh(cache, key, call)
+            threading.Thread(target=ctx.run, args=(run, steps), daemon=True).start()
 
     def revalidate_async(self, cache: Cache, key: str, call: Callable[[], Any]) -> None:
-        scoped = _scoped(cache, key)
-        if scoped in self.refreshing:
-            return
-        self.refreshing.add(scoped)
-
-        async def refresh() -> None:
-            try:
-                await self.store_async(cache, key, await call())
-            except Exception:
-                log.exception("cachekit: background refresh of %s failed", self.fn.__qualname__)
-            finally:
-                self.refreshing.discard(scoped)
-
-        task = asyncio.get_running_loop().create_task(refresh())
-        _background.add(task)
-        task.add_done_callback(_background.discard)
+        """Refresh a stale entry in an asyncio task (which copies the caller's context)."""
+        if self.claim_refresh(cache, key):
+            task = asyncio.get_running_loop().create_task(arun(self.refresh(cache, key, call)))
+            _background.add(task)
+            task.add_done_callback(_background.discard)
 
 
 _background: set[asyncio.Task[None]] = set()
@@ -443,14 +431,9 @@ def _scoped(cache: Cache, key: str) -> _Scoped:
     return (cache.plugin, cache.tenant, key)
 
 
-def _release_sync(cache: Cache, lock_key: str) -> None:
+def _release(cache: Cache, lock_key: str) -> Steps[Step, None]:
     with contextlib.suppress(StoreError):  # else the lock's TTL frees it
-        cache.delete(lock_key)
-
-
-async def _release_async(cache: Cache, lock_key: str) -> None:
-    with contextlib.suppress(StoreError):  # else the lock's TTL frees it
-        await cache.adelete(lock_key)
+        yield twin(cache, "delete", lock_key)
 
 
 # --- wrappers -------------------------------------------------------------------------
@@ -458,8 +441,10 @@ async def _release_async(cache: Cache, lock_key: str) -> None:
 
 def _sync_hit(policy: _Policy) -> Callable[..., Any]:
     """The sync call, in wrapt's wrapper form ``(wrapped, instance, args, kwargs)``. The
-    hit path is written out flat (no helper calls): it is what @cached costs."""
+    hit path is written out flat (no helper calls): it is what @cached costs. Everything
+    but a plain hit goes to :meth:`_Policy.settle`, shared with the async call."""
     keys, namespace, stale = policy.keys, policy.namespace, policy.stale_ttl is not None
+    miss, failed, outages, noting = MISS, _FAILED, _outages, request_outcome.get
 
     def call(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if caching_disabled.get():
@@ -469,24 +454,18 @@ def _sync_hit(policy: _Policy) -> Callable[..., Any]:
         if stale:
             key += _SWR_SUFFIX
         try:
-            entry = cache.get(key, MISS)
+            entry = cache.get(key, miss)
         except StoreError as exc:
-            _store_failed(cache, exc, policy.fn)
-            entry = MISS
-        else:
-            if _outages.active:  # the store answers again: a next outage gets its warning
-                _outages.recovered(cache.store)
-        noted = request_outcome.get()
-        if noted is not None:  # a middleware asked for an X-Cache header
-            noted.note(entry is MISS)
-        if entry is MISS:
-            return policy.miss_sync(cache, key, functools.partial(wrapped, *args, **kwargs))
-        if not stale:
-            return entry
-        value, fresh = policy.fresh(entry)
-        if not fresh:
-            policy.revalidate_sync(cache, key, functools.partial(wrapped, *args, **kwargs))
-        return value
+            entry = policy.failed(cache, exc)
+        # anything but a plain hit is settled by the code shared with the async call
+        if entry is miss or entry is failed or stale or outages.active or noting() is not None:
+            value, todo = policy.settle(cache, entry)
+            if todo is _COMPUTE:
+                return policy.miss_sync(cache, key, functools.partial(wrapped, *args, **kwargs))
+            if todo is _REFRESH:
+                policy.revalidate_sync(cache, key, functools.partial(wrapped, *args, **kwargs))
+            return value
+        return entry
 
     return call
 
@@ -501,17 +480,17 @@ def _async_hit(policy: _Policy) -> Callable[..., Any]:
             return await wrapped(*args, **kwargs)
         cache = policy.cache()
         key = policy.key(instance, args, kwargs)
-        entry = await policy.read_async(cache, key)
-        noted = request_outcome.get()
-        if noted is not None:  # a middleware asked for an X-Cache header
-            noted.note(entry is MISS)
-        if entry is MISS:
-            return await policy.miss_async(cache, key, functools.partial(wrapped, *args, **kwargs))
-        if policy.stale_ttl is None:
-            return entry
-        value, fresh = policy.fresh(entry)
-        if not fresh:
-            policy.revalidate_async(cache, key, functools.partial(wrapped, *args, **kwargs))
+        try:
+            entry = await cache.aget(key, MISS)
+        except StoreError as exc:
+            entry = policy.failed(cache, exc)
+        value, todo = policy.settle(cache, entry)
+        if todo is None:
+            return value
+        later = functools.partial(wrapped, *args, **kwargs)
+        if todo is _COMPUTE:
+            return await policy.miss_async(cache, key, later)
+        policy.revalidate_async(cache, key, later)
         return value
 
     return call
@@ -546,9 +525,8 @@ class _Helpers:
         """Call the function now and store its result (a coroutine for async functions)."""
         cache, key = self._parts(args, kwargs)
         call = functools.partial(self.target, *args, **kwargs)
-        if inspect.iscoroutinefunction(self.policy.fn):
-            return self.policy.compute_async(cache, key, call)
-        return self.policy.compute_sync(cache, key, call)
+        steps = self.policy.compute(cache, key, call)
+        return arun(steps) if inspect.iscoroutinefunction(self.policy.fn) else run(steps)
 
 
 class _WraptHelpers:
@@ -632,6 +610,7 @@ def cached(
     lock: bool = False,
     lock_timeout: float = 10.0,
     stale_ttl: TTL | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> Callable[[F], F]:
     """Memoize a function (``def`` or ``async def``; plain, method, classmethod or
     staticmethod) in the current scope's cache.
@@ -648,6 +627,8 @@ def cached(
     :param lock_timeout: the longest a waiter waits for another process before computing
         itself; also the lock's TTL.
     :param stale_ttl: serve an expired entry for this long while it is refreshed.
+    :param clock: the wall clock (seconds) that dates stale-while-revalidate entries;
+        inject a fake one in tests.
     :raises CacheKeyError: ``ignore`` names an unknown argument (when applied), or an
         argument cannot form a stable key (when called).
     """
@@ -669,6 +650,7 @@ def cached(
             lock_timeout=lock_timeout,
             stale_ttl=stale_ttl,
             is_classmethod=isinstance(target, classmethod),
+            clock=clock,
         )
         is_async = inspect.iscoroutinefunction(func)
         if target is func and not _in_class_body(func):

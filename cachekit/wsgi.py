@@ -22,28 +22,25 @@ import re
 import sys
 from collections.abc import Iterable, Iterator
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
+from typing import Any
+from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
-from cachekit.context import Binding, CacheOutcome, active_manager, bind, unbind
-from cachekit.context import outcome as request_outcome
+from cachekit.context import Binding, CacheOutcome, bind, unbind
 from cachekit.errors import RateLimitExceeded
 from cachekit.http import rate_limit_response
 from cachekit.manager import CacheManager
+from cachekit.middleware import ScopeMiddleware, bind_request, unbind_request
 from cachekit.resolvers import (
     DEFAULT_ID_PATTERN,
     PluginResolver,
     Rejection,
-    ScopeResolver,
     TenantResolver,
 )
-
-if TYPE_CHECKING:
-    from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 __all__ = ["CacheMiddleware"]
 
 
-class CacheMiddleware:
+class CacheMiddleware(ScopeMiddleware[WSGIApplication]):
     """Binds the (plugin, tenant) scope of every request while the app runs *and* while
     the server iterates and closes the response, so streaming responses and generators
     can call :func:`cachekit.current_cache`.
@@ -86,23 +83,19 @@ class CacheMiddleware:
         id_pattern: str | re.Pattern[str] = DEFAULT_ID_PATTERN,
         cache_header: bool = False,
     ) -> None:
-        self.app = app
-        self.manager = manager
-        self.resolver = ScopeResolver(
-            plugin, tenant, tenant_required=tenant_required, id_pattern=id_pattern
-        )
-        self.cache_header = cache_header
-
-    def __repr__(self) -> str:
-        return (
-            f"CacheMiddleware(app={self.app!r}, manager={self.manager!r}, "
-            f"plugin={self.resolver.plugin!r}, tenant={self.resolver.tenant!r})"
+        super().__init__(
+            app,
+            manager,
+            plugin=plugin,
+            tenant=tenant,
+            tenant_required=tenant_required,
+            id_pattern=id_pattern,
+            cache_header=cache_header,
         )
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         """Handle one request (PEP 3333): refuse it, or run the app in its scope."""
-        manager = self.manager if self.manager is not None else active_manager()
-        result = self.resolver.resolve_wsgi(environ, manager)
+        result = self.resolver.resolve_wsgi(environ, self.request_manager())
         if isinstance(result, Rejection):
             return _reject(start_response, result)
         started = False
@@ -116,8 +109,7 @@ class CacheMiddleware:
                 headers = [*headers, ("X-Cache", value)]
             return start_response(status, headers, *exc_info)
 
-        token = bind(result)
-        noting = request_outcome.set(noted) if noted is not None else None
+        tokens = bind_request(result, noted)
         try:
             response = self.app(environ, start_and_note)
         except RateLimitExceeded as exc:
@@ -128,9 +120,7 @@ class CacheMiddleware:
             start_response(f"{status} {HTTPStatus(status).phrase}", headers, exc_info)
             return [body]
         finally:
-            if noting is not None:
-                request_outcome.reset(noting)
-            unbind(token)
+            unbind_request(tokens)
         if isinstance(response, list | tuple) or type(response) is environ.get("wsgi.file_wrapper"):
             # Complete, or a file the server sends itself (keep its fast path): no app
             # code runs while it is sent.
@@ -140,7 +130,7 @@ class CacheMiddleware:
     def close(self) -> None:
         """Close the manager's store connections (WSGI has no shutdown hook: call this
         from ``atexit`` or the server's shutdown, if the store needs it)."""
-        (self.manager if self.manager is not None else active_manager()).close()
+        self.request_manager().close()
 
 
 class ScopedResponse:

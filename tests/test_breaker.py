@@ -181,6 +181,30 @@ def test_async_call(breaker: CircuitBreaker) -> None:
     assert breaker.state == "open"
 
 
+def test_with_block_is_the_same_protocol(breaker: CircuitBreaker, clock: FakeClock) -> None:
+    """``with breaker:`` around a store call (what stores use, sync or awaited) counts store
+    errors, lets other errors pass uncounted, fails fast while open and closes on a
+    successful probe."""
+    for _ in range(2):
+        with pytest.raises(CacheValueError), breaker:
+            raise CacheValueError("not an integer")
+    assert breaker.healthy
+    for _ in range(3):
+        with pytest.raises(StoreTimeout), breaker:
+            raise StoreTimeout("no answer", store="test")
+    assert breaker.state == "open"
+    entered = []
+    with pytest.raises(StoreUnavailable), breaker:
+        entered.append(True)
+    assert entered == []
+    clock.advance(2.0)
+    with breaker:
+        entered.append(True)
+    assert entered == [True]
+    assert breaker.state == "closed"
+    assert breaker.healthy
+
+
 @pytest.mark.parametrize(("threshold", "cooldown"), [(0, 1.0), (1, 0.0)])
 def test_rejects_bad_settings(threshold: int, cooldown: float) -> None:
     """A threshold below 1 or a non-positive cooldown is refused."""

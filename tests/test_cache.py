@@ -6,10 +6,12 @@ import asyncio
 from datetime import timedelta
 
 import pytest
+from custom_store import DictStore
+from flaky_store import FlakyStore
 
 import cachekit
 from cachekit import Cache, CacheManager
-from cachekit.errors import CacheKeyError, CacheValueError
+from cachekit.errors import CacheKeyError, CacheValueError, StoreUnavailable
 from cachekit.stores.memory import MemoryStore
 from cachekit.testing import FakeClock
 
@@ -196,3 +198,36 @@ def test_cache_can_be_built_directly() -> None:
     cache = Cache(MemoryStore(), plugin="p", tenant="t")
     cache.set("k", {"a": 1})
     assert cache.get("k") == {"a": 1}
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_store_calls_are_counted_alike_in_both_families(mode: str) -> None:
+    """Sync and async calls bump the same stats: a store error counts once and still
+    raises, and a network-like (blocking) store's successful calls are timed."""
+    flaky = FlakyStore()
+    failing_manager, timed_manager = CacheManager(store=flaky), CacheManager(store=DictStore())
+    failing, timed = failing_manager.for_plugin("p"), timed_manager.for_plugin("p")
+    flaky.down = True
+
+    async def both() -> None:
+        with pytest.raises(StoreUnavailable):
+            await failing.aset("k", 1)
+        with pytest.raises(StoreUnavailable):
+            await failing.aincr("n")
+        await timed.aset("k", 1)
+        await timed.adelete("k")
+
+    if mode == "sync":
+        with pytest.raises(StoreUnavailable):
+            failing.set("k", 1)
+        with pytest.raises(StoreUnavailable):
+            failing.incr("n")
+        timed.set("k", 1)
+        timed.delete("k")
+    else:
+        asyncio.run(both())
+    [errors] = failing_manager.stats()
+    assert (errors.errors, errors.sets, errors.timed_calls) == (2, 0, 0)
+    [row] = timed_manager.stats()
+    assert (row.errors, row.sets, row.deletes, row.timed_calls) == (0, 1, 1, 2)
+    assert row.latency_seconds > 0

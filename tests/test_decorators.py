@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 from flaky_store import FlakyStore
 
-import cachekit.decorators as decorators
 from cachekit import CacheManager
 from cachekit.codec import MISS
 from cachekit.context import current_cache, scope
@@ -26,11 +25,9 @@ from cachekit.testing import FakeClock
 
 
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+def clock() -> FakeClock:
     """One fake clock for the memory store's TTLs and @cached's freshness checks."""
-    fake = FakeClock(1_700_000_000.0)
-    monkeypatch.setattr(decorators, "_wall", fake)
-    return fake
+    return FakeClock(1_700_000_000.0)
 
 
 @pytest.fixture
@@ -475,11 +472,31 @@ def test_lock_is_released_after_computing(bound: CacheManager) -> None:
     assert current_cache("rel").get("()|lock", MISS) is MISS
 
 
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_lock_is_released_when_the_function_raises(bound: CacheManager, mode: str) -> None:
+    """A holder whose function raises still deletes its lock, and the error reaches the
+    caller; nothing is stored."""
+
+    @cached(namespace=f"fails-{mode}", lock=True)
+    def sync_f() -> str:
+        raise KeyError("boom")
+
+    @cached(namespace=f"fails-{mode}", lock=True)
+    async def async_f() -> str:
+        raise KeyError("boom")
+
+    with pytest.raises(KeyError, match="boom"):
+        sync_f() if mode == "sync" else asyncio.run(async_f())
+    cache = current_cache(f"fails-{mode}")
+    assert cache.get("()|lock", MISS) is MISS
+    assert cache.get("()", MISS) is MISS
+
+
 def test_stale_while_revalidate_async(bound: CacheManager, clock: FakeClock) -> None:
     """Past ttl but within stale_ttl the old value is served at once and refreshed once."""
     state = {"n": 0}
 
-    @cached(ttl=10, stale_ttl=60)
+    @cached(ttl=10, stale_ttl=60, clock=clock)
     async def f() -> int:
         state["n"] += 1
         return state["n"]
@@ -502,7 +519,7 @@ def test_stale_while_revalidate_sync(bound: CacheManager, clock: FakeClock) -> N
     state = {"n": 0}
     refreshed = threading.Event()
 
-    @cached(ttl=10, stale_ttl=60)
+    @cached(ttl=10, stale_ttl=60, clock=clock)
     def f() -> int:
         state["n"] += 1
         if state["n"] > 1:
@@ -544,6 +561,55 @@ def test_store_outage_fails_open_with_one_warning(
     assert calls.count == 8
     warnings = [r for r in caplog.records if "calls through" in r.getMessage()]
     assert len(warnings) == 2  # two outages
+
+
+class RecoverOnWarning(logging.Handler):
+    """As soon as an outage is reported, one read through ``probe`` succeeds and the store
+    goes down again: what another thread's read can do between a failed read and what
+    the wrapper does next."""
+
+    def __init__(self, store: FlakyStore, probe: Any) -> None:
+        super().__init__()
+        self.store, self.probe = store, probe
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.store.down = False
+        self.probe()
+        self.store.down = True
+
+
+def test_failed_read_calls_through_when_the_outage_ends_meanwhile(clock: FakeClock) -> None:
+    """A read that failed open calls the function, sync and async, even when the outage
+    is marked over before the wrapper looks at it."""
+    store = FlakyStore(clock=clock)
+    manager = CacheManager(store=store)
+
+    @cached()
+    def f(x: int) -> int:
+        return x * 10
+
+    @cached()
+    async def g(x: int) -> int:
+        return x * 100
+
+    async def call_g() -> int:
+        with scope(plugin="p", manager=manager):
+            return await g(1)
+
+    @cached()
+    def probe() -> int:
+        return 0
+
+    handler = RecoverOnWarning(store, probe)
+    logger = logging.getLogger("cachekit")
+    logger.addHandler(handler)
+    try:
+        store.down = True
+        with scope(plugin="p", manager=manager):
+            assert f(1) == 10
+        assert asyncio.run(call_g()) == 100
+    finally:
+        logger.removeHandler(handler)
 
 
 def test_async_outage_fails_open(clock: FakeClock) -> None:

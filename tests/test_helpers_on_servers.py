@@ -37,6 +37,11 @@ FAST_FAILURE = {
 }
 
 
+# The exact-count tests below must not turn a slow answer on a loaded machine into a
+# fail-open hit (a timeout admits it): generous timeouts, far above any honest round trip.
+PATIENT = {"timeouts": {"connect": 10_000, "operation": 10_000}}
+
+
 def redis_manager(url: str, **options: Any) -> CacheManager:
     return CacheManager.from_config(
         {"backend": {"cache": {"store": "redis", "connection": url, **options}}}
@@ -46,14 +51,14 @@ def redis_manager(url: str, **options: Any) -> CacheManager:
 def memcache_manager(server: MemcachedServer) -> CacheManager:
     connection = f"{server.host}:{server.port}"
     return CacheManager.from_config(
-        {"backend": {"cache": {"store": "memcache", "connection": connection}}}
+        {"backend": {"cache": {"store": "memcache", "connection": connection, **PATIENT}}}
     )
 
 
 @pytest.fixture(params=["redis", "memcache"])
 def manager(request: pytest.FixtureRequest) -> Iterator[CacheManager]:
     if request.param == "redis":
-        m = redis_manager(request.getfixturevalue("redis_server").url)
+        m = redis_manager(request.getfixturevalue("redis_server").url, **PATIENT)
     else:
         m = memcache_manager(request.getfixturevalue("memcached_server"))
     yield m

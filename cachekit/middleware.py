@@ -1,0 +1,82 @@
+"""What the ASGI and the WSGI middleware share (:mod:`cachekit.asgi`, :mod:`cachekit.wsgi`).
+
+Both answer the same two questions for every request — which manager, and which (plugin,
+tenant) scope — and bind that scope, with the request's ``X-Cache`` outcome when the
+header was asked for, around the app's code. That part is written once here; each
+middleware keeps only its protocol: awaiting an ASGI app (and its lifespan), or calling
+a WSGI app and scoping the response iterable it returns.
+"""
+
+from __future__ import annotations
+
+import re
+from contextvars import Token
+from typing import Generic, TypeVar
+
+from cachekit.context import Binding, CacheOutcome, active_manager, bind, unbind
+from cachekit.context import outcome as request_outcome
+from cachekit.manager import CacheManager
+from cachekit.resolvers import PluginResolver, ScopeResolver, TenantResolver
+
+__all__ = ["ScopeMiddleware", "bind_request", "unbind_request"]
+
+App = TypeVar("App")
+
+
+class ScopeMiddleware(Generic[App]):
+    """The protocol-free half of both ``CacheMiddleware`` classes, whose docstrings name
+    the parameters.
+
+    :raises TypeError: a resolver is not callable, or ``tenant`` is a plain string.
+    :raises ValueError: a fixed plugin id does not match ``id_pattern``, or
+        ``tenant_required=True`` without a tenant resolver.
+    """
+
+    def __init__(
+        self,
+        app: App,
+        manager: CacheManager | None,
+        *,
+        plugin: str | PluginResolver,
+        tenant: TenantResolver | None,
+        tenant_required: bool | None,
+        id_pattern: str | re.Pattern[str],
+        cache_header: bool,
+    ) -> None:
+        self.app = app
+        self.manager = manager
+        self.resolver = ScopeResolver(
+            plugin, tenant, tenant_required=tenant_required, id_pattern=id_pattern
+        )
+        self.cache_header = cache_header
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(app={self.app!r}, manager={self.manager!r}, "
+            f"plugin={self.resolver.plugin!r}, tenant={self.resolver.tenant!r})"
+        )
+
+    def request_manager(self) -> CacheManager:
+        """The manager a request uses: the one given, else the active one."""
+        return self.manager if self.manager is not None else active_manager()
+
+
+# Per request, what both middlewares do around the app's code. Two plain functions
+# rather than a context-manager object: this runs on every request.
+
+_RequestTokens = tuple[Token[Binding | None], Token[CacheOutcome | None] | None]
+
+
+def bind_request(binding: Binding, noted: CacheOutcome | None) -> _RequestTokens:
+    """Bind a request's scope and, when kept, its ``X-Cache`` outcome; pass what it
+    returns to :func:`unbind_request` when the app's code is done (also when it raised)."""
+    token = bind(binding)
+    return token, request_outcome.set(noted) if noted is not None else None
+
+
+def unbind_request(tokens: _RequestTokens) -> None:
+    """Undo the :func:`bind_request` that returned ``tokens``."""
+    token, noting = tokens
+    if noting is not None:
+        request_outcome.reset(noting)
+    unbind(token)
