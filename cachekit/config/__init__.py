@@ -6,38 +6,7 @@ beside it (:mod:`cachekit.config.redis`, :mod:`cachekit.config.memcache`). Nothi
 connects anywhere or imports a store.
 """
 
-from cachekit.config.schema import (
-    CacheConfig,
-    CircuitBreakerConfig,
-    MemcacheConfig,
-    MemoryConfig,
-    MetricsConfig,
-    RedisClientConfig,
-    RedisClusterConfig,
-    RedisConfig,
-    RedisSentinelConfig,
-    TimeoutsConfig,
-    ValkeyClientConfig,
-    ValkeyConfig,
-    load_app_config,
-    parse_app_config,
-    parse_cache_section,
-)
+from cachekit.config import schema
+from cachekit.config.schema import *  # noqa: F403  # the schema's public names, as listed there
 
-__all__ = [
-    "CacheConfig",
-    "CircuitBreakerConfig",
-    "MemcacheConfig",
-    "MemoryConfig",
-    "MetricsConfig",
-    "RedisClientConfig",
-    "RedisClusterConfig",
-    "RedisConfig",
-    "RedisSentinelConfig",
-    "TimeoutsConfig",
-    "ValkeyClientConfig",
-    "ValkeyConfig",
-    "load_app_config",
-    "parse_app_config",
-    "parse_cache_section",
-]
+__all__ = schema.__all__
