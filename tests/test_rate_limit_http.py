@@ -19,8 +19,9 @@ from starlette.routing import Route
 import cachekit.wsgi
 from cachekit import CacheManager, RateLimitExceeded
 from cachekit.asgi import CacheMiddleware
+from cachekit.contrib import flask as flask_contrib
+from cachekit.contrib import starlette as starlette_contrib
 from cachekit.counters import rate_limited
-from cachekit.http import flask_handler, starlette_handler
 from cachekit.resolvers import header
 
 REFUSAL = RateLimitExceeded("slow down", limit=5, remaining=0, retry_after=2.5, reset_after=3)
@@ -72,7 +73,7 @@ def starlette_app(*, around: bool, handler: bool) -> Any:
         "tenant": header("X-Tenant"),
     }
     inner = [] if around else [Middleware(CacheMiddleware, **options)]
-    handlers: Any = {RateLimitExceeded: starlette_handler} if handler else {}
+    handlers: Any = {RateLimitExceeded: starlette_contrib.rate_limit_handler} if handler else {}
     app = Starlette(routes=[Route("/", ping)], middleware=inner, exception_handlers=handlers)
     return CacheMiddleware(app, **options) if around else app
 
@@ -130,7 +131,7 @@ def test_flask_rate_limited_endpoint_with_the_error_handler() -> None:
     """In Flask the error handler turns the refusal into a 429 (the middleware sits around
     Flask's own error handling, which would otherwise answer 500)."""
     app = flask.Flask(__name__)
-    app.register_error_handler(RateLimitExceeded, flask_handler)
+    app.register_error_handler(RateLimitExceeded, flask_contrib.rate_limit_handler)
 
     @app.get("/")
     @rate_limited("ping", 2, per=60)

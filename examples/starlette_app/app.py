@@ -39,7 +39,7 @@ from cachekit import (
     current_scope,
     rate_limited,
 )
-from cachekit.http import starlette_handler
+from cachekit.contrib.starlette import rate_limit_handler
 from cachekit.resolvers import header, path_prefix
 
 CONFIG = Path(__file__).with_name("app-config.yaml")
@@ -170,7 +170,7 @@ def plugin_app(name: str) -> Starlette:
         ],
         # Starlette answers an endpoint's exception with a 500 itself: this turns a refused
         # rate limit into a 429 with Retry-After and RateLimit-* headers.
-        exception_handlers={RateLimitExceeded: starlette_handler},
+        exception_handlers={RateLimitExceeded: rate_limit_handler},
     )
 
 
