@@ -11,7 +11,7 @@ import cachekit.stores
 from cachekit import CacheManager
 from cachekit.errors import ConfigError
 from cachekit.stores import store_names
-from cachekit.testing import StoreContract
+from cachekit.testing.contract import StoreContract
 
 
 class TestMinimalProviderContract(StoreContract):
