@@ -31,22 +31,26 @@ from cachekit.counters import RateLimit, counter
 from cachekit.decorators import cached
 
 ROOT = Path(__file__).resolve().parent.parent
+# Timeouts with headroom (ms): on a busy machine a timed-out call fails open and turns into a
+# wrong count (a rate limit admitting 26 of 10). A stopped server refuses connections at once,
+# so the outage test stays fast without short timeouts.
+HEADROOM = {"timeouts": {"connect": 5000, "operation": 5000}}
 FAST_FAILURE = {
-    "timeouts": {"connect": 100, "operation": 100},
+    **HEADROOM,
     "circuitBreaker": {"failureThreshold": 2, "cooldown": 200},
 }
 
 
 def redis_manager(url: str, **options: Any) -> CacheManager:
     return CacheManager.from_config(
-        {"backend": {"cache": {"store": "redis", "connection": url, **options}}}
+        {"backend": {"cache": {"store": "redis", "connection": url, **HEADROOM, **options}}}
     )
 
 
 def memcache_manager(server: MemcachedServer) -> CacheManager:
     connection = f"{server.host}:{server.port}"
     return CacheManager.from_config(
-        {"backend": {"cache": {"store": "memcache", "connection": connection}}}
+        {"backend": {"cache": {"store": "memcache", "connection": connection, **HEADROOM}}}
     )
 
 
@@ -72,7 +76,8 @@ CHILD = textwrap.dedent(
 
     url, start_at, compute = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
     raw = redis.Redis.from_url(url)
-    config = {"backend": {"cache": {"store": "redis", "connection": url}}}
+    timeouts = {"connect": 5000, "operation": 5000}  # headroom: see HEADROOM
+    config = {"backend": {"cache": {"store": "redis", "connection": url, "timeouts": timeouts}}}
     manager = CacheManager.from_config(config)
 
     @cached(namespace="report", ttl=60, lock=True)

@@ -134,9 +134,10 @@ def count_hit() -> Response:
 
 
 @plugin.get("/search")
-@rate_limited("search", 5, per=10)
+@rate_limited("search", 5, per=60, algorithm="gcra")
 def search() -> Response:
-    """At most 5 searches per 10 s per plugin and tenant; the 6th answers 429."""
+    """At most 5 searches per minute per plugin and tenant (GCRA: a burst of 5, then one
+    every 12 s); the 6th in a row answers 429."""
     return jsonify({"query": request.args.get("q", ""), "results": []})
 
 

@@ -141,9 +141,10 @@ async def count_hit(request: Request) -> JSONResponse:
     return JSONResponse({"hits": await hits.aincr()})
 
 
-@rate_limited("search", 5, per=10)
+@rate_limited("search", 5, per=60, algorithm="gcra")
 async def search(request: Request) -> JSONResponse:
-    """At most 5 searches per 10 s per plugin and tenant; the 6th answers 429."""
+    """At most 5 searches per minute per plugin and tenant (GCRA: a burst of 5, then one
+    every 12 s); the 6th in a row answers 429."""
     return JSONResponse({"query": request.query_params.get("q", ""), "results": []})
 
 
