@@ -121,7 +121,8 @@ def install(
     :param options: more :class:`~cachekit.CacheMiddleware` options (``tenant_required``,
         ``id_pattern``, ``manage_store``, ``cache_header``).
     :returns: ``app``.
-    :raises RuntimeError: the app has already started.
+    :raises RuntimeError: the app has already started (Starlette 0.24 and later refuse
+        new middleware then; older releases rebuild the middleware stack).
     """
     app.add_middleware(CacheMiddleware, manager=manager, plugin=plugin, tenant=tenant, **options)
     app.add_exception_handler(RateLimitExceeded, rate_limit_handler)
