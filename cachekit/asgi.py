@@ -36,7 +36,7 @@ from cachekit.resolvers import (
     TenantResolver,
 )
 
-__all__ = ["ASGIApp", "CacheMiddleware"]
+__all__ = ["ASGIApp", "CacheMiddleware", "lifespan_shutdown", "lifespan_startup"]
 
 log = logging.getLogger("cachekit")
 
@@ -141,7 +141,7 @@ class CacheMiddleware(ScopeMiddleware[ASGIApp]):
             async def receive_and_open() -> Message:
                 message = await receive()
                 if message["type"] == "lifespan.startup":
-                    await _ping(manager)
+                    await lifespan_startup(manager)
                 return message
 
             async def close_and_send(message: Message) -> None:
@@ -150,7 +150,7 @@ class CacheMiddleware(ScopeMiddleware[ASGIApp]):
                     "lifespan.shutdown.failed",
                     "lifespan.startup.failed",
                 ):
-                    await _close(manager)
+                    await lifespan_shutdown(manager)
                 await send(message)
 
             await self.app(scope, receive_and_open, close_and_send)
@@ -184,14 +184,18 @@ async def _too_many_requests(send: Send, exc: RateLimitExceeded) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-async def _ping(manager: CacheManager) -> None:
+async def lifespan_startup(manager: CacheManager) -> None:
+    """What an app's lifespan startup does for cachekit: ping the manager's store. A
+    failure is logged, not raised: the cache is lossy, the app serves without it."""
     try:
         await manager.store.aping()
     except Exception as exc:  # any store failure: log it, serve anyway (the cache is lossy)
         log.warning("cachekit: store %r did not answer at startup: %s", manager.store.name, exc)
 
 
-async def _close(manager: CacheManager) -> None:
+async def lifespan_shutdown(manager: CacheManager) -> None:
+    """What an app's lifespan shutdown does for cachekit: close the manager's
+    connections. A failure is logged, never raised into the shutdown."""
     try:
         await manager.aclose()
     except Exception as exc:  # shutting down: report, never block the shutdown

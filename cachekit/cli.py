@@ -36,8 +36,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, NoReturn, Protocol, TextIO, runtime_checkable
-from urllib.parse import unquote
+from typing import Any, Final, NoReturn, TextIO
 
 from cachekit.cache import Cache
 from cachekit.codec import MISS
@@ -49,11 +48,13 @@ from cachekit.errors import (
     StoreTimeout,
     StoreUnavailable,
 )
-from cachekit.keys import ANY, PLATFORM_SEGMENT, SEPARATOR, KeySelector
+from cachekit.keys import ANY, KeySelector, parse_scope
 from cachekit.manager import CacheManager
-from cachekit.stores.base import Store
+from cachekit.stores.base import CountingStore, InfoStore, Store
 from cachekit.stores.memory import MemoryStore
 
+# InfoStore and CountingStore live in cachekit.stores.base; named here too because this
+# module exported them first.
 __all__ = ["DEFAULT_CONFIG", "PROBE_PLUGIN", "CountingStore", "InfoStore", "build_parser", "main"]
 
 DEFAULT_CONFIG: Final = "app-config.yaml"
@@ -64,21 +65,6 @@ EXIT_FAILURE: Final = 1
 EXIT_USAGE: Final = 2
 
 _BYTES_TAG: Final = "$bytes"
-
-
-@runtime_checkable
-class InfoStore(Protocol):
-    """A store that can describe its server(s) (``RedisStore``, ``MemcacheStore``): per
-    address, ``server``, ``version``, and server-wide ``hits`` / ``misses``."""
-
-    def server_info(self) -> dict[str, dict[str, str]]: ...
-
-
-@runtime_checkable
-class CountingStore(Protocol):
-    """A store that can count keys per scope (``RedisStore``, by ``SCAN``)."""
-
-    def count_scopes(self, selector: KeySelector) -> dict[str, int]: ...
 
 
 class CommandError(Exception):
@@ -303,21 +289,6 @@ def _scope_words(plugin: str | None, tenant: str | None, platform: bool, ns: str
     return f"{who}, namespace {ns!r}" if ns is not None else f"{who}, every namespace"
 
 
-def _decode_segment(segment: str) -> str:
-    return unquote(segment, errors="surrogateescape")
-
-
-def _parse_scope(scope: str, prefix: str) -> tuple[str, str | None, str | None]:
-    """``(plugin, tenant, namespace)`` of a scope prefix, ids unescaped (tenant ``None``:
-    the platform scope; namespace ``None``: the default one)."""
-    plugin, tenant, namespace, _ = scope[len(prefix) :].split(SEPARATOR, 3)
-    return (
-        _decode_segment(plugin),
-        None if tenant == PLATFORM_SEGMENT else _decode_segment(tenant),
-        _decode_segment(namespace) if namespace else None,
-    )
-
-
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], out: TextIO) -> None:
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
     for line in (headers, *rows):
@@ -452,7 +423,7 @@ def _collect_stats(manager: CacheManager, args: argparse.Namespace) -> dict[str,
             ANY if args.plugin is None else args.plugin, tenant, ANY
         )
         counts = [
-            _ScopeCount(*_parse_scope(scope, selector.prefix), keys=n)
+            _ScopeCount(*parse_scope(scope, selector.prefix), keys=n)
             for scope, n in store.count_scopes(selector).items()
         ]
         counts.sort(key=lambda c: (c.plugin, c.tenant or "", c.namespace or ""))

@@ -1,26 +1,30 @@
-"""Rate-limit refusals as HTTP responses, for the middlewares and framework hooks.
+"""Rate-limit refusals as HTTP responses, for any framework.
 
 :class:`~cachekit.errors.RateLimitExceeded` becomes a ``429 Too Many Requests`` with
 ``Retry-After`` and the IETF draft ``RateLimit-Limit`` / ``RateLimit-Remaining`` /
-``RateLimit-Reset`` headers (whole seconds, rounded up) and a short JSON body.
+``RateLimit-Reset`` headers (whole seconds, rounded up) and a short JSON body. This module
+builds the response as plain data, so the ASGI and WSGI middlewares and the framework
+hooks share it without importing any framework.
 
 Frameworks turn an endpoint's exception into a 500 before an outer middleware sees it, so
 register the one-line hook of your framework as well:
 
 * Starlette / FastAPI: ``app.add_exception_handler(RateLimitExceeded,
-  cachekit.http.starlette_handler)``
-* Flask: ``app.register_error_handler(RateLimitExceeded, cachekit.http.flask_handler)``
+  cachekit.contrib.starlette.rate_limit_handler)`` (or
+  :func:`cachekit.contrib.starlette.install`, which does it);
+* Flask: ``app.register_error_handler(RateLimitExceeded,
+  cachekit.contrib.flask.rate_limit_handler)`` (or the
+  :class:`cachekit.contrib.flask.CacheKit` extension, which does it).
 """
 
 from __future__ import annotations
 
 import json
 import math
-from typing import Any
 
 from cachekit.errors import RateLimitExceeded
 
-__all__ = ["flask_handler", "rate_limit_headers", "rate_limit_response", "starlette_handler"]
+__all__ = ["STATUS", "rate_limit_headers", "rate_limit_response"]
 
 STATUS = 429
 
@@ -44,18 +48,3 @@ def rate_limit_response(exc: RateLimitExceeded) -> tuple[int, list[tuple[str, st
         *rate_limit_headers(exc),
     ]
     return STATUS, headers, body
-
-
-async def starlette_handler(request: Any, exc: Exception) -> Any:
-    """Starlette/FastAPI exception handler turning ``RateLimitExceeded`` into a 429."""
-    from starlette.responses import Response
-
-    assert isinstance(exc, RateLimitExceeded)
-    status, headers, body = rate_limit_response(exc)
-    return Response(body, status_code=status, headers=dict(headers))
-
-
-def flask_handler(exc: RateLimitExceeded) -> Any:
-    """Flask error handler turning ``RateLimitExceeded`` into a 429."""
-    status, headers, body = rate_limit_response(exc)
-    return body, status, headers

@@ -21,6 +21,9 @@ So a key stays readable in ``redis-cli``: ``catalog:acme:users:42``,
 across plugins, one scope, one namespace) for clears: a store matches keys against it
 exactly, and may pre-filter with :meth:`KeySelector.glob` (every glob character of the
 ids escaped) or :meth:`KeySelector.literal_prefix`.
+
+Reading a key back — which scope a full key belongs to — is this module's job too
+(:func:`scope_of`, :func:`parse_scope`), so the layout is written in one place.
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ from __future__ import annotations
 import enum
 import functools
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
+from urllib.parse import unquote
 
 from cachekit.errors import CacheKeyError
 
@@ -38,10 +42,13 @@ __all__ = [
     "SEPARATOR",
     "KeySelector",
     "KeySpace",
+    "ScopeIds",
     "check_key",
     "escape_glob",
     "escape_segment",
+    "parse_scope",
     "scope_of",
+    "unescape_segment",
 ]
 
 SEPARATOR: Final = ":"
@@ -83,6 +90,15 @@ def _escape(value: str) -> str:
     return value.translate(_ESCAPES)
 
 
+def unescape_segment(segment: str) -> str:
+    """The id (or namespace) a segment encodes: the inverse of :func:`escape_segment`.
+
+    Never raises: a segment this module did not write decodes to its best reading
+    (undecodable bytes as surrogate escapes).
+    """
+    return unquote(segment, errors="surrogateescape")
+
+
 def _tenant_segment(tenant: str | None) -> str:
     return PLATFORM_SEGMENT if tenant is None else escape_segment(tenant, "tenant id")
 
@@ -121,6 +137,43 @@ def scope_of(full_key: str, prefix_length: int = 0) -> str:
     i = full_key.index(SEPARATOR, prefix_length)
     i = full_key.index(SEPARATOR, i + 1)
     return full_key[: full_key.index(SEPARATOR, i + 1) + 1]
+
+
+class ScopeIds(NamedTuple):
+    """The decoded (plugin, tenant, namespace) of a scope: ``tenant`` ``None`` is the
+    platform scope, ``namespace`` ``None`` the default namespace."""
+
+    plugin: str
+    tenant: str | None
+    namespace: str | None
+
+
+def _segments(full_key: str, prefix: str) -> list[str] | None:
+    """The encoded plugin, tenant and namespace segments and the rest of a full key (or of
+    a scope prefix, whose rest is empty), or ``None`` when it is not laid out under
+    ``prefix`` by this module."""
+    if not full_key.startswith(prefix):
+        return None
+    parts = full_key[len(prefix) :].split(SEPARATOR, 3)
+    return parts if len(parts) == 4 else None
+
+
+def parse_scope(full_key: str, prefix: str = "") -> ScopeIds:
+    """The scope a full key (or a scope prefix, as :func:`scope_of` returns) belongs to,
+    its ids decoded.
+
+    :param prefix: the store's global prefix the key starts with.
+    :raises ValueError: ``full_key`` is not laid out by this module under ``prefix``.
+    """
+    parts = _segments(full_key, prefix)
+    if parts is None:
+        raise ValueError(f"not a cachekit key under prefix {prefix!r}: {full_key!r}")
+    plugin, tenant, namespace, _ = parts
+    return ScopeIds(
+        unescape_segment(plugin),
+        None if tenant == PLATFORM_SEGMENT else unescape_segment(tenant),
+        unescape_segment(namespace) if namespace != DEFAULT_NAMESPACE_SEGMENT else None,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,10 +221,8 @@ class KeySelector:
 
     def matches(self, full_key: str) -> bool:
         """Whether ``full_key`` (or a scope prefix) belongs to a selected scope."""
-        if not full_key.startswith(self.prefix):
-            return False
-        parts = full_key[len(self.prefix) :].split(SEPARATOR, 3)
-        if len(parts) < 4:
+        parts = _segments(full_key, self.prefix)
+        if parts is None:
             return False
         return (
             (self.plugin is None or parts[0] == self.plugin)

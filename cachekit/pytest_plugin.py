@@ -28,7 +28,9 @@ Fixtures:
     A manager on the Redis store backed by fakeredis (in-process, no server), made the
     default like ``cachekit_manager``; skips the test when fakeredis is not installed.
 
-To turn caching off in part of a test, use :func:`cachekit.testing.disabled`.
+To turn caching off in part of a test, use :func:`cachekit.testing.disabled` (importable
+without pytest, like the rest of :mod:`cachekit.testing`); to check a custom store against
+the semantics every store keeps, subclass :class:`cachekit.testing.contract.StoreContract`.
 """
 
 from __future__ import annotations

@@ -175,3 +175,10 @@ def memcached_ascii_server(
     server = memcached_ascii_auth(MEMCACHED_USER, MEMCACHED_PASSWORD, workdir=workdir).start()
     yield server
     server.terminate()
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """``@pytest.mark.anyio`` tests run on asyncio, the loop cachekit's async API targets
+    (anyio 3, which old Starlette releases pull in, would run each on trio as well)."""
+    return "asyncio"

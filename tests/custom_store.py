@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 from cachekit.codec import format_int, parse_int
 from cachekit.errors import CacheValueError
@@ -16,25 +17,26 @@ from cachekit.stores import BaseStore
 
 
 class DictStore(BaseStore):
-    """A thread-safe dict with deadlines; `options` from config arrive as kwargs."""
+    """A thread-safe dict with deadlines on ``clock``; `options` from config arrive as
+    kwargs."""
 
     name = "dict"
 
-    def __init__(self, label: str = "default") -> None:
+    def __init__(self, label: str = "default", clock: Callable[[], float] = time.monotonic) -> None:
         self.label = label
+        self.clock = clock
         self.data: dict[str, tuple[bytes, float | None]] = {}
         self.lock = threading.Lock()
 
     def _live(self, key: str) -> tuple[bytes, float | None] | None:
         entry = self.data.get(key)
-        if entry is not None and entry[1] is not None and entry[1] <= time.monotonic():
+        if entry is not None and entry[1] is not None and entry[1] <= self.clock():
             del self.data[key]
             return None
         return entry
 
-    @staticmethod
-    def _deadline(ttl: float | None) -> float | None:
-        return None if ttl is None else time.monotonic() + ttl
+    def _deadline(self, ttl: float | None) -> float | None:
+        return None if ttl is None else self.clock() + ttl
 
     def get(self, key: str) -> bytes | None:
         with self.lock:

@@ -10,7 +10,7 @@ from servers import MemcachedServer
 
 from cachekit.config import parse_cache_section
 from cachekit.stores.memcache import MemcacheStore
-from cachekit.testing import StoreContract
+from cachekit.testing.contract import StoreContract
 
 pytestmark = pytest.mark.servers
 

@@ -7,7 +7,8 @@ from collections.abc import Callable
 import pytest
 
 from cachekit.stores.memory import MemoryStore
-from cachekit.testing import FakeClock, StoreContract
+from cachekit.testing import FakeClock
+from cachekit.testing.contract import StoreContract
 
 
 class TestMemoryStoreContract(StoreContract):

@@ -18,7 +18,7 @@ import pytest
 
 from cachekit.config import parse_cache_section
 from cachekit.stores.redis import RedisStore
-from cachekit.testing import StoreContract
+from cachekit.testing.contract import StoreContract
 
 
 class _ShiftedTime:

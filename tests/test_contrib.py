@@ -35,9 +35,10 @@ from cachekit import (
     scope,
 )
 from cachekit.context import active_manager
+from cachekit.contrib import flask as flask_contrib
 from cachekit.contrib.flask import CacheKit
 from cachekit.contrib.prometheus import CacheCollector, register
-from cachekit.contrib.starlette import cache_dependency, install, lifespan
+from cachekit.contrib.starlette import cache_dependency, install, lifespan, rate_limit_handler
 from cachekit.resolvers import header
 from cachekit.stores.memory import MemoryStore
 from cachekit.stores.redis import RedisStore
@@ -227,7 +228,7 @@ async def test_install_turns_rate_limit_refusals_into_429() -> None:
         raise RateLimitExceeded("slow down", limit=5, remaining=0, retry_after=2.5)
 
     app = install(Starlette(routes=[Route("/", limited)]), CacheManager(), plugin="catalog")
-    assert app.exception_handlers[RateLimitExceeded].__name__ == "starlette_handler"
+    assert app.exception_handlers[RateLimitExceeded] is rate_limit_handler
     async with client_for(app) as client:
         response = await client.get("/")
     assert response.status_code == 429
@@ -408,6 +409,15 @@ def test_flask_extension_turns_rate_limits_into_429() -> None:
         response = client.get("/limited")
     assert response.status_code == 429
     assert response.headers["Retry-After"] == "2"
+    assert app.error_handler_spec[None][None][RateLimitExceeded] is flask_contrib.rate_limit_handler
+
+
+@pytest.mark.anyio
+async def test_starlette_handler_refuses_other_exceptions() -> None:
+    """The Starlette handler registered for another exception raises TypeError instead of
+    answering a 429 for it."""
+    with pytest.raises(TypeError, match="handles RateLimitExceeded"):
+        await rate_limit_handler(None, ValueError("not a refusal"))  # type: ignore[arg-type]
 
 
 def test_flask_init_app_per_app_managers() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from importlib.metadata import EntryPoint
 
 import pytest
@@ -11,16 +12,26 @@ import cachekit.stores
 from cachekit import CacheManager
 from cachekit.errors import ConfigError
 from cachekit.stores import store_names
-from cachekit.testing import StoreContract
+from cachekit.testing import FakeClock
+from cachekit.testing.contract import StoreContract
 
 
 class TestMinimalProviderContract(StoreContract):
     """A store with only get/set/delete/touch/incr/clear passes the whole contract through
-    BaseStore's loop-based batches and thread-backed async twins."""
+    BaseStore's loop-based batches and thread-backed async twins (on an injected clock, so
+    its TTL test neither sleeps nor depends on the machine's speed)."""
 
     @pytest.fixture
-    def store(self) -> DictStore:
-        return DictStore()
+    def clock(self) -> FakeClock:
+        return FakeClock()
+
+    @pytest.fixture
+    def store(self, clock: FakeClock) -> DictStore:
+        return DictStore(clock=clock)
+
+    @pytest.fixture
+    def wait(self, clock: FakeClock) -> Callable[[float], None]:
+        return clock.advance
 
 
 def test_store_instance() -> None:

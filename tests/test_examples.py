@@ -150,7 +150,7 @@ def test_rate_limited_endpoint_answers_429(url: str) -> None:
         assert codes == [200] * 5
         refused = http.get("/api/catalog/search?q=x", headers=tenant(acme))
         assert refused.status_code == 429
-        assert 1 <= int(refused.headers["retry-after"]) <= 10
+        assert 1 <= int(refused.headers["retry-after"]) <= 12
         assert refused.headers["ratelimit-limit"] == "5"
         assert refused.headers["ratelimit-remaining"] == "0"
         assert refused.json()["error"] == "rate limit exceeded"

@@ -31,34 +31,33 @@ from cachekit.counters import RateLimit, counter
 from cachekit.decorators import cached
 
 ROOT = Path(__file__).resolve().parent.parent
+# Timeouts with headroom (ms): on a busy machine a timed-out call fails open and turns into a
+# wrong count (a rate limit admitting 26 of 10). A stopped server refuses connections at once,
+# so the outage test stays fast without short timeouts.
+HEADROOM = {"timeouts": {"connect": 5000, "operation": 5000}}
 FAST_FAILURE = {
-    "timeouts": {"connect": 100, "operation": 100},
+    **HEADROOM,
     "circuitBreaker": {"failureThreshold": 2, "cooldown": 200},
 }
 
 
-# The exact-count tests below must not turn a slow answer on a loaded machine into a
-# fail-open hit (a timeout admits it): generous timeouts, far above any honest round trip.
-PATIENT = {"timeouts": {"connect": 10_000, "operation": 10_000}}
-
-
 def redis_manager(url: str, **options: Any) -> CacheManager:
     return CacheManager.from_config(
-        {"backend": {"cache": {"store": "redis", "connection": url, **options}}}
+        {"backend": {"cache": {"store": "redis", "connection": url, **HEADROOM, **options}}}
     )
 
 
 def memcache_manager(server: MemcachedServer) -> CacheManager:
     connection = f"{server.host}:{server.port}"
     return CacheManager.from_config(
-        {"backend": {"cache": {"store": "memcache", "connection": connection, **PATIENT}}}
+        {"backend": {"cache": {"store": "memcache", "connection": connection, **HEADROOM}}}
     )
 
 
 @pytest.fixture(params=["redis", "memcache"])
 def manager(request: pytest.FixtureRequest) -> Iterator[CacheManager]:
     if request.param == "redis":
-        m = redis_manager(request.getfixturevalue("redis_server").url, **PATIENT)
+        m = redis_manager(request.getfixturevalue("redis_server").url)
     else:
         m = memcache_manager(request.getfixturevalue("memcached_server"))
     yield m
@@ -77,7 +76,8 @@ CHILD = textwrap.dedent(
 
     url, start_at, compute = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
     raw = redis.Redis.from_url(url)
-    config = {"backend": {"cache": {"store": "redis", "connection": url}}}
+    timeouts = {"connect": 5000, "operation": 5000}  # headroom: see HEADROOM
+    config = {"backend": {"cache": {"store": "redis", "connection": url, "timeouts": timeouts}}}
     manager = CacheManager.from_config(config)
 
     @cached(namespace="report", ttl=60, lock=True)

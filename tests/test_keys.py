@@ -10,7 +10,17 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from cachekit.errors import CacheKeyError
-from cachekit.keys import ANY, KeySpace, check_key, escape_glob, escape_segment, scope_of
+from cachekit.keys import (
+    ANY,
+    KeySpace,
+    ScopeIds,
+    check_key,
+    escape_glob,
+    escape_segment,
+    parse_scope,
+    scope_of,
+    unescape_segment,
+)
 
 ids = st.text(min_size=1, max_size=12)
 # Bias towards the characters that matter: separators, escapes, globs.
@@ -53,6 +63,7 @@ def test_escaping_can_be_undone(value: str) -> None:
     """Percent-decoding an escaped id gives the id back."""
     decoded = re.sub(r"%([0-9A-F]{2})", lambda m: chr(int(m[1], 16)), escape_segment(value))
     assert decoded == value
+    assert unescape_segment(escape_segment(value)) == value
 
 
 @given(segment_ids)
@@ -91,6 +102,29 @@ def test_scope_of() -> None:
     """scope_of cuts a full key after its namespace segment, past any global prefix."""
     assert scope_of("p:t:ns:key:with:colons") == "p:t:ns:"
     assert scope_of("a:b:p:t::k", prefix_length=4) == "a:b:p:t::"
+
+
+@settings(max_examples=300)
+@given(scopes, keys)
+@example(("a:b", "%platform", "c%3Ad"), "x:y")
+def test_parse_scope_reads_back_the_ids(
+    scope: tuple[str, str | None, str | None], key: str
+) -> None:
+    """parse_scope gives back the (plugin, tenant, namespace) a full key, or its scope
+    prefix, was built from, under a global prefix."""
+    space = KeySpace("app:")
+    full = full_key(space, scope, key)
+    assert parse_scope(full, "app:") == ScopeIds(*scope)
+    assert parse_scope(scope_of(full, len("app:")), "app:") == ScopeIds(*scope)
+
+
+@pytest.mark.parametrize(
+    ("full", "prefix"), [("p:t:ns", ""), ("p:t", ""), ("other:p:t:ns:k", "app:"), ("", "")]
+)
+def test_parse_scope_rejects_foreign_keys(full: str, prefix: str) -> None:
+    """A key not laid out by cachekit under the prefix is a ValueError, not a wrong scope."""
+    with pytest.raises(ValueError, match="not a cachekit key"):
+        parse_scope(full, prefix)
 
 
 @given(st.text(max_size=10), st.text(max_size=10))

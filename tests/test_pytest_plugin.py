@@ -4,6 +4,9 @@ cachekit_scope marker) and cachekit.testing.disabled()."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
+import textwrap
 
 import pytest
 
@@ -46,6 +49,9 @@ PLUGIN_TESTS = """
 import socket
 
 import asyncio
+import subprocess
+import sys
+import textwrap
 
 import pytest
 
@@ -332,3 +338,44 @@ def test_cached_async_calls_through_under_disabled(cachekit_scope: Cache) -> Non
     assert calls == [1, 1]
     assert asyncio.run(twice()) == [3, 3]
     assert calls == [1, 1, 1]
+
+
+# pytest is made unimportable (None in sys.modules) before anything of cachekit is imported.
+WITHOUT_PYTEST = """
+import sys
+sys.modules["pytest"] = None
+from cachekit.testing import FakeClock, disabled
+from cachekit import cached
+calls = []
+
+@cached(namespace="n")
+def f():
+    calls.append(1)
+    return len(calls)
+
+with disabled() as manager:
+    f(), f()
+clock = FakeClock(5.0)
+clock.advance(1.5)
+try:
+    import cachekit.testing.contract
+except ImportError:
+    contract = "needs pytest"
+else:
+    contract = "imported"
+print(len(calls), clock(), contract)
+"""
+
+
+def test_cachekit_testing_imports_without_pytest() -> None:
+    """cachekit.testing (disabled, FakeClock) works with pytest unimportable; only the
+    contract kit, cachekit.testing.contract, needs it."""
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(WITHOUT_PYTEST)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["2", "6.5", "needs", "pytest"]

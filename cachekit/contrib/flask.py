@@ -1,4 +1,6 @@
-"""The Flask extension (extra ``flask``): :class:`CacheKit`.
+"""The Flask extension (extra ``flask``): :class:`CacheKit`, and the error handler
+turning :class:`~cachekit.errors.RateLimitExceeded` into a 429
+(:func:`rate_limit_handler`, which the extension registers).
 
 ::
 
@@ -41,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 from cachekit.config import parse_cache_section
 from cachekit.context import ScopeContext, scope
 from cachekit.errors import ConfigError, RateLimitExceeded
-from cachekit.http import flask_handler
+from cachekit.http import rate_limit_response
 from cachekit.manager import CacheManager
 from cachekit.resolvers import PluginResolver, TenantResolver, header
 from cachekit.wsgi import CacheMiddleware
@@ -49,7 +51,7 @@ from cachekit.wsgi import CacheMiddleware
 if TYPE_CHECKING:
     from flask import Flask
 
-__all__ = ["CacheKit"]
+__all__ = ["CacheKit", "rate_limit_handler"]
 
 EXTENSION_KEY = "cachekit"
 
@@ -112,7 +114,7 @@ class CacheKit:
         app.wsgi_app = CacheMiddleware(  # type: ignore[method-assign]
             app.wsgi_app, manager, plugin=plugin, tenant=tenant, **options
         )
-        app.register_error_handler(RateLimitExceeded, flask_handler)
+        app.register_error_handler(RateLimitExceeded, rate_limit_handler)
         app.extensions[EXTENSION_KEY] = self
         self._managers[app] = manager
 
@@ -133,7 +135,9 @@ class CacheKit:
         from flask import current_app, has_app_context
 
         if has_app_context():
-            app = current_app._get_current_object()  # type: ignore[attr-defined]  # a proxy
+            # the app behind the proxy, by the method Flask documents for it ("Notes On
+            # Proxies" in its docs), though its name starts with an underscore
+            app = current_app._get_current_object()  # type: ignore[attr-defined]  # noqa: SLF001
             found = self._managers.get(app)
             if found is not None:
                 return found
@@ -148,6 +152,19 @@ class CacheKit:
         """:func:`cachekit.scope` on this extension's manager, for code outside requests
         (CLI commands, background jobs): ``with ext.scope("catalog", "acme"): ...``."""
         return scope(plugin, tenant, manager=self.manager)
+
+
+def rate_limit_handler(exc: RateLimitExceeded) -> tuple[bytes, int, list[tuple[str, str]]]:
+    """A Flask error handler turning :class:`~cachekit.errors.RateLimitExceeded` into a
+    429 with ``Retry-After`` and ``RateLimit-*`` headers (see :mod:`cachekit.http`)::
+
+        app.register_error_handler(RateLimitExceeded, rate_limit_handler)
+
+    :class:`CacheKit` registers it; an app wrapping its ``wsgi_app`` by hand needs it as
+    well as the middleware, as Flask turns an endpoint's exception into a 500 first.
+    """
+    status, headers, body = rate_limit_response(exc)
+    return body, status, headers
 
 
 def _manager_from(config: Mapping[str, Any]) -> CacheManager:

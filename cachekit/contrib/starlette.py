@@ -1,6 +1,8 @@
 """FastAPI and Starlette helpers (extra ``starlette``): a dependency returning the
-request's :class:`~cachekit.Cache`, a lifespan that opens and closes the store, and
-:func:`install`, which wires the middleware and the 429 handler into an app.
+request's :class:`~cachekit.Cache`, a lifespan that opens and closes the store, the
+exception handler turning :class:`~cachekit.errors.RateLimitExceeded` into a 429
+(:func:`rate_limit_handler`), and :func:`install`, which wires the middleware and that
+handler into an app.
 
 ::
 
@@ -34,19 +36,21 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-from cachekit.asgi import CacheMiddleware, _close, _ping
+from cachekit.asgi import CacheMiddleware, lifespan_shutdown, lifespan_startup
 from cachekit.cache import Cache
 from cachekit.context import activate_manager, current_cache, deactivate_manager
 from cachekit.errors import RateLimitExceeded
-from cachekit.http import starlette_handler
+from cachekit.http import rate_limit_response
 from cachekit.keys import escape_segment
 from cachekit.manager import CacheManager
 from cachekit.resolvers import PluginResolver, TenantResolver
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
 
-__all__ = ["Lifespan", "cache_dependency", "install", "lifespan"]
+__all__ = ["Lifespan", "cache_dependency", "install", "lifespan", "rate_limit_handler"]
 
 Lifespan: TypeAlias = Callable[[Any], AbstractAsyncContextManager[Mapping[str, Any] | None]]
 """What Starlette's ``lifespan=`` takes: ``app -> async context manager`` (yielding the
@@ -86,14 +90,14 @@ def lifespan(manager: CacheManager, inner: Lifespan | None = None) -> Lifespan:
     async def cachekit_lifespan(app: Any) -> AsyncIterator[Mapping[str, Any] | None]:
         token = activate_manager(manager)
         try:
-            await _ping(manager)
+            await lifespan_startup(manager)
             if inner is None:
                 yield None
             else:
                 async with inner(app) as state:
                     yield state
         finally:
-            await _close(manager)
+            await lifespan_shutdown(manager)
             deactivate_manager(token)
 
     return cachekit_lifespan
@@ -109,7 +113,7 @@ def install(
 ) -> Starlette:
     """Serve ``app`` through :class:`cachekit.CacheMiddleware` (added with
     ``app.add_middleware``) and turn :class:`~cachekit.errors.RateLimitExceeded` into a 429
-    (:func:`cachekit.http.starlette_handler`). Call it before the app starts.
+    (:func:`rate_limit_handler`). Call it before the app starts.
 
     :param manager: the manager (default: the active one at each request).
     :param plugin: a fixed plugin id or a resolver (:mod:`cachekit.resolvers`).
@@ -117,8 +121,30 @@ def install(
     :param options: more :class:`~cachekit.CacheMiddleware` options (``tenant_required``,
         ``id_pattern``, ``manage_store``, ``cache_header``).
     :returns: ``app``.
-    :raises RuntimeError: the app has already started.
+    :raises RuntimeError: the app has already started (Starlette 0.24 and later refuse
+        new middleware then; older releases rebuild the middleware stack).
     """
     app.add_middleware(CacheMiddleware, manager=manager, plugin=plugin, tenant=tenant, **options)
-    app.add_exception_handler(RateLimitExceeded, starlette_handler)
+    app.add_exception_handler(RateLimitExceeded, rate_limit_handler)
     return app
+
+
+async def rate_limit_handler(request: Request, exc: Exception) -> Response:
+    """A Starlette/FastAPI exception handler turning
+    :class:`~cachekit.errors.RateLimitExceeded` into a 429 with ``Retry-After`` and
+    ``RateLimit-*`` headers (see :mod:`cachekit.http`)::
+
+        app.add_exception_handler(RateLimitExceeded, rate_limit_handler)
+
+    An endpoint's exception reaches an outer middleware only as a 500, so an app needs
+    this handler as well as :class:`~cachekit.CacheMiddleware`.
+
+    :raises TypeError: ``exc`` is not a ``RateLimitExceeded`` (the handler is registered
+        for another exception).
+    """
+    from starlette.responses import Response
+
+    if not isinstance(exc, RateLimitExceeded):
+        raise TypeError(f"rate_limit_handler handles RateLimitExceeded, got {exc!r}")
+    status, headers, body = rate_limit_response(exc)
+    return Response(body, status_code=status, headers=dict(headers))

@@ -8,7 +8,13 @@ which :meth:`Store.clear` receives.
 A custom provider subclasses :class:`BaseStore` and implements five methods — ``get``,
 ``set``, ``delete``, ``touch`` and ``incr`` — plus ``clear`` if it can; the batch methods
 fall back to loops and the async twins to running the sync method in a worker thread.
-Run it through :mod:`cachekit.testing`'s contract suite to check the semantics.
+Run it through the contract suite in :mod:`cachekit.testing.contract` to check the
+semantics.
+
+Beyond :class:`Store`, a store may offer optional capabilities, each a runtime-checkable
+protocol the host tools test with ``isinstance``: :class:`InfoStore` (describe its
+servers) and :class:`CountingStore` (count keys per scope), which ``cachekit stats`` and
+``cachekit clear`` use.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from cachekit import gcra
 from cachekit.codec import format_int, parse_int
 from cachekit.keys import KeySelector
 
-__all__ = ["BaseStore", "Store"]
+__all__ = ["BaseStore", "CountingStore", "InfoStore", "Store"]
 
 T = TypeVar("T")
 
@@ -118,6 +124,27 @@ class Store(Protocol):
     ) -> tuple[bool, int]: ...
     async def aping(self) -> None: ...
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class InfoStore(Protocol):
+    """A store that can describe its server(s) (``RedisStore``, ``MemcacheStore``)."""
+
+    def server_info(self) -> dict[str, dict[str, str]]:
+        """Per server address: ``server`` (its name), ``version``, and the server-wide
+        ``hits`` / ``misses`` counters (``items`` too where the server counts them)."""
+        ...
+
+
+@runtime_checkable
+class CountingStore(Protocol):
+    """A store that can count keys per scope (``RedisStore``, by ``SCAN``)."""
+
+    def count_scopes(self, selector: KeySelector) -> dict[str, int]:
+        """The number of keys of each selected scope, by scope prefix (as
+        :func:`cachekit.keys.scope_of` returns it; read it with
+        :func:`cachekit.keys.parse_scope`)."""
+        ...
 
 
 class BaseStore(ABC):

@@ -32,7 +32,7 @@ from cachekit import (
     current_scope,
     rate_limited,
 )
-from cachekit.http import flask_handler
+from cachekit.contrib.flask import rate_limit_handler
 from cachekit.resolvers import header, path_segment
 from cachekit.wsgi import CacheMiddleware
 
@@ -134,9 +134,10 @@ def count_hit() -> Response:
 
 
 @plugin.get("/search")
-@rate_limited("search", 5, per=10)
+@rate_limited("search", 5, per=60, algorithm="gcra")
 def search() -> Response:
-    """At most 5 searches per 10 s per plugin and tenant; the 6th answers 429."""
+    """At most 5 searches per minute per plugin and tenant (GCRA: a burst of 5, then one
+    every 12 s); the 6th in a row answers 429."""
     return jsonify({"query": request.args.get("q", ""), "results": []})
 
 
@@ -151,7 +152,7 @@ def create_app(manager: CacheManager | None = None) -> Flask:
     app = Flask(__name__)
     # Flask answers an endpoint's exception with a 500 itself: this turns a refused rate
     # limit into a 429 with Retry-After and RateLimit-* headers.
-    app.register_error_handler(RateLimitExceeded, flask_handler)
+    app.register_error_handler(RateLimitExceeded, rate_limit_handler)
     for name in PLUGINS:
         app.register_blueprint(plugin, url_prefix=f"/api/{name}", name=name)
 

@@ -39,7 +39,7 @@ from cachekit import (
     current_scope,
     rate_limited,
 )
-from cachekit.http import starlette_handler
+from cachekit.contrib.starlette import rate_limit_handler
 from cachekit.resolvers import header, path_prefix
 
 CONFIG = Path(__file__).with_name("app-config.yaml")
@@ -141,9 +141,10 @@ async def count_hit(request: Request) -> JSONResponse:
     return JSONResponse({"hits": await hits.aincr()})
 
 
-@rate_limited("search", 5, per=10)
+@rate_limited("search", 5, per=60, algorithm="gcra")
 async def search(request: Request) -> JSONResponse:
-    """At most 5 searches per 10 s per plugin and tenant; the 6th answers 429."""
+    """At most 5 searches per minute per plugin and tenant (GCRA: a burst of 5, then one
+    every 12 s); the 6th in a row answers 429."""
     return JSONResponse({"query": request.query_params.get("q", ""), "results": []})
 
 
@@ -170,7 +171,7 @@ def plugin_app(name: str) -> Starlette:
         ],
         # Starlette answers an endpoint's exception with a 500 itself: this turns a refused
         # rate limit into a 429 with Retry-After and RateLimit-* headers.
-        exception_handlers={RateLimitExceeded: starlette_handler},
+        exception_handlers={RateLimitExceeded: rate_limit_handler},
     )
 
 
