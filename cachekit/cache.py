@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
@@ -47,6 +47,7 @@ class Cache:
     """
 
     __slots__ = (
+        "_aread_batch",
         "_codec",
         "_default_ttl",
         "_keyspace",
@@ -54,6 +55,7 @@ class Cache:
         "_namespace",
         "_plugin",
         "_prefix",
+        "_read_batch",
         "_stats",
         "_store",
         "_tenant",
@@ -83,6 +85,11 @@ class Cache:
         self._metrics = metrics if metrics is not None else Metrics()
         self._stats = self._metrics.slot(plugin, tenant, namespace, store.name)
         self._timed = bool(getattr(store, "blocking", True))  # time network stores only
+        # a batch read: one value per key in order where the store can (AlignedStore)
+        self._read_batch: Callable[[list[str]], Any] = store.get_many
+        self._aread_batch: Callable[[list[str]], Awaitable[Any]] = store.aget_many
+        if hasattr(store, "get_values"):  # an AlignedStore (no Protocol isinstance: slow)
+            self._read_batch, self._aread_batch = store.get_values, store.aget_values  # type: ignore[attr-defined]
 
     def __repr__(self) -> str:
         return (
@@ -175,14 +182,20 @@ class Cache:
         log.warning("cachekit: unreadable value at %r treated as a miss (%s)", full_key, exc)
         return default
 
-    def _keys(self, keys: Iterable[str]) -> dict[str, str]:
-        """Full key -> user key, for batch calls (``_key`` inlined: a call less per key)."""
-        prefix, by_full = self._prefix, {}
-        for key in keys:
-            if type(key) is not str or not key:
+    def _keys(self, keys: Iterable[str]) -> tuple[list[str], list[str]]:
+        """The user keys and their full keys, in order, for batch calls. Built in one pass
+        that checks nothing: a key that is not a ``str`` fails the concatenation and an
+        empty one fails ``all``; then the keys are checked one by one for the error."""
+        keys = keys if type(keys) is list else list(keys)
+        prefix = self._prefix
+        try:
+            full = [prefix + key for key in keys]
+        except TypeError:
+            full = []
+        if len(full) != len(keys) or not all(keys):
+            for key in keys:
                 check_key(key)
-            by_full[prefix + key] = key
-        return by_full
+        return keys, full
 
     def _encode_many(self, items: Mapping[str, Any]) -> dict[str, bytes]:
         # Everything is encoded before anything is written: one bad value writes nothing.
@@ -236,17 +249,30 @@ class Cache:
         self._stats.hits += 1
         return self._decode(full, raw, default)
 
-    def _read_many(self, by_full: Mapping[str, str], found: Mapping[str, bytes]) -> dict[str, Any]:
-        """Count a batch read's hits and misses and decode what was found (an unreadable
-        value is left out, like a miss)."""
-        self._stats.hits += len(found)
-        self._stats.misses += len(by_full) - len(found)
-        decode, out = self._codec.decode, {}
-        for full_key, raw in found.items():
-            try:
-                out[by_full[full_key]] = decode(raw)
-            except DecodeError as exc:
-                self._unreadable(full_key, exc, None)
+    def _read_many(
+        self, keys: list[str], full: list[str], read: Sequence[bytes | None] | Mapping[str, bytes]
+    ) -> dict[str, Any]:
+        """Count a batch read's hits and misses and decode what was found, by user key (an
+        unreadable value is left out, like a miss). ``read`` is the store's answer: one
+        value per key in order, or a mapping of the full keys found."""
+        values: Sequence[bytes | None]
+        values = [read.get(f) for f in full] if isinstance(read, Mapping) else read
+        decode = self._codec.decode
+        try:  # one comprehension while every value decodes: the common case
+            pairs = zip(keys, values, strict=True)
+            out = {key: decode(raw) for key, raw in pairs if raw is not None}
+        except DecodeError:
+            out = {}
+            for key, raw in zip(keys, values, strict=True):
+                if raw is not None:
+                    try:
+                        out[key] = decode(raw)
+                    except DecodeError as exc:
+                        self._unreadable(self._prefix + key, exc, None)
+        # every key gave a value: no miss (counting the None values costs a pass)
+        misses = 0 if len(out) == len(values) else values.count(None)
+        self._stats.hits += len(values) - misses
+        self._stats.misses += misses
         return out
 
     # --- sync API ---------------------------------------------------------------------
@@ -307,8 +333,8 @@ class Cache:
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         """The values found for ``keys`` (misses are left out), in one round trip."""
-        by_full = self._keys(keys)
-        return self._read_many(by_full, self._call(self._store.get_many, list(by_full)))
+        keys, full = self._keys(keys)
+        return self._read_many(keys, full, self._call(self._read_batch, full))
 
     def set_many(self, items: Mapping[str, Any], ttl: TTL | None = None) -> None:
         """Store several values with one TTL, in one round trip where the store allows."""
@@ -318,7 +344,7 @@ class Cache:
 
     def delete_many(self, keys: Iterable[str]) -> int:
         """Remove ``keys``; the number that existed."""
-        full_keys = list(self._keys(keys))
+        full_keys = list(dict.fromkeys(self._keys(keys)[1]))
         deleted = self._call(self._store.delete_many, full_keys)
         self._stats.deletes += len(full_keys)
         return deleted
@@ -398,8 +424,8 @@ class Cache:
 
     async def aget_many(self, keys: Iterable[str]) -> dict[str, Any]:
         """Async :meth:`get_many`."""
-        by_full = self._keys(keys)
-        return self._read_many(by_full, await self._acall(self._store.aget_many, list(by_full)))
+        keys, full = self._keys(keys)
+        return self._read_many(keys, full, await self._acall(self._aread_batch, full))
 
     async def aset_many(self, items: Mapping[str, Any], ttl: TTL | None = None) -> None:
         """Async :meth:`set_many`."""
@@ -409,7 +435,7 @@ class Cache:
 
     async def adelete_many(self, keys: Iterable[str]) -> int:
         """Async :meth:`delete_many`."""
-        full_keys = list(self._keys(keys))
+        full_keys = list(dict.fromkeys(self._keys(keys)[1]))
         deleted = await self._acall(self._store.adelete_many, full_keys)
         self._stats.deletes += len(full_keys)
         return deleted

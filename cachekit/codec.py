@@ -76,7 +76,8 @@ class Codec:
     def __init__(self) -> None:
         self._encoders: dict[type, tuple[int, Callable[[Any], bytes]]] = {}
         self._decoders: dict[int, Callable[[bytes], Any]] = {}
-        # A Packer per thread: building one per packb() call costs ~3x the packing itself.
+        # A Packer per thread: packb() builds a new Packer per call, which costs more than the
+        # packing of a small value.
         self._local = threading.local()
         self._hook = self._ext_hook  # bound once: decode() is on every read's path
 

@@ -231,3 +231,57 @@ def test_store_calls_are_counted_alike_in_both_families(mode: str) -> None:
     [row] = timed_manager.stats()
     assert (row.errors, row.sets, row.deletes, row.timed_calls) == (0, 1, 1, 2)
     assert row.latency_seconds > 0
+
+
+class AlignedDictStore(DictStore):
+    """A DictStore that also reads batches in key order (an AlignedStore, as Redis is)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[list[str]] = []
+
+    def get_values(self, keys: list[str]) -> list[bytes | None]:
+        self.batches.append(list(keys))
+        return [self.get(key) for key in keys]
+
+    async def aget_values(self, keys: list[str]) -> list[bytes | None]:
+        return self.get_values(keys)
+
+
+@pytest.mark.parametrize("store_class", [DictStore, AlignedDictStore])
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_batch_reads_agree_on_every_store_shape(store_class: type[DictStore], mode: str) -> None:
+    """get_many answers the same through a store that returns a mapping of found keys and
+    one that returns a value per key in order: found keys only, duplicates once, an
+    unreadable value left out like a miss, hits and misses counted per key asked."""
+    store = store_class()
+    manager = CacheManager(store=store)
+    cache = manager.for_plugin("p", tenant="t")
+    cache.set_many({"a": 1, "b": [2]}, ttl=0)
+    store.set(cache.full_key("bad"), b"\xc1", None)  # 0xc1 is never valid msgpack
+    asked = (key for key in ["a", "zz", "b", "a", "bad"])  # any iterable, read once
+    found = cache.get_many(asked) if mode == "sync" else asyncio.run(cache.aget_many(asked))
+    assert found == {"a": 1, "b": [2]}
+    (row,) = manager.stats()
+    assert (row.hits, row.misses) == (4, 1)
+    if isinstance(store, AlignedDictStore) and mode == "sync":
+        assert store.batches == [[cache.full_key(k) for k in ["a", "zz", "b", "a", "bad"]]]
+
+
+@pytest.mark.parametrize("store_class", [DictStore, AlignedDictStore])
+@pytest.mark.parametrize("bad", [["ok", ""], ["ok", 5], ["ok", b"k"], ["ok", None]])
+def test_a_bad_key_in_a_batch_is_refused_before_any_io(
+    store_class: type[DictStore], bad: list[object]
+) -> None:
+    """A batch holding an empty or non-str key raises CacheKeyError and reads nothing."""
+    store = store_class()
+    cache = CacheManager(store=store).for_plugin("p")
+    calls: list[object] = []
+    store.get_many = lambda keys: calls.append(keys) or {}  # type: ignore[method-assign]
+    with pytest.raises(CacheKeyError):
+        cache.get_many(bad)  # type: ignore[arg-type]
+    with pytest.raises(CacheKeyError):
+        cache.delete_many(bad)  # type: ignore[arg-type]
+    assert calls == []
+    if isinstance(store, AlignedDictStore):
+        assert store.batches == []

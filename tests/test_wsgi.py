@@ -311,10 +311,20 @@ class Waitress:
         self.sock.listen(128)
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
         self.server = waitress.create_server(app, sockets=[self.sock], threads=threads)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.stopping = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
+    def _run(self) -> None:
+        try:
+            self.server.run()
+        except OSError:  # select() on the sockets stop() closed (EBADF), as WebTest allows
+            if not self.stopping:
+                raise
+
     def stop(self) -> None:
+        self.stopping = True
+
         def close_all() -> None:  # runs on the server's loop thread
             for dispatcher in list(self.server._map.values()):
                 dispatcher.close()

@@ -29,7 +29,7 @@ from cachekit import gcra
 from cachekit.codec import format_int, parse_int
 from cachekit.keys import KeySelector
 
-__all__ = ["BaseStore", "CountingStore", "InfoStore", "Store"]
+__all__ = ["AlignedStore", "BaseStore", "CountingStore", "InfoStore", "Store"]
 
 T = TypeVar("T")
 
@@ -144,6 +144,22 @@ class CountingStore(Protocol):
         """The number of keys of each selected scope, by scope prefix (as
         :func:`cachekit.keys.scope_of` returns it; read it with
         :func:`cachekit.keys.parse_scope`)."""
+        ...
+
+
+@runtime_checkable
+class AlignedStore(Protocol):
+    """A store that reads a batch as one value (or ``None``) per key, in the keys' order —
+    what ``MGET`` answers (``RedisStore``). :meth:`Cache.get_many
+    <cachekit.Cache.get_many>` reads through it when a store has it, so a batch is not
+    turned into a dict by full key and back into one by user key."""
+
+    def get_values(self, keys: Sequence[str]) -> list[bytes | None]:
+        """The value of each key, ``None`` for a miss, in order."""
+        ...
+
+    async def aget_values(self, keys: Sequence[str]) -> list[bytes | None]:
+        """Async :meth:`get_values`."""
         ...
 
 

@@ -594,7 +594,13 @@ class RedisStore(BaseStore):
         return value
 
     def get_many(self, keys: Sequence[str]) -> dict[str, bytes]:
-        return _found(keys, self._command(self._mget, keys)) if keys else {}
+        return _found(keys, self.get_values(keys))
+
+    def get_values(self, keys: Sequence[str]) -> list[bytes | None]:
+        """One ``MGET``: each key's value or ``None``, in order (the store is an
+        :class:`~cachekit.stores.base.AlignedStore`)."""
+        values: list[bytes | None] = self._command(self._mget, keys) if keys else []
+        return values
 
     def set(self, key: str, value: bytes, ttl: float | None) -> None:
         self._command("set", key, value, None, _px(ttl))
@@ -680,7 +686,12 @@ class RedisStore(BaseStore):
         return value
 
     async def aget_many(self, keys: Sequence[str]) -> dict[str, bytes]:
-        return _found(keys, await self._acommand(self._mget, keys)) if keys else {}
+        return _found(keys, await self.aget_values(keys))
+
+    async def aget_values(self, keys: Sequence[str]) -> list[bytes | None]:
+        """Async :meth:`get_values`."""
+        values: list[bytes | None] = await self._acommand(self._mget, keys) if keys else []
+        return values
 
     async def aset(self, key: str, value: bytes, ttl: float | None) -> None:
         await self._acommand("set", key, value, None, _px(ttl))
