@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_redis import start_server
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from servers import RedisServer
 
 from cachekit import Cache, CacheManager, StoreError
 
@@ -94,24 +95,23 @@ class Pair:
         self.sync_manager.close()
 
 
-def scenarios(
-    rows: list[list[str]], loop: asyncio.AbstractEventLoop, proc: Any, port: int, workdir: str
-) -> Any:
-    """Run every scenario; returns the server process now running (it is restarted)."""
-    pair = Pair(f"redis://127.0.0.1:{port}/0", loop)
+def scenarios(rows: list[list[str]], loop: asyncio.AbstractEventLoop, server: RedisServer) -> None:
+    """Run every scenario (the server is paused, killed and started again on its port)."""
+    pair = Pair(server.url, loop)
     pair.sync.set("k", 1)
     pair.measure(rows, "healthy", 200)
 
-    os.kill(proc.pid, signal.SIGSTOP)
+    pid = server.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGSTOP)
     pair.measure(rows, "frozen (SIGSTOP)", 6)
-    os.kill(proc.pid, signal.SIGCONT)
+    os.kill(pid, signal.SIGCONT)
     time.sleep(COOLDOWN)
     pair.measure(rows, "resumed, after cooldown", 3)
 
-    proc.kill()
-    proc.wait()
+    server.kill()
     pair.measure(rows, "killed (SIGKILL)", 200)
-    proc, _ = start_server(workdir, port)
+    server.start()
     time.sleep(COOLDOWN)
     pair.measure(rows, "restarted, after cooldown", 3)
     pair.close()
@@ -128,21 +128,19 @@ def scenarios(
         pair.close()
         for filler in fillers:
             filler.close()
-    return proc
 
 
 def main() -> None:
-    workdir = tempfile.mkdtemp(prefix="cachekit-outage-")
-    proc, port = start_server(workdir)
-    rows: list[list[str]] = []
+    workdir = Path(tempfile.mkdtemp(prefix="cachekit-outage-"))
+    server = RedisServer("redis-server", workdir=workdir).start()
     loop = asyncio.new_event_loop()
+    rows: list[list[str]] = []
     try:
-        proc = scenarios(rows, loop, proc, port, workdir)
+        scenarios(rows, loop, server)
     finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGCONT)
-            proc.terminate()
-        proc.wait()
+        if server.pid is not None:
+            os.kill(server.pid, signal.SIGCONT)
+        server.stop()
         loop.close()
         shutil.rmtree(workdir, ignore_errors=True)
     print("| scenario | mode | outcome | calls | median | max |")

@@ -14,7 +14,7 @@ from packaging.version import Version
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 # extras that are not runtime dependencies of cachekit
-TOOLING = {"all", "dev", "test"}
+TOOLING = {"all", "bench", "dev", "test"}
 
 
 def runtime_requirements() -> list[Requirement]:
