@@ -16,7 +16,7 @@ from typing import Generic, TypeVar
 from cachekit.context import Binding, CacheOutcome, active_manager, bind, unbind
 from cachekit.context import outcome as request_outcome
 from cachekit.manager import CacheManager
-from cachekit.resolvers import PluginResolver, ScopeResolver, TenantResolver
+from cachekit.resolvers import DEFAULT_ID_PATTERN, PluginResolver, ScopeResolver, TenantResolver
 
 __all__ = ["ScopeMiddleware", "bind_request", "unbind_request"]
 
@@ -35,13 +35,13 @@ class ScopeMiddleware(Generic[App]):
     def __init__(
         self,
         app: App,
-        manager: CacheManager | None,
+        manager: CacheManager | None = None,
         *,
         plugin: str | PluginResolver,
-        tenant: TenantResolver | None,
-        tenant_required: bool | None,
-        id_pattern: str | re.Pattern[str],
-        cache_header: bool,
+        tenant: TenantResolver | None = None,
+        tenant_required: bool | None = None,
+        id_pattern: str | re.Pattern[str] = DEFAULT_ID_PATTERN,
+        cache_header: bool = False,
     ) -> None:
         self.app = app
         self.manager = manager

@@ -18,7 +18,6 @@
 
 from __future__ import annotations
 
-import re
 import sys
 from collections.abc import Iterable, Iterator
 from http import HTTPStatus
@@ -28,13 +27,9 @@ from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 from cachekit.context import Binding, CacheOutcome, bind, unbind
 from cachekit.errors import RateLimitExceeded
 from cachekit.http import rate_limit_response
-from cachekit.manager import CacheManager
 from cachekit.middleware import ScopeMiddleware, bind_request, unbind_request
 from cachekit.resolvers import (
-    DEFAULT_ID_PATTERN,
-    PluginResolver,
     Rejection,
-    TenantResolver,
 )
 
 __all__ = ["CacheMiddleware"]
@@ -72,26 +67,7 @@ class CacheMiddleware(ScopeMiddleware[WSGIApplication]):
         ``tenant_required=True`` without a tenant resolver.
     """
 
-    def __init__(
-        self,
-        app: WSGIApplication,
-        manager: CacheManager | None = None,
-        *,
-        plugin: str | PluginResolver,
-        tenant: TenantResolver | None = None,
-        tenant_required: bool | None = None,
-        id_pattern: str | re.Pattern[str] = DEFAULT_ID_PATTERN,
-        cache_header: bool = False,
-    ) -> None:
-        super().__init__(
-            app,
-            manager,
-            plugin=plugin,
-            tenant=tenant,
-            tenant_required=tenant_required,
-            id_pattern=id_pattern,
-            cache_header=cache_header,
-        )
+    # __init__: ScopeMiddleware's (the parameters above); WSGI needs nothing more
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         """Handle one request (PEP 3333): refuse it, or run the app in its scope."""
