@@ -17,7 +17,8 @@ How a call goes:
 * **Hit**: build the key, one store read, decode, return. No lock, no task, no
   ``inspect`` call: the sync or async wrapper is chosen once, when the decorator is applied.
 * **Miss**: concurrent callers of one key in this process compute once — asyncio callers
-  await the first caller's future; threads queue on a per-key lock taken only on a miss.
+  await the first caller's future (a cancelled first caller hands over to a waiter, which
+  computes instead); threads queue on a per-key lock taken only on a miss.
   With ``lock=True`` a lock in the store (``add`` = SET NX / memcached add) makes N
   processes compute once; the others poll with backoff (at most 100 ms apart) for the
   value, and after ``lock_timeout`` compute themselves rather than hang.
@@ -370,7 +371,13 @@ class _Policy:
     # -- the in-process de-duplication: threads and asyncio tasks differ by nature --
 
     def miss_sync(self, cache: Cache, key: str, call: Callable[[], Any]) -> Any:
-        """Threads of this process computing one key queue on a per-key lock."""
+        """Threads of this process computing one key queue on a per-key lock.
+
+        Whatever ends the computing thread's turn — a value, the function's own error, or
+        any other ``BaseException`` — the lock is released and the next queued thread
+        re-reads the store and computes when it finds nothing: an error is never handed
+        to other threads, each retries in turn.
+        """
         scoped = _scoped(cache, key)
         with self.locks_guard:
             slot = self.locks.setdefault(scoped, [threading.Lock(), 0])
@@ -385,16 +392,33 @@ class _Policy:
                     del self.locks[scoped]
 
     async def miss_async(self, cache: Cache, key: str, call: Callable[[], Any]) -> Any:
-        """Tasks of this loop computing one key await the first caller's future."""
+        """Tasks of this loop computing one key await the first caller's (the leader's)
+        future; the function's own error reaches every waiter.
+
+        A cancelled leader hands over instead of taking its waiters down: its future is
+        cancelled, and the first waiter to wake becomes the new leader and computes while
+        the others wait on it. The computation is not shielded from its caller's
+        cancellation on purpose: cancelling a task must stop the work it started (a
+        request past its deadline frees its resources), and no task runs on that nobody
+        owns and nobody awaits. The cost is a second computation when a leader is
+        cancelled mid-way, paid only by callers who were waiting anyway.
+        """
         loop = asyncio.get_running_loop()
         slot = (id(loop), _scoped(cache, key))
-        waiting = self.inflight.get(slot)
-        if waiting is not None:
-            return await asyncio.shield(waiting)
+        while (waiting := self.inflight.get(slot)) is not None:
+            # wait() leaves `waiting` alone when this waiter is cancelled, and raises
+            # nothing of the leader's: its outcome is read below
+            await asyncio.wait((waiting,))
+            if not waiting.cancelled():
+                return waiting.result()
+            # the leader was cancelled (not us): take over, or wait on whoever did
         future: asyncio.Future[Any] = loop.create_future()
         self.inflight[slot] = future
         try:
             result = await arun(self.compute(cache, key, call))
+        except asyncio.CancelledError:
+            future.cancel()  # hand over: a waiter computes in our place
+            raise
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # retrieved: waiters re-raise it, nobody else must
@@ -403,7 +427,8 @@ class _Policy:
             future.set_result(result)
             return result
         finally:
-            del self.inflight[slot]
+            if self.inflight.get(slot) is future:
+                del self.inflight[slot]
 
     def revalidate_sync(self, cache: Cache, key: str, call: Callable[[], Any]) -> None:
         """Refresh a stale entry in a thread, in a copy of the caller's context."""

@@ -646,3 +646,114 @@ def test_bad_lock_timeout() -> None:
     """lock_timeout must be positive."""
     with pytest.raises(ValueError, match="lock_timeout"):
         cached(lock=True, lock_timeout=0)
+
+
+def test_cancelled_leader_hands_over_to_its_waiters(bound: CacheManager) -> None:
+    """Cancelling the caller that computes does not cancel the callers waiting on it: one
+    of them computes in its place and every waiter gets the value."""
+    calls = Calls()
+
+    @cached(namespace="handover")
+    async def slow(x: int) -> int:
+        calls(x)
+        await asyncio.sleep(0.05)
+        return x
+
+    async def run() -> list[Any]:
+        leader = asyncio.create_task(slow(1))
+        await asyncio.sleep(0)  # the leader starts computing
+        waiters = [asyncio.create_task(slow(1)) for _ in range(3)]
+        await asyncio.sleep(0.01)
+        leader.cancel()
+        return await asyncio.gather(leader, *waiters, return_exceptions=True)
+
+    results = asyncio.run(run())
+    assert isinstance(results[0], asyncio.CancelledError)
+    assert results[1:] == [1, 1, 1]
+    assert calls.count == 2  # the cancelled leader's run, then one waiter's
+
+
+def test_leader_timed_out_by_wait_for_hands_over(bound: CacheManager) -> None:
+    """A leader with a deadline (``asyncio.wait_for``) that expires leaves a caller
+    without a deadline its value, not a ``CancelledError``."""
+
+    @cached(namespace="deadline")
+    async def slow() -> str:
+        await asyncio.sleep(0.05)
+        return "done"
+
+    async def run() -> list[Any]:
+        hurried = asyncio.create_task(asyncio.wait_for(slow(), 0.01))
+        await asyncio.sleep(0)
+        patient = asyncio.create_task(slow())
+        return await asyncio.gather(hurried, patient, return_exceptions=True)
+
+    hurried, patient = asyncio.run(run())
+    assert isinstance(hurried, TimeoutError)
+    assert patient == "done"
+
+
+def test_cancelled_waiter_leaves_the_others_alone(bound: CacheManager) -> None:
+    """A waiter that is cancelled raises ``CancelledError`` itself; the leader and the
+    other waiters finish with the value, computed once."""
+    calls = Calls()
+
+    @cached(namespace="waiter-cancel")
+    async def slow() -> str:
+        calls()
+        await asyncio.sleep(0.03)
+        return "v"
+
+    async def run() -> list[Any]:
+        tasks = [asyncio.create_task(slow()) for _ in range(4)]
+        await asyncio.sleep(0.01)
+        tasks[2].cancel()
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
+    results = asyncio.run(run())
+    assert isinstance(results[2], asyncio.CancelledError)
+    assert [results[i] for i in (0, 1, 3)] == ["v", "v", "v"]
+    assert calls.count == 1
+
+
+def test_thread_leader_interrupted_hands_over(bound: CacheManager) -> None:
+    """Sync: when the computing thread leaves with a ``BaseException`` that is not the
+    function's own error (an interrupt), the next queued thread computes and gets the
+    value. (A thread's error, its own or not, never reaches the other threads: each
+    queued thread re-reads the store and computes when it finds nothing.)"""
+    calls = Calls()
+    leader_in = threading.Event()
+
+    class Interrupt(BaseException):
+        pass
+
+    @cached(namespace="thread-handover")
+    def slow(who: str) -> str:
+        calls(who)
+        if threading.current_thread().name == "leader":
+            leader_in.set()
+            time.sleep(0.05)
+            raise Interrupt
+        return "value"
+
+    results: dict[str, Any] = {}
+
+    def worker() -> None:
+        name = threading.current_thread().name
+        try:
+            results[name] = slow("x")
+        except BaseException as exc:  # the test records what each thread saw
+            results[name] = exc
+
+    ctx = contextvars.copy_context
+    leader = threading.Thread(target=ctx().run, args=(worker,), name="leader")
+    leader.start()
+    leader_in.wait()
+    waiters = [threading.Thread(target=ctx().run, args=(worker,), name=f"w{i}") for i in range(3)]
+    for t in waiters:
+        t.start()
+    for t in [leader, *waiters]:
+        t.join()
+    assert isinstance(results.pop("leader"), Interrupt)
+    assert results == {"w0": "value", "w1": "value", "w2": "value"}
+    assert calls.count == 2
