@@ -21,7 +21,10 @@ How a call goes:
   computes instead); threads queue on a per-key lock taken only on a miss.
   With ``lock=True`` a lock in the store (``add`` = SET NX / memcached add) makes N
   processes compute once; the others poll with backoff (at most 100 ms apart) for the
-  value, and after ``lock_timeout`` compute themselves rather than hang.
+  value, and after ``lock_timeout`` compute themselves rather than hang. The lock holds a
+  token unique to its owner and is released only while it still holds it (compare and
+  delete), so a computation that outlives its lock stores its value but never deletes
+  the lock of the next owner.
 * **Stale-while-revalidate** (``stale_ttl``): an entry past ``ttl`` but within
   ``ttl + stale_ttl`` is returned at once while one caller refreshes it in the background
   (an asyncio task, or a thread for sync functions; both run in a copy of the caller's
@@ -46,6 +49,7 @@ import functools
 import hashlib
 import inspect
 import logging
+import secrets
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping
@@ -350,7 +354,7 @@ class _Policy:
                 try:
                     return (yield from self.call_and_store(cache, key, call))
                 finally:
-                    yield from _release(cache, lock_key)
+                    yield from _release(cache, lock_key, token)
             yield sleep(pause)
             pause = min(pause * 2, _POLL_MAX)
             entry = yield from self.read(cache, key)
@@ -449,7 +453,9 @@ _background: set[asyncio.Task[None]] = set()
 
 
 def _token() -> str:
-    return f"{threading.get_ident()}-{time.monotonic_ns()}"
+    """A lock owner's token: random, since thread ids and clocks repeat across processes
+    and machines, and a token two owners share would let one release the other's lock."""
+    return secrets.token_hex(12)
 
 
 def _scoped(cache: Cache, key: str) -> _Scoped:
@@ -457,9 +463,12 @@ def _scoped(cache: Cache, key: str) -> _Scoped:
     return (cache.plugin, cache.tenant, key)
 
 
-def _release(cache: Cache, lock_key: str) -> Steps[Step, None]:
+def _release(cache: Cache, lock_key: str, token: str) -> Steps[Step, None]:
+    """Delete the lock only while it still holds our token: a computation that outlived
+    its lock (whose value is still stored: it is as good as anyone's) must not delete
+    the lock another caller took after it expired."""
     with contextlib.suppress(StoreError):  # else the lock's TTL frees it
-        yield twin(cache, "delete", lock_key)
+        yield twin(cache, "delete_if_equals", lock_key, token)
 
 
 # --- wrappers -------------------------------------------------------------------------

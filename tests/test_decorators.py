@@ -757,3 +757,29 @@ def test_thread_leader_interrupted_hands_over(bound: CacheManager) -> None:
     assert isinstance(results.pop("leader"), Interrupt)
     assert results == {"w0": "value", "w1": "value", "w2": "value"}
     assert calls.count == 2
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_late_holder_keeps_the_next_owners_lock(
+    bound: CacheManager, clock: FakeClock, mode: str
+) -> None:
+    """A holder whose computation outlives its lock still stores its value, but its
+    release leaves the lock another caller took after the expiry."""
+    cache = current_cache(f"late-{mode}")
+
+    def outlive_the_lock() -> str:
+        clock.advance(1.5)  # lock_timeout is 1 s: our lock has expired
+        assert cache.add("()|lock", "next-owner", ttl=1)  # another process takes it
+        return "late value"
+
+    @cached(namespace=f"late-{mode}", lock=True, lock_timeout=1)
+    def sync_f() -> str:
+        return outlive_the_lock()
+
+    @cached(namespace=f"late-{mode}", lock=True, lock_timeout=1)
+    async def async_f() -> str:
+        return outlive_the_lock()
+
+    assert (sync_f() if mode == "sync" else asyncio.run(async_f())) == "late value"
+    assert cache.get("()|lock") == "next-owner"
+    assert cache.get("()") == "late value"
