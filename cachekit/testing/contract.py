@@ -173,7 +173,6 @@ class StoreContract:
         assert cache.add("lock", "token-c") is True  # free again, as after a delete
         assert cache.get("lock") == "token-c"
 
-
     def test_get_many_returns_only_found_keys(self, cache: Any) -> None:
         """get_many maps user keys to values and leaves misses out."""
         cache.set_many({"a": 1, "b": [2], "c": None})

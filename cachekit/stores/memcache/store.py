@@ -493,7 +493,9 @@ class MemcacheStore(BaseStore):
             allowed, new_tat = gcra.step(tat, now, interval, period, cost)
             if not allowed:
                 return allowed, new_tat
-            data, exptime = encode_value(format_int(new_tat)), expiry((new_tat - now) / 1e6)
+            # a TAT at or before now (a refund: cost < 0) means no debt: keep it briefly
+            ttl = max(new_tat - now, 0) / 1e6
+            data, exptime = encode_value(format_int(new_tat)), expiry(ttl)
             if raw is None:
                 done = call(client.add, stored, data, exptime)
             else:
