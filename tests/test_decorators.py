@@ -783,3 +783,50 @@ def test_late_holder_keeps_the_next_owners_lock(
     assert (sync_f() if mode == "sync" else asyncio.run(async_f())) == "late value"
     assert cache.get("()|lock") == "next-owner"
     assert cache.get("()") == "late value"
+
+
+class WithoutCompareDelete:
+    """A store that is not a BaseStore and has no ``delete_if_equals``: the Store protocol
+    alone, delegated to a memory store."""
+
+    def __init__(self, store: MemoryStore) -> None:
+        self._store = store
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("delete_if_equals", "adelete_if_equals"):
+            raise AttributeError(name)
+        return getattr(self._store, name)
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_store_without_compare_delete_still_keeps_the_next_owners_lock(
+    clock: FakeClock, mode: str
+) -> None:
+    """On a store without ``delete_if_equals`` the release reads the lock and deletes it
+    only when it still holds our token (its own lock, yes; the next owner's, no)."""
+    manager = CacheManager(store=WithoutCompareDelete(MemoryStore(clock=clock)))  # type: ignore[arg-type]
+    with scope(plugin="catalog", tenant="acme", manager=manager):
+        cache = current_cache("plain")
+
+        def outlive_the_lock() -> str:
+            clock.advance(1.5)
+            assert cache.add("()|lock", "next-owner", ttl=1)
+            return "late value"
+
+        @cached(namespace="plain", lock=True, lock_timeout=1)
+        def sync_f() -> str:
+            return outlive_the_lock()
+
+        @cached(namespace="plain", lock=True, lock_timeout=1)
+        async def async_f() -> str:
+            return outlive_the_lock()
+
+        assert (sync_f() if mode == "sync" else asyncio.run(async_f())) == "late value"
+        assert cache.get("()|lock") == "next-owner"
+
+        @cached(namespace="plain-quick", lock=True, lock_timeout=1)
+        def quick() -> str:
+            return "v"
+
+        assert quick() == "v"
+        assert current_cache("plain-quick").get("()|lock", MISS) is MISS  # ours: released
