@@ -331,6 +331,22 @@ class Cache:
         self._stats.deletes += 1
         return deleted
 
+    def delete_if_equals(self, key: str, value: Any) -> bool:
+        """Remove ``key`` only if it holds ``value`` (compared as stored bytes); ``True``
+        if it was deleted. How a lock's owner releases its lock without deleting one
+        another owner took after it expired: atomic on the stores that can
+        (:class:`~cachekit.stores.base.CompareDeleteStore`)."""
+        full, encoded = self._key(key), self._codec.encode(value)
+        delete = getattr(self._store, "delete_if_equals", None)
+        if delete is None:  # a Store that is not a BaseStore: read, then delete
+            if self._call(self._store.get, full) != encoded:
+                return False
+            deleted: bool = self._call(self._store.delete, full)
+        else:
+            deleted = self._call(delete, full, encoded)
+        self._stats.deletes += deleted
+        return deleted
+
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         """The values found for ``keys`` (misses are left out), in one round trip."""
         keys, full = self._keys(keys)
@@ -420,6 +436,19 @@ class Cache:
         """Async :meth:`delete`."""
         deleted = await self._acall(self._store.adelete, self._key(key))
         self._stats.deletes += 1
+        return deleted
+
+    async def adelete_if_equals(self, key: str, value: Any) -> bool:
+        """Async :meth:`delete_if_equals`."""
+        full, encoded = self._key(key), self._codec.encode(value)
+        delete = getattr(self._store, "adelete_if_equals", None)
+        if delete is None:  # a Store that is not a BaseStore: read, then delete
+            if await self._acall(self._store.aget, full) != encoded:
+                return False
+            deleted: bool = await self._acall(self._store.adelete, full)
+        else:
+            deleted = await self._acall(delete, full, encoded)
+        self._stats.deletes += deleted
         return deleted
 
     async def aget_many(self, keys: Iterable[str]) -> dict[str, Any]:

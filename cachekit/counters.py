@@ -18,7 +18,8 @@ so one module-level object serves every plugin and tenant, each with its own cou
 Algorithms (``algorithm=``):
 
 * ``"fixed"`` — one counter per window of ``per`` seconds (one atomic ``incr``; a
-  refused hit is taken back with a ``decr``, so only allowed hits count).
+  refused hit is taken back with a ``decr``, so only allowed hits count; so is the hit
+  of a cancelled ``ahit``, on every algorithm).
 * ``"sliding"`` — the sliding-window counter: this window's count plus the previous
   window's, weighted by how much of it still overlaps the last ``per`` seconds.
 * ``"gcra"`` — the generic cell rate algorithm: one key holding a timestamp, updated
@@ -30,6 +31,7 @@ is skipped, one warning per outage) or ``"deny"`` (fail closed).
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import math
@@ -163,6 +165,7 @@ class RateLimitResult:
 
 
 _outages = OutageLog()
+_taking_back: set[asyncio.Task[None]] = set()
 
 
 class RateLimit:
@@ -275,8 +278,11 @@ class RateLimit:
 
     # --- the orchestrations, written once (cachekit.steps) -------------------------------
 
-    def _hit(self, cache: Cache, cost: int) -> Steps[Step, RateLimitResult]:
+    def _hit(self, cache: Cache, cost: int) -> Steps[Step, tuple[RateLimitResult, Step | None]]:
+        """The outcome, and the step that takes the hit back if it was counted (``None``
+        when nothing stays counted: refused, or the store failed)."""
         now = self.clock()
+        undo: Step | None = None
         try:
             if self.algorithm == "gcra":
                 interval, period = self._gcra_params()
@@ -284,20 +290,40 @@ class RateLimit:
                 full = cache.full_key(self._base())
                 allowed, tat = yield twin(cache.store, "gcra", full, now_us, interval, period, cost)
                 result = self._gcra(allowed, tat, now_us)
+                if allowed:  # a step of -cost moves the TAT back by what this hit added
+                    undo = twin(cache.store, "gcra", full, now_us, interval, period, -cost)
             else:
                 current, previous, into = self._windows(now)
                 count = yield twin(cache, "incr", current, cost, 2 * self.per)
+                undo = twin(cache, "decr", current, cost)
                 if self.algorithm == "fixed":
                     result = self._fixed(count, into)
                 else:
                     prev = _count((yield twin(cache, "get", previous, 0)))
                     result = self._sliding(count, prev, into, cost)
                 if not result.allowed:  # a refused hit does not count
-                    yield twin(cache, "decr", current, cost)
+                    yield undo
+                    undo = None
         except StoreError as exc:
-            return self._failed(exc, cache.store)
+            return self._failed(exc, cache.store), None
         self._ok(cache)
-        return result
+        return result, undo
+
+    async def _take_back(self, hit: asyncio.Future[tuple[RateLimitResult, Step | None]]) -> None:
+        """Let the hit of a cancelled caller finish, then take it back if it counted."""
+        try:
+            _, undo = await hit
+        except Exception:  # the caller is gone: nobody to raise it to
+            return
+        if undo is not None:
+            try:
+                await undo.asynchronous(*undo.args)
+            except StoreError as exc:  # the window's TTL ends the extra count
+                log.warning(
+                    "cachekit: rate limit %r could not take back a cancelled hit: %s",
+                    self.name,
+                    exc,
+                )
 
     def _peek(self, cache: Cache) -> Steps[Step, RateLimitResult]:
         now = self.clock()
@@ -315,11 +341,27 @@ class RateLimit:
 
     def hit(self, cost: int = 1) -> RateLimitResult:
         """Consume ``cost`` hits (if allowed) and report the outcome."""
-        return run(self._hit(current_cache(RATE_LIMIT_NAMESPACE), cost))
+        return run(self._hit(current_cache(RATE_LIMIT_NAMESPACE), cost))[0]
 
     async def ahit(self, cost: int = 1) -> RateLimitResult:
-        """Async :meth:`hit`."""
-        return await arun(self._hit(current_cache(RATE_LIMIT_NAMESPACE), cost))
+        """Async :meth:`hit`. A cancelled call counts nothing: a cancellation can land
+        while a count is on the wire (applied or not, nobody knows), so the hit runs on
+        in a task of its own, and the cancelled caller waits for it and takes it back
+        before its ``CancelledError`` propagates. An in-process store never suspends
+        mid-hit: it needs no task."""
+        cache = current_cache(RATE_LIMIT_NAMESPACE)
+        steps = self._hit(cache, cost)
+        if not getattr(cache.store, "blocking", True):
+            return (await arun(steps))[0]
+        hit = asyncio.ensure_future(arun(steps))
+        try:
+            return (await asyncio.shield(hit))[0]
+        except asyncio.CancelledError:
+            undo = asyncio.ensure_future(self._take_back(hit))
+            _taking_back.add(undo)  # a second cancellation leaves it to finish alone
+            undo.add_done_callback(_taking_back.discard)
+            await asyncio.shield(undo)
+            raise
 
     def peek(self) -> RateLimitResult:
         """The outcome a hit would have now, without consuming anything."""

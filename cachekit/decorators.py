@@ -17,10 +17,14 @@ How a call goes:
 * **Hit**: build the key, one store read, decode, return. No lock, no task, no
   ``inspect`` call: the sync or async wrapper is chosen once, when the decorator is applied.
 * **Miss**: concurrent callers of one key in this process compute once — asyncio callers
-  await the first caller's future; threads queue on a per-key lock taken only on a miss.
+  await the first caller's future (a cancelled first caller hands over to a waiter, which
+  computes instead); threads queue on a per-key lock taken only on a miss.
   With ``lock=True`` a lock in the store (``add`` = SET NX / memcached add) makes N
   processes compute once; the others poll with backoff (at most 100 ms apart) for the
-  value, and after ``lock_timeout`` compute themselves rather than hang.
+  value, and after ``lock_timeout`` compute themselves rather than hang. The lock holds a
+  token unique to its owner and is released only while it still holds it (compare and
+  delete), so a computation that outlives its lock stores its value but never deletes
+  the lock of the next owner.
 * **Stale-while-revalidate** (``stale_ttl``): an entry past ``ttl`` but within
   ``ttl + stale_ttl`` is returned at once while one caller refreshes it in the background
   (an asyncio task, or a thread for sync functions; both run in a copy of the caller's
@@ -45,6 +49,7 @@ import functools
 import hashlib
 import inspect
 import logging
+import secrets
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping
@@ -349,7 +354,7 @@ class _Policy:
                 try:
                     return (yield from self.call_and_store(cache, key, call))
                 finally:
-                    yield from _release(cache, lock_key)
+                    yield from _release(cache, lock_key, token)
             yield sleep(pause)
             pause = min(pause * 2, _POLL_MAX)
             entry = yield from self.read(cache, key)
@@ -370,7 +375,13 @@ class _Policy:
     # -- the in-process de-duplication: threads and asyncio tasks differ by nature --
 
     def miss_sync(self, cache: Cache, key: str, call: Callable[[], Any]) -> Any:
-        """Threads of this process computing one key queue on a per-key lock."""
+        """Threads of this process computing one key queue on a per-key lock.
+
+        Whatever ends the computing thread's turn — a value, the function's own error, or
+        any other ``BaseException`` — the lock is released and the next queued thread
+        re-reads the store and computes when it finds nothing: an error is never handed
+        to other threads, each retries in turn.
+        """
         scoped = _scoped(cache, key)
         with self.locks_guard:
             slot = self.locks.setdefault(scoped, [threading.Lock(), 0])
@@ -385,16 +396,33 @@ class _Policy:
                     del self.locks[scoped]
 
     async def miss_async(self, cache: Cache, key: str, call: Callable[[], Any]) -> Any:
-        """Tasks of this loop computing one key await the first caller's future."""
+        """Tasks of this loop computing one key await the first caller's (the leader's)
+        future; the function's own error reaches every waiter.
+
+        A cancelled leader hands over instead of taking its waiters down: its future is
+        cancelled, and the first waiter to wake becomes the new leader and computes while
+        the others wait on it. The computation is not shielded from its caller's
+        cancellation on purpose: cancelling a task must stop the work it started (a
+        request past its deadline frees its resources), and no task runs on that nobody
+        owns and nobody awaits. The cost is a second computation when a leader is
+        cancelled mid-way, paid only by callers who were waiting anyway.
+        """
         loop = asyncio.get_running_loop()
         slot = (id(loop), _scoped(cache, key))
-        waiting = self.inflight.get(slot)
-        if waiting is not None:
-            return await asyncio.shield(waiting)
+        while (waiting := self.inflight.get(slot)) is not None:
+            # wait() leaves `waiting` alone when this waiter is cancelled, and raises
+            # nothing of the leader's: its outcome is read below
+            await asyncio.wait((waiting,))
+            if not waiting.cancelled():
+                return waiting.result()
+            # the leader was cancelled (not us): take over, or wait on whoever did
         future: asyncio.Future[Any] = loop.create_future()
         self.inflight[slot] = future
         try:
             result = await arun(self.compute(cache, key, call))
+        except asyncio.CancelledError:
+            future.cancel()  # hand over: a waiter computes in our place
+            raise
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # retrieved: waiters re-raise it, nobody else must
@@ -403,7 +431,8 @@ class _Policy:
             future.set_result(result)
             return result
         finally:
-            del self.inflight[slot]
+            if self.inflight.get(slot) is future:
+                del self.inflight[slot]
 
     def revalidate_sync(self, cache: Cache, key: str, call: Callable[[], Any]) -> None:
         """Refresh a stale entry in a thread, in a copy of the caller's context."""
@@ -424,7 +453,9 @@ _background: set[asyncio.Task[None]] = set()
 
 
 def _token() -> str:
-    return f"{threading.get_ident()}-{time.monotonic_ns()}"
+    """A lock owner's token: random, since thread ids and clocks repeat across processes
+    and machines, and a token two owners share would let one release the other's lock."""
+    return secrets.token_hex(12)
 
 
 def _scoped(cache: Cache, key: str) -> _Scoped:
@@ -432,9 +463,12 @@ def _scoped(cache: Cache, key: str) -> _Scoped:
     return (cache.plugin, cache.tenant, key)
 
 
-def _release(cache: Cache, lock_key: str) -> Steps[Step, None]:
+def _release(cache: Cache, lock_key: str, token: str) -> Steps[Step, None]:
+    """Delete the lock only while it still holds our token: a computation that outlived
+    its lock (whose value is still stored: it is as good as anyone's) must not delete
+    the lock another caller took after it expired."""
     with contextlib.suppress(StoreError):  # else the lock's TTL frees it
-        yield twin(cache, "delete", lock_key)
+        yield twin(cache, "delete_if_equals", lock_key, token)
 
 
 # --- wrappers -------------------------------------------------------------------------

@@ -351,3 +351,55 @@ def test_http_response_of_a_refusal() -> None:
     }
     assert ("Content-Type", "application/json") in headers
     assert b"rate limit exceeded" in body
+
+
+class ReplyInFlight(MemoryStore):
+    """A store whose async calls suspend, as a network store's do: an increment is applied
+    before its reply arrives (a cancellation can land after the count changed) and a
+    decrement waits before it is sent (a cancellation can land before it is applied)."""
+
+    blocking = True
+
+    async def aincr(self, key: str, delta: int, ttl: float | None) -> int:
+        if delta < 0:
+            await asyncio.sleep(0)  # waiting to be sent
+            return self.incr(key, delta, ttl)
+        value = self.incr(key, delta, ttl)
+        await asyncio.sleep(0)  # the reply is on its way
+        return value
+
+    async def aget(self, key: str) -> bytes | None:
+        value = self.get(key)
+        await asyncio.sleep(0)
+        return value
+
+    async def agcra(
+        self, key: str, now: int, interval: int, period: int, cost: int
+    ) -> tuple[bool, int]:
+        outcome = self.gcra(key, now, interval, period, cost)
+        await asyncio.sleep(0)
+        return outcome
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_cancelled_hits_are_not_counted(clock: FakeClock, algorithm: str) -> None:
+    """Cancelled ``ahit`` calls, whether their hit was allowed or refused, leave the limit
+    counting exactly the hits that returned allowed."""
+    rl = limit(clock, algorithm, n=20)
+    manager = CacheManager(store=ReplyInFlight(clock=clock))
+
+    async def run() -> tuple[int, int]:
+        tasks = [asyncio.create_task(rl.ahit()) for _ in range(30)]
+        await asyncio.sleep(0)  # every hit sent, no reply read yet
+        for task in tasks[::3]:
+            task.cancel()  # allowed ones among the first ten, refused ones after
+        await asyncio.sleep(0)  # refused hits are taking themselves back
+        for task in tasks[1::3]:
+            task.cancel()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        allowed = sum(1 for r in results if not isinstance(r, BaseException) and r.allowed)
+        return allowed, (await rl.apeek()).remaining
+
+    with scope(plugin="api", tenant="acme", manager=manager):
+        allowed, remaining = asyncio.run(run())
+    assert 0 < allowed == 20 - remaining

@@ -646,3 +646,187 @@ def test_bad_lock_timeout() -> None:
     """lock_timeout must be positive."""
     with pytest.raises(ValueError, match="lock_timeout"):
         cached(lock=True, lock_timeout=0)
+
+
+def test_cancelled_leader_hands_over_to_its_waiters(bound: CacheManager) -> None:
+    """Cancelling the caller that computes does not cancel the callers waiting on it: one
+    of them computes in its place and every waiter gets the value."""
+    calls = Calls()
+
+    @cached(namespace="handover")
+    async def slow(x: int) -> int:
+        calls(x)
+        await asyncio.sleep(0.05)
+        return x
+
+    async def run() -> list[Any]:
+        leader = asyncio.create_task(slow(1))
+        await asyncio.sleep(0)  # the leader starts computing
+        waiters = [asyncio.create_task(slow(1)) for _ in range(3)]
+        await asyncio.sleep(0.01)
+        leader.cancel()
+        return await asyncio.gather(leader, *waiters, return_exceptions=True)
+
+    results = asyncio.run(run())
+    assert isinstance(results[0], asyncio.CancelledError)
+    assert results[1:] == [1, 1, 1]
+    assert calls.count == 2  # the cancelled leader's run, then one waiter's
+
+
+def test_leader_timed_out_by_wait_for_hands_over(bound: CacheManager) -> None:
+    """A leader with a deadline (``asyncio.wait_for``) that expires leaves a caller
+    without a deadline its value, not a ``CancelledError``."""
+
+    @cached(namespace="deadline")
+    async def slow() -> str:
+        await asyncio.sleep(0.05)
+        return "done"
+
+    async def run() -> list[Any]:
+        hurried = asyncio.create_task(asyncio.wait_for(slow(), 0.01))
+        await asyncio.sleep(0)
+        patient = asyncio.create_task(slow())
+        return await asyncio.gather(hurried, patient, return_exceptions=True)
+
+    hurried, patient = asyncio.run(run())
+    assert isinstance(hurried, TimeoutError)
+    assert patient == "done"
+
+
+def test_cancelled_waiter_leaves_the_others_alone(bound: CacheManager) -> None:
+    """A waiter that is cancelled raises ``CancelledError`` itself; the leader and the
+    other waiters finish with the value, computed once."""
+    calls = Calls()
+
+    @cached(namespace="waiter-cancel")
+    async def slow() -> str:
+        calls()
+        await asyncio.sleep(0.03)
+        return "v"
+
+    async def run() -> list[Any]:
+        tasks = [asyncio.create_task(slow()) for _ in range(4)]
+        await asyncio.sleep(0.01)
+        tasks[2].cancel()
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
+    results = asyncio.run(run())
+    assert isinstance(results[2], asyncio.CancelledError)
+    assert [results[i] for i in (0, 1, 3)] == ["v", "v", "v"]
+    assert calls.count == 1
+
+
+def test_thread_leader_interrupted_hands_over(bound: CacheManager) -> None:
+    """Sync: when the computing thread leaves with a ``BaseException`` that is not the
+    function's own error (an interrupt), the next queued thread computes and gets the
+    value. (A thread's error, its own or not, never reaches the other threads: each
+    queued thread re-reads the store and computes when it finds nothing.)"""
+    calls = Calls()
+    leader_in = threading.Event()
+
+    class Interrupt(BaseException):
+        pass
+
+    @cached(namespace="thread-handover")
+    def slow(who: str) -> str:
+        calls(who)
+        if threading.current_thread().name == "leader":
+            leader_in.set()
+            time.sleep(0.05)
+            raise Interrupt
+        return "value"
+
+    results: dict[str, Any] = {}
+
+    def worker() -> None:
+        name = threading.current_thread().name
+        try:
+            results[name] = slow("x")
+        except BaseException as exc:  # the test records what each thread saw
+            results[name] = exc
+
+    ctx = contextvars.copy_context
+    leader = threading.Thread(target=ctx().run, args=(worker,), name="leader")
+    leader.start()
+    leader_in.wait()
+    waiters = [threading.Thread(target=ctx().run, args=(worker,), name=f"w{i}") for i in range(3)]
+    for t in waiters:
+        t.start()
+    for t in [leader, *waiters]:
+        t.join()
+    assert isinstance(results.pop("leader"), Interrupt)
+    assert results == {"w0": "value", "w1": "value", "w2": "value"}
+    assert calls.count == 2
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_late_holder_keeps_the_next_owners_lock(
+    bound: CacheManager, clock: FakeClock, mode: str
+) -> None:
+    """A holder whose computation outlives its lock still stores its value, but its
+    release leaves the lock another caller took after the expiry."""
+    cache = current_cache(f"late-{mode}")
+
+    def outlive_the_lock() -> str:
+        clock.advance(1.5)  # lock_timeout is 1 s: our lock has expired
+        assert cache.add("()|lock", "next-owner", ttl=1)  # another process takes it
+        return "late value"
+
+    @cached(namespace=f"late-{mode}", lock=True, lock_timeout=1)
+    def sync_f() -> str:
+        return outlive_the_lock()
+
+    @cached(namespace=f"late-{mode}", lock=True, lock_timeout=1)
+    async def async_f() -> str:
+        return outlive_the_lock()
+
+    assert (sync_f() if mode == "sync" else asyncio.run(async_f())) == "late value"
+    assert cache.get("()|lock") == "next-owner"
+    assert cache.get("()") == "late value"
+
+
+class WithoutCompareDelete:
+    """A store that is not a BaseStore and has no ``delete_if_equals``: the Store protocol
+    alone, delegated to a memory store."""
+
+    def __init__(self, store: MemoryStore) -> None:
+        self._store = store
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("delete_if_equals", "adelete_if_equals"):
+            raise AttributeError(name)
+        return getattr(self._store, name)
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_store_without_compare_delete_still_keeps_the_next_owners_lock(
+    clock: FakeClock, mode: str
+) -> None:
+    """On a store without ``delete_if_equals`` the release reads the lock and deletes it
+    only when it still holds our token (its own lock, yes; the next owner's, no)."""
+    manager = CacheManager(store=WithoutCompareDelete(MemoryStore(clock=clock)))  # type: ignore[arg-type]
+    with scope(plugin="catalog", tenant="acme", manager=manager):
+        cache = current_cache("plain")
+
+        def outlive_the_lock() -> str:
+            clock.advance(1.5)
+            assert cache.add("()|lock", "next-owner", ttl=1)
+            return "late value"
+
+        @cached(namespace="plain", lock=True, lock_timeout=1)
+        def sync_f() -> str:
+            return outlive_the_lock()
+
+        @cached(namespace="plain", lock=True, lock_timeout=1)
+        async def async_f() -> str:
+            return outlive_the_lock()
+
+        assert (sync_f() if mode == "sync" else asyncio.run(async_f())) == "late value"
+        assert cache.get("()|lock") == "next-owner"
+
+        @cached(namespace="plain-quick", lock=True, lock_timeout=1)
+        def quick() -> str:
+            return "v"
+
+        assert quick() == "v"
+        assert current_cache("plain-quick").get("()|lock", MISS) is MISS  # ours: released

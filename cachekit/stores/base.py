@@ -14,7 +14,9 @@ semantics.
 Beyond :class:`Store`, a store may offer optional capabilities, each a runtime-checkable
 protocol the host tools test with ``isinstance``: :class:`InfoStore` (describe its
 servers) and :class:`CountingStore` (count keys per scope), which ``cachekit stats`` and
-``cachekit clear`` use.
+``cachekit clear`` use, and :class:`CompareDeleteStore` (delete a key only while it holds
+a given value), which ``@cached(lock=True)`` releases its lock with. :class:`BaseStore`
+provides a non-atomic ``delete_if_equals``; a store that can do it atomically overrides it.
 """
 
 from __future__ import annotations
@@ -29,11 +31,19 @@ from cachekit import gcra
 from cachekit.codec import format_int, parse_int
 from cachekit.keys import KeySelector
 
-__all__ = ["AlignedStore", "BaseStore", "CountingStore", "InfoStore", "Store"]
+__all__ = [
+    "AlignedStore",
+    "BaseStore",
+    "CompareDeleteStore",
+    "CountingStore",
+    "InfoStore",
+    "Store",
+]
 
 T = TypeVar("T")
 
 _gcra_lock = threading.Lock()
+_compare_delete_lock = threading.Lock()
 
 
 @runtime_checkable
@@ -163,6 +173,24 @@ class AlignedStore(Protocol):
         ...
 
 
+@runtime_checkable
+class CompareDeleteStore(Protocol):
+    """A store that deletes a key only while it holds a given value: how a lock's owner
+    releases it (its value is the owner's token) without deleting a lock that expired and
+    was taken by someone else meanwhile. Atomic on Redis (a Lua script), memcached
+    (``gets`` then a ``cas`` that stores an already-expired item) and the memory store;
+    :class:`BaseStore`'s default reads then deletes, which leaves a window between the two
+    (documented there)."""
+
+    def delete_if_equals(self, key: str, value: bytes) -> bool:
+        """Delete ``key`` if it holds exactly ``value``; ``True`` if it was deleted."""
+        ...
+
+    async def adelete_if_equals(self, key: str, value: bytes) -> bool:
+        """Async :meth:`delete_if_equals`."""
+        ...
+
+
 class BaseStore(ABC):
     """Base class for stores: implement ``get``, ``set``, ``delete``, ``touch``, ``incr``
     (and ``clear`` if the store can enumerate or version its keys).
@@ -219,6 +247,19 @@ class BaseStore(ABC):
     def delete_many(self, keys: Sequence[str]) -> int:
         return sum(self.delete(key) for key in _unique(keys))
 
+    def delete_if_equals(self, key: str, value: bytes) -> bool:
+        """Delete ``key`` if it holds ``value`` (:class:`CompareDeleteStore`).
+
+        Not atomic: a read, then a delete. Another process that takes the key between the
+        two (the value expired just then and was set again) loses its value; within one
+        process a lock closes the window. Stores that can compare and delete in one step
+        override this (Redis, memcached and the memory store do).
+        """
+        with _compare_delete_lock:
+            if self.get(key) != value:
+                return False
+            return self.delete(key)
+
     def expire(self, key: str, ttl: float | None) -> bool:
         return self.touch(key, ttl)
 
@@ -274,6 +315,9 @@ class BaseStore(ABC):
 
     async def aincr(self, key: str, delta: int, ttl: float | None) -> int:
         return await self._run(self.incr, key, delta, ttl)
+
+    async def adelete_if_equals(self, key: str, value: bytes) -> bool:
+        return await self._run(self.delete_if_equals, key, value)
 
     async def aexpire(self, key: str, ttl: float | None) -> bool:
         return await self._run(self.expire, key, ttl)

@@ -149,6 +149,15 @@ class MemoryStore(BaseStore):
                 self._remove(key)
             return found
 
+    def delete_if_equals(self, key: str, value: bytes) -> bool:
+        """Delete ``key`` if it holds ``value``, atomically (under the store's lock)."""
+        with self._lock:
+            entry = self._live(key)
+            if entry is None or entry[0] != value:
+                return False
+            self._remove(key)
+            return True
+
     def delete_many(self, keys: Sequence[str]) -> int:
         with self._lock:
             count = 0

@@ -161,7 +161,17 @@ class StoreContract:
         assert cache.add("k", "second") is False
         assert cache.get("k") == "first"
 
-    # --- batches ------------------------------------------------------------------------
+    def test_delete_if_equals_deletes_only_the_given_value(self, cache: Any) -> None:
+        """delete_if_equals removes a key only while it holds the value given (how a lock's
+        owner releases it without deleting another owner's lock)."""
+        assert cache.delete_if_equals("lock", "token-a") is False  # missing
+        cache.set("lock", "token-b")
+        assert cache.delete_if_equals("lock", "token-a") is False
+        assert cache.get("lock") == "token-b"
+        assert cache.delete_if_equals("lock", "token-b") is True
+        assert cache.get("lock") is None
+        assert cache.add("lock", "token-c") is True  # free again, as after a delete
+        assert cache.get("lock") == "token-c"
 
     def test_get_many_returns_only_found_keys(self, cache: Any) -> None:
         """get_many maps user keys to values and leaves misses out."""

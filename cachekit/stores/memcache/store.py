@@ -109,6 +109,7 @@ from cachekit.stores.memcache.values import (
     BIAS,
     ENCODED_START,
     ITEM_OVERHEAD,
+    RELATIVE_TTL_LIMIT,
     decode_value,
     encode_value,
     expiry,
@@ -121,6 +122,9 @@ __all__ = ["MemcacheStore"]
 
 _INCR_ATTEMPTS: Final = 8
 _CAS_ATTEMPTS: Final = 32
+# an exptime over 30 days is an absolute Unix time: this one is long past (1970-01-31),
+# so an item stored with it has already expired
+_EXPIRED: Final = RELATIVE_TTL_LIMIT + 1
 _MAX_CACHED_SCOPES: Final = 50_000  # per server; the cache is dropped when it grows past this
 _MAX_CACHED_KEYS: Final = 16_384  # locations of recently used keys, dropped likewise
 
@@ -421,6 +425,20 @@ class MemcacheStore(BaseStore):
         node, stored = self._locate(key)
         return node.breaker.call(node.client.delete, stored)
 
+    def delete_if_equals(self, key: str, value: bytes) -> bool:
+        """Delete ``key`` if it holds ``value``, atomically: ``gets`` the value and its cas
+        token, then ``cas`` an item that is already expired (an ``exptime`` that is an
+        absolute Unix time in the past), so a key changed or taken by another writer since
+        the ``gets`` is left alone. memcached has no compare-and-delete in its classic
+        commands; the expired item reads as a miss and ``add`` overwrites it, as after a
+        ``delete``."""
+        node, stored = self._locate(key)
+        call, client = node.breaker.call, node.client
+        raw, token = call(client.gets, stored)
+        if raw is None or (decode_value(raw) if raw and raw[0] in ENCODED_START else raw) != value:
+            return False
+        return bool(call(client.cas, stored, raw, token, _EXPIRED))
+
     def delete_many(self, keys: Sequence[str]) -> int:
         deleted = 0
         errors: list[StoreError] = []
@@ -475,7 +493,9 @@ class MemcacheStore(BaseStore):
             allowed, new_tat = gcra.step(tat, now, interval, period, cost)
             if not allowed:
                 return allowed, new_tat
-            data, exptime = encode_value(format_int(new_tat)), expiry((new_tat - now) / 1e6)
+            # a TAT at or before now (a refund: cost < 0) means no debt: keep it briefly
+            ttl = max(new_tat - now, 0) / 1e6
+            data, exptime = encode_value(format_int(new_tat)), expiry(ttl)
             if raw is None:
                 done = call(client.add, stored, data, exptime)
             else:

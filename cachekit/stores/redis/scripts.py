@@ -10,7 +10,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Final
 
-__all__ = ["GCRA", "INCR_WITH_TTL", "PERSIST", "Script"]
+__all__ = ["DELETE_IF_EQUALS", "GCRA", "INCR_WITH_TTL", "PERSIST", "Script"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,3 +58,10 @@ GCRA: Final = Script(
 """One GCRA step (:func:`cachekit.gcra.step`, in integer microseconds) on the TAT stored at
 the key; the new TAT is stored (expiring when it is reached) only when the hit is allowed.
 Lua numbers are doubles: exact for integers below 2**53 (microseconds until the year 2255)."""
+
+DELETE_IF_EQUALS: Final = Script(
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end\n"
+    "return 0\n"
+)
+"""Delete the key only if it holds ``ARGV[1]``: a lock's owner releases its own lock and
+never one that expired and was taken by another (one key: fine on a cluster)."""

@@ -80,7 +80,7 @@ from cachekit.steps import Steps, arun, run
 from cachekit.stores.base import BaseStore
 from cachekit.stores.redis.clients import ClientFactory, close_async_client, close_sync_client
 from cachekit.stores.redis.driver import load_driver, module_for
-from cachekit.stores.redis.scripts import GCRA, INCR_WITH_TTL, PERSIST, Script
+from cachekit.stores.redis.scripts import DELETE_IF_EQUALS, GCRA, INCR_WITH_TTL, PERSIST, Script
 
 if TYPE_CHECKING:
     from cachekit.config import CacheConfig
@@ -623,6 +623,10 @@ class RedisStore(BaseStore):
         unique = list(dict.fromkeys(keys))
         return int(self._steps(self._delete_keys(unique))) if unique else 0
 
+    def delete_if_equals(self, key: str, value: bytes) -> bool:
+        """Delete ``key`` if it holds ``value``, atomically on the server (a Lua script)."""
+        return bool(self._steps(self._script(DELETE_IF_EQUALS, key, value)))
+
     def incr(self, key: str, delta: int, ttl: float | None) -> int:
         if ttl is None:
             return int(self._call((self._sync or self.client()).incrby, key, delta))
@@ -713,6 +717,10 @@ class RedisStore(BaseStore):
     async def adelete_many(self, keys: Sequence[str]) -> int:
         unique = list(dict.fromkeys(keys))
         return int(await self._asteps(self._delete_keys(unique))) if unique else 0
+
+    async def adelete_if_equals(self, key: str, value: bytes) -> bool:
+        """Async :meth:`delete_if_equals`."""
+        return bool(await self._asteps(self._script(DELETE_IF_EQUALS, key, value)))
 
     async def aincr(self, key: str, delta: int, ttl: float | None) -> int:
         if ttl is None:
