@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import sys
 import threading
 import tracemalloc
 
@@ -12,7 +13,7 @@ from cachekit import CacheManager
 from cachekit.config import CacheConfig, MemoryConfig
 from cachekit.errors import CacheValueError
 from cachekit.keys import KeySpace
-from cachekit.stores.memory import MemoryStore, entry_size
+from cachekit.stores.memory import DEADLINE_OVERHEAD, ENTRY_OVERHEAD, MemoryStore, entry_size
 from cachekit.testing import FakeClock
 
 # The margins cachekit/stores/memory.py and docs/reliability.md state: memory held, and
@@ -214,3 +215,13 @@ def test_size_follows_the_deadline_through_touch_and_incr() -> None:
     store.incr(key(1), 5, 60)
     store.incr(key(1), 5, None)
     assert store.size_bytes == entry_size(key(0), b"v") + entry_size(key(1), b"10", expires=True)
+
+
+@pytest.mark.parametrize("k", [key("plain"), key("café"), key("键"), key("😀")])
+def test_entry_size_is_what_the_objects_take(k: str) -> None:
+    """An entry is charged sys.getsizeof of its key and value plus the stated overheads,
+    wide (non-ASCII) keys included."""
+    value = b"x" * 50
+    expected = sys.getsizeof(k) + sys.getsizeof(value) + ENTRY_OVERHEAD
+    assert entry_size(k, value) == expected
+    assert entry_size(k, value, expires=True) == expected + DEADLINE_OVERHEAD
