@@ -42,7 +42,9 @@ class CacheManager:
         self.store: Store = store if store is not None else create_store(self.config)
         self.codec = codec if codec is not None else Codec()
         self.keyspace = KeySpace(self.store.key_prefix)
-        self.metrics = Metrics(per_tenant=self.config.metrics.per_tenant)
+        self.metrics = Metrics(
+            per_tenant=self.config.metrics.per_tenant, max_series=self.config.metrics.max_series
+        )
 
     @classmethod
     def from_config(cls, app_config: Mapping[str, Any], **kwargs: Any) -> Self:

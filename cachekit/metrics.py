@@ -10,14 +10,30 @@ clock reads.
 
 Tenants are not a dimension by default: a host with thousands of tenants would otherwise
 export thousands of series (see :mod:`cachekit.contrib.prometheus`).
+
+The rows are bounded: ids can come from requests (``path_segment`` without ``known=``, a
+tenant header), and a row per id would grow memory and the exported series without end.
+Past ``max_series`` rows (``backend.cache.metrics.maxSeries``), a new scope is counted in
+one shared row per store whose plugin, namespace and tenant (when counted) are
+:data:`OTHER`; one warning is logged the first time. The scopes seen first keep their rows.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass
+from typing import Final
 
-__all__ = ["Metrics", "OpStats", "StatsRow"]
+__all__ = ["DEFAULT_MAX_SERIES", "OTHER", "Metrics", "OpStats", "StatsRow"]
+
+OTHER: Final = "other"
+"""The plugin, namespace and tenant of the row that counts the scopes past the cap."""
+
+DEFAULT_MAX_SERIES: Final = 1000
+"""Rows kept apart by default: a few hundred plugins x namespaces, with room to spare."""
+
+_log = logging.getLogger(__name__)
 
 
 class OpStats:
@@ -71,26 +87,64 @@ class Metrics:
     """The counters of one manager's caches.
 
     :param per_tenant: count each tenant separately (more series; off by default).
+    :param max_series: most rows kept apart; scopes beyond share an :data:`OTHER` row per
+        store.
+    :raises ValueError: ``max_series`` is not a positive int.
     """
 
-    __slots__ = ("_lock", "_slots", "per_tenant")
+    __slots__ = ("_lock", "_slots", "_warned", "max_series", "per_tenant")
 
-    def __init__(self, *, per_tenant: bool = False) -> None:
+    def __init__(self, *, per_tenant: bool = False, max_series: int = DEFAULT_MAX_SERIES) -> None:
+        if type(max_series) is not int or max_series < 1:
+            raise ValueError(f"max_series must be a positive int, got {max_series!r}")
         self.per_tenant = per_tenant
+        self.max_series = max_series
         self._slots: dict[_Key, OpStats] = {}
         self._lock = threading.Lock()
+        self._warned = False
 
     def __repr__(self) -> str:
-        return f"Metrics(per_tenant={self.per_tenant}, scopes={len(self._slots)})"
+        return (
+            f"Metrics(per_tenant={self.per_tenant}, scopes={len(self._slots)}, "
+            f"max_series={self.max_series})"
+        )
 
     def slot(self, plugin: str, tenant: str | None, namespace: str | None, store: str) -> OpStats:
-        """The counters a cache of this scope bumps (shared by every cache of the scope)."""
+        """The counters a cache of this scope bumps (shared by every cache of the scope;
+        the :data:`OTHER` row's once ``max_series`` rows exist). A cache looks its slot up
+        once, when it is built."""
         key = (plugin, tenant if self.per_tenant else None, namespace, store)
         stats = self._slots.get(key)
         if stats is None:
-            with self._lock:
-                stats = self._slots.setdefault(key, OpStats())
+            stats = self._new_slot(key)
         return stats
+
+    def _new_slot(self, key: _Key) -> OpStats:
+        with self._lock:
+            stats = self._slots.get(key)
+            if stats is not None:
+                return stats
+            if len(self._slots) >= self.max_series:
+                key = (OTHER, OTHER if self.per_tenant else None, OTHER, key[3])
+                stats = self._slots.get(key)
+                if stats is not None:
+                    return stats
+                self._warn_full()
+            stats = self._slots[key] = OpStats()
+            return stats
+
+    def _warn_full(self) -> None:
+        if self._warned:
+            return
+        self._warned = True
+        _log.warning(
+            "cachekit metrics: %d rows reached (backend.cache.metrics.maxSeries); scopes "
+            "seen from now on are counted under plugin, namespace%s %r. Raise maxSeries, or "
+            "resolve plugin ids from a known set (path_segment(..., known=...))",
+            self.max_series,
+            " and tenant" if self.per_tenant else "",
+            OTHER,
+        )
 
     def snapshot(self) -> list[StatsRow]:
         """Every scope's counters, sorted by plugin, namespace, tenant and store."""

@@ -94,6 +94,24 @@ def test_prometheus_tenant_label_when_the_manager_counts_per_tenant() -> None:
     assert sample(registry, "cachekit_sets_total", **labels) is None
 
 
+def test_prometheus_series_are_bounded_by_max_series() -> None:
+    """Past metrics.maxSeries, new plugins and tenants are exported under `other` labels:
+    the scrape stays bounded however many ids requests bring."""
+    manager = CacheManager.from_config(
+        {"backend": {"cache": {"metrics": {"perTenant": True, "maxSeries": 3}}}}
+    )
+    registry = CollectorRegistry()
+    register(manager, registry)
+    for n in range(200):
+        manager.for_plugin(f"p{n}", f"t{n}").get("k")
+    text = generate_latest(registry).decode()
+    assert text.count("cachekit_misses_total{") == 4
+    other = {"plugin": "other", "namespace": "other", "store": "memory", "tenant": "other"}
+    assert sample(registry, "cachekit_misses_total", **other) == 197
+    assert sample(registry, "cachekit_misses_total", plugin="p0", namespace="", store="memory",
+                  tenant="t0") == 1  # fmt: skip
+
+
 def test_prometheus_latency_summary_for_a_network_store() -> None:
     """A network store's time in store calls is a summary (_count, _sum)."""
     server = fakeredis.FakeServer()

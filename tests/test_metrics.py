@@ -10,7 +10,8 @@ from flaky_store import FlakyStore
 
 from cachekit import CacheManager, StoreUnavailable
 from cachekit.config import CacheConfig, MetricsConfig
-from cachekit.metrics import Metrics
+from cachekit.errors import ConfigError
+from cachekit.metrics import DEFAULT_MAX_SERIES, OTHER, Metrics
 from cachekit.stores.memory import MemoryStore
 
 
@@ -140,3 +141,53 @@ def test_metrics_repr() -> None:
     stats.hits += 2
     assert "scopes=1" in repr(metrics)
     assert "hits=2" in repr(stats)
+
+
+def test_series_are_capped_and_the_rest_counted_as_other(caplog: pytest.LogCaptureFixture) -> None:
+    """Past metrics.maxSeries, new scopes share one `other` row per store (nothing is lost)
+    and one warning says which setting to raise."""
+    manager = CacheManager.from_config({"backend": {"cache": {"metrics": {"maxSeries": 10}}}})
+    with caplog.at_level("WARNING", logger="cachekit.metrics"):
+        for n in range(500):
+            manager.for_plugin(f"p{n}", tenant=f"t{n}").namespace("ns").get("k")
+    rows = manager.stats()
+    assert len(rows) == 11
+    [other] = [r for r in rows if r.plugin == OTHER]
+    # the first 5 plugins fill the 10 rows (each scope's cache and its "ns" namespace)
+    assert (other.namespace, other.tenant, other.misses) == (OTHER, None, 495)
+    assert sum(r.misses for r in rows) == 500
+    warnings = [r for r in caplog.records if r.name == "cachekit.metrics"]
+    assert len(warnings) == 1
+    assert "maxSeries" in warnings[0].getMessage()
+
+
+def test_default_cap_bounds_series_from_unbounded_ids() -> None:
+    """With no config, thousands of plugin ids (path_segment without known=) stay within
+    the default cap instead of adding a row each."""
+    manager = CacheManager()
+    for n in range(3 * DEFAULT_MAX_SERIES):
+        manager.for_plugin(f"p{n}").get("k")
+    assert len(manager.stats()) == DEFAULT_MAX_SERIES + 1
+    assert sum(r.misses for r in manager.stats()) == 3 * DEFAULT_MAX_SERIES
+
+
+def test_per_tenant_series_collapse_tenant_too() -> None:
+    """Per-tenant counting past the cap collapses the tenant label to `other` as well."""
+    metrics = Metrics(per_tenant=True, max_series=1)
+    metrics.slot("p", "t1", None, "memory").hits += 1
+    metrics.slot("p", "t2", None, "memory").hits += 1
+    metrics.slot("p", "t3", None, "redis").hits += 1
+    assert metrics.slot("p", "t1", None, "memory").hits == 1  # known scopes keep their row
+    rows = {(r.plugin, r.tenant, r.namespace, r.store): r.hits for r in metrics.snapshot()}
+    assert rows == {
+        ("p", "t1", None, "memory"): 1,
+        (OTHER, OTHER, OTHER, "memory"): 1,
+        (OTHER, OTHER, OTHER, "redis"): 1,
+    }
+
+
+@pytest.mark.parametrize("bad", [0, -1, "many", True])
+def test_bad_max_series_is_refused(bad: object) -> None:
+    """maxSeries must be a positive integer, named in the error."""
+    with pytest.raises(ConfigError, match="maxSeries"):
+        CacheManager.from_config({"backend": {"cache": {"metrics": {"maxSeries": bad}}}})

@@ -271,6 +271,8 @@ class MetricsConfig:
     """``backend.cache.metrics``: in-process counters (see :mod:`cachekit.metrics`)."""
 
     per_tenant: bool = _opt("perTenant", _bool, False)
+    # Bounds the rows ids from requests can add; past it scopes share an "other" row.
+    max_series: int = _opt("maxSeries", _positive_int, 1000)
 
 
 def _store_name(value: Any, path: str) -> str:

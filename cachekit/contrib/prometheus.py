@@ -26,6 +26,11 @@ Tenants are not a label unless the manager counts per tenant
 (``backend.cache.metrics.perTenant: true``): a host with thousands of tenants would export
 thousands of series per metric. When it does, a ``tenant`` label is added (empty: the
 platform scope).
+
+The series are bounded: past ``backend.cache.metrics.maxSeries`` scopes (default 1000), new
+ones are exported under ``plugin="other"``, ``namespace="other"`` (and ``tenant="other"``),
+one series per store (see :mod:`cachekit.metrics`), so ids taken from requests cannot grow
+a scrape without end.
 """
 
 from __future__ import annotations
