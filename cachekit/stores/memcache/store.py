@@ -79,12 +79,13 @@ import os
 import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, ParamSpec, TypeVar
 
 from cachekit import gcra
 from cachekit.breaker import CircuitBreaker
 from cachekit.codec import format_int, parse_int
 from cachekit.config.memcache import (
+    DEFAULT_MAX_CONNECTIONS,
     MemcacheConnectionSpec,
     MemcacheServer,
     auth_mode,
@@ -103,6 +104,7 @@ from cachekit.stores.memcache.generations import (
     tag,
 )
 from cachekit.stores.memcache.keys import hashed, plain, unscoped_key
+from cachekit.stores.memcache.pool import PoolBusy
 from cachekit.stores.memcache.ring import Ring
 from cachekit.stores.memcache.text import TextClient
 from cachekit.stores.memcache.values import (
@@ -118,6 +120,9 @@ if TYPE_CHECKING:
     from cachekit.config import CacheConfig
 
 __all__ = ["MemcacheStore"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 _INCR_ATTEMPTS: Final = 8
 _CAS_ATTEMPTS: Final = 32
@@ -136,6 +141,23 @@ class _Node:
         self.breaker = breaker
         self.heads: dict[str, tuple[str, float]] = {}  # scope -> ("scope + tag + :", valid until)
         self.epoch = 0  # bumped by every clear, so a refresh racing a clear is not cached
+
+    def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """``fn`` under the server's breaker. A full pool (:class:`PoolBusy`) is local
+        contention, not evidence of an outage: it does not count as a failure."""
+        breaker = self.breaker
+        if not breaker.healthy:
+            breaker.before_call()
+        try:
+            result = fn(*args, **kwargs)
+        except PoolBusy:
+            raise
+        except StoreError as exc:
+            breaker.record_failure(exc)
+            raise
+        if not breaker.healthy:
+            breaker.record_success()
+        return result
 
 
 # full key -> (server, memcached key, valid until, number of clears when worked out)
@@ -158,6 +180,9 @@ class MemcacheStore(BaseStore):
     :param connect_timeout: seconds to open a connection.
     :param timeout: seconds to wait for a reply.
     :param failure_threshold: failures in a row that make a server skipped.
+    :param max_connections: connections per server at most; callers beyond that wait for
+        one, up to ``connect_timeout + timeout``, then get ``StoreTimeout`` (which does not
+        count towards the server's breaker).
     :param clock: monotonic clock for the generation cache and the breakers.
     :raises ConfigError: a malformed server, mixed credentials, or an unknown ``auth``.
     :raises ValueError: a size, duration or threshold that is not positive.
@@ -177,6 +202,7 @@ class MemcacheStore(BaseStore):
         connect_timeout: float = 0.25,
         timeout: float = 0.5,
         failure_threshold: int = 3,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         parsed = parse_servers(servers if isinstance(servers, str) else list(servers), "servers")
@@ -189,6 +215,7 @@ class MemcacheStore(BaseStore):
             connect_timeout=connect_timeout,
             timeout=timeout,
             failure_threshold=failure_threshold,
+            max_connections=max_connections,
         )
         self.auth = connection.auth
         self.max_value_size = max_value_size
@@ -198,13 +225,19 @@ class MemcacheStore(BaseStore):
         for server in parsed:
             client: ServerClient
             if self.auth == "sasl":
-                client = BinaryClient(server, connect_timeout=connect_timeout, timeout=timeout)
+                client = BinaryClient(
+                    server,
+                    connect_timeout=connect_timeout,
+                    timeout=timeout,
+                    max_connections=max_connections,
+                )
             else:
                 client = TextClient(
                     server,
                     ascii_auth=self.auth == "ascii",
                     connect_timeout=connect_timeout,
                     timeout=timeout,
+                    max_connections=max_connections,
                 )
             breaker = CircuitBreaker(
                 STORE_NAME, failure_threshold=failure_threshold, cooldown=dead_retry, clock=clock
@@ -231,6 +264,7 @@ class MemcacheStore(BaseStore):
             connect_timeout=connection.connect_timeout,
             timeout=connection.timeout,
             failure_threshold=connection.failure_threshold,
+            max_connections=connection.max_connections,
             clock=clock,
         )
 
@@ -304,7 +338,7 @@ class MemcacheStore(BaseStore):
         """Read (or create) the scope's generations on ``node``; cache the key head."""
         epoch = node.epoch
         names = scope_generation_keys(scope)
-        found = node.breaker.call(node.client.get_many, names)
+        found = node.call(node.client.get_many, names)
         values = [found.get(name) or self._create_generation(node, name) for name in names]
         entry = (scope + tag(values) + SEPARATOR, self._clock() + self.generation_refresh)
         if node.epoch == epoch:
@@ -317,9 +351,9 @@ class MemcacheStore(BaseStore):
     def _create_generation(self, node: _Node, name: str) -> bytes:
         for _ in range(_INCR_ATTEMPTS):
             value = new_generation()
-            if node.breaker.call(node.client.add, name, value, 0):
+            if node.call(node.client.add, name, value, 0):
                 return value
-            existing = node.breaker.call(node.client.get, name)  # another process won the add
+            existing = node.call(node.client.get, name)  # another process won the add
             if existing is not None:
                 return existing
         raise StoreUnavailable(
@@ -362,7 +396,7 @@ class MemcacheStore(BaseStore):
         if entry is None or entry[3] != self._clears or entry[2] <= self._clock():
             entry = self._relocate(key)
         node = entry[0]
-        raw = node.breaker.call(node.client.get, entry[1])
+        raw = node.call(node.client.get, entry[1])
         if raw and raw[0] in ENCODED_START:
             return decode_value(raw)
         return raw
@@ -372,7 +406,7 @@ class MemcacheStore(BaseStore):
         errors: list[StoreError] = []
         for node, batch in self._group(keys).items():
             try:
-                values = node.breaker.call(node.client.get_many, list(batch))
+                values = node.call(node.client.get_many, list(batch))
             except StoreError as exc:
                 errors.append(exc)
                 continue
@@ -388,7 +422,7 @@ class MemcacheStore(BaseStore):
         if entry is None or entry[3] != self._clears or entry[2] <= self._clock():
             entry = self._relocate(key)
         node, stored = entry[0], entry[1]
-        node.breaker.call(node.client.set, stored, self._encoded(key, stored, value), expiry(ttl))
+        node.call(node.client.set, stored, self._encoded(key, stored, value), expiry(ttl))
 
     def set_many(self, items: Mapping[str, bytes], ttl: float | None) -> None:
         batches: dict[_Node, dict[str, bytes]] = {}
@@ -399,7 +433,7 @@ class MemcacheStore(BaseStore):
         errors: list[StoreError] = []
         for node, batch in batches.items():
             try:
-                failed = node.breaker.call(node.client.set_many, batch, exptime)
+                failed = node.call(node.client.set_many, batch, exptime)
             except StoreError as exc:
                 errors.append(exc)
                 continue
@@ -415,18 +449,18 @@ class MemcacheStore(BaseStore):
     def add(self, key: str, value: bytes, ttl: float | None) -> bool:
         node, stored = self._locate(key)
         data = self._encoded(key, stored, value)
-        return node.breaker.call(node.client.add, stored, data, expiry(ttl))
+        return node.call(node.client.add, stored, data, expiry(ttl))
 
     def delete(self, key: str) -> bool:
         node, stored = self._locate(key)
-        return node.breaker.call(node.client.delete, stored)
+        return node.call(node.client.delete, stored)
 
     def delete_many(self, keys: Sequence[str]) -> int:
         deleted = 0
         errors: list[StoreError] = []
         for node, batch in self._group(list(dict.fromkeys(keys))).items():
             try:
-                deleted += node.breaker.call(node.client.delete_many, list(batch))
+                deleted += node.call(node.client.delete_many, list(batch))
             except StoreError as exc:
                 errors.append(exc)
         self._raise_first(errors, "delete_many")
@@ -439,7 +473,7 @@ class MemcacheStore(BaseStore):
         if entry is None or entry[3] != self._clears or entry[2] <= self._clock():
             entry = self._relocate(key)
         node, stored = entry[0], entry[1]
-        call, client = node.breaker.call, node.client
+        call, client = node.call, node.client
         try:
             for _ in range(_INCR_ATTEMPTS):
                 current = call(client.incr, stored, delta)
@@ -458,7 +492,7 @@ class MemcacheStore(BaseStore):
 
     def touch(self, key: str, ttl: float | None) -> bool:
         node, stored = self._locate(key)
-        return node.breaker.call(node.client.touch, stored, expiry(ttl))
+        return node.call(node.client.touch, stored, expiry(ttl))
 
     def gcra(self, key: str, now: int, interval: int, period: int, cost: int) -> tuple[bool, int]:
         """One :func:`cachekit.gcra.step`, atomic across processes: ``gets`` the TAT, then
@@ -468,7 +502,7 @@ class MemcacheStore(BaseStore):
         :raises StoreUnavailable: the key stayed contended through every retry.
         """
         node, stored = self._locate(key)
-        call, client = node.breaker.call, node.client
+        call, client = node.call, node.client
         for _ in range(_CAS_ATTEMPTS):
             raw, token = call(client.gets, stored)
             tat = None if raw is None else parse_int(decode_value(raw))
@@ -501,7 +535,7 @@ class MemcacheStore(BaseStore):
         errors: list[StoreError] = []
         for node in self._nodes:
             try:
-                node.breaker.call(node.client.set, name, new_generation(), 0)
+                node.call(node.client.set, name, new_generation(), 0)
             except StoreError as exc:
                 errors.append(exc)
             node.epoch += 1  # after the write: a refresh that read the old value is not kept
@@ -519,7 +553,7 @@ class MemcacheStore(BaseStore):
         errors: list[StoreError] = []
         for node in self._nodes:
             try:
-                node.breaker.call(node.client.ping)
+                node.call(node.client.ping)
             except StoreError as exc:
                 errors.append(exc)
         self._raise_first(errors, "ping")
@@ -535,7 +569,7 @@ class MemcacheStore(BaseStore):
         errors: list[StoreError] = []
         for node in self._nodes:
             try:
-                stats = node.breaker.call(node.client.stats)
+                stats = node.call(node.client.stats)
             except StoreError as exc:
                 errors.append(exc)
                 continue
