@@ -12,6 +12,7 @@ error caused by a closed socket talks about authentication.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import threading
@@ -199,6 +200,47 @@ def test_restart_under_load_leaves_no_stale_socket(
         t.join()
     check_recovered(tally, load, "after")
     check_no_auth_hint(tally, load)
+    if target.is_open():
+        tally.violated("the breaker opened after a restart of a healthy server")
+    tally.check()
+
+
+def test_restart_between_async_bursts(target: Target, outcome: Callable[..., Outcome]) -> None:
+    """After a restart between two bursts of 150 asyncio tasks on one event loop (warm
+    asyncio pools), every call of the second burst succeeds and increments count once."""
+    n = scaled(150)
+    tally = outcome("restart between async bursts", target.kind, concurrency=n)
+    cache = CacheManager(store=target.store).for_plugin("pool-outage", tenant="async")
+
+    async def one(i: int) -> Any:
+        try:
+            await cache.aset(f"k{i}", i)
+            if await cache.aget(f"k{i}") != i:
+                return f"aget k{i} did not read back {i}"
+            return await cache.aincr("n")
+        except StoreError as exc:
+            return exc
+
+    async def bursts() -> list[Any]:
+        await asyncio.gather(*(one(i) for i in range(n)))
+        target.server.kill()
+        target.server.start()
+        await asyncio.sleep(0.01)  # the loop sees the old sockets close, as a live app's does
+        await cache.adelete("n")
+        results = await asyncio.gather(*(one(i) for i in range(n)))
+        results.append(await cache.aget("n"))
+        await target.store.aclose()
+        return list(results)
+
+    *results, final = asyncio.run(bursts())
+    counted = sorted(r for r in results if isinstance(r, int))
+    for result in results:
+        if isinstance(result, int):
+            tally.ok()
+        else:
+            tally.violated(repr(result))
+    if final != len(counted) or counted != list(range(1, len(counted) + 1)):
+        tally.violated(f"counter at {final} after {len(counted)} successful increments")
     if target.is_open():
         tally.violated("the breaker opened after a restart of a healthy server")
     tally.check()
