@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pymemcache.client.base import Client as RawClient
 from pymemcache.exceptions import MemcacheUnexpectedCloseError
-from servers import MemcachedServer
+from servers import MemcachedServer, free_port
 
 from cachekit.config import parse_cache_section
 from cachekit.errors import CacheValueError, ConfigError, StoreTimeout, StoreUnavailable
@@ -877,15 +877,28 @@ def test_every_call_after_a_restart_succeeds_on_fresh_connections(
         store.close()
 
 
-def test_a_pooled_connection_closed_by_the_server_is_not_blamed_on_authentication() -> None:
-    """A closed pooled connection says the server closed it; only a new connection closed
-    at its first command (memcached -S without credentials) suggests authentication."""
-    client = TextClient(MemcacheServer("h"), ascii_auth=False, connect_timeout=1, timeout=1)
-    pooled = str(client._error(MemcacheUnexpectedCloseError(), False))
-    fresh = str(client._error(MemcacheUnexpectedCloseError(), True))
+@pytest.mark.servers
+def test_a_closed_connection_is_blamed_on_authentication_only_when_it_may_be(
+    memcached_server: MemcachedServer,
+) -> None:
+    """A server hanging up says so; only a new connection hung up on by a server that still
+    accepts connections (memcached -S without credentials) suggests authentication, never a
+    pooled one, nor one hung up on by a server that went down."""
+    closed = MemcacheUnexpectedCloseError()
+    server = MemcacheServer(memcached_server.host, memcached_server.port)
+    live = TextClient(server, ascii_auth=False, connect_timeout=1, timeout=1)
+    gone = TextClient(
+        MemcacheServer("127.0.0.1", free_port()), ascii_auth=False, connect_timeout=1, timeout=1
+    )
+    pooled, fresh, down = (
+        str(live._error(closed, False)),
+        str(live._error(closed, True)),
+        str(gone._error(closed, True)),
+    )
     assert "closed the connection" in pooled
     assert "authenticat" not in pooled
     assert "authentication" in fresh
+    assert "authenticat" not in down
 
 
 # --- config -----------------------------------------------------------------------------

@@ -10,6 +10,7 @@ after a failure) never hands out an unauthenticated connection.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -109,19 +110,27 @@ class TextClient:
             if "auth" in text:
                 return store_error(AuthenticationFailed(text), self.address, 0)
         if isinstance(exc, MemcacheUnexpectedCloseError):
-            # memcached -S closes a text connection at its first command: only then can the
-            # cause be missing credentials; a pooled connection was closed by a restart.
+            # memcached -S hangs up on a text connection at its first command, and keeps
+            # accepting new ones; a server going down hangs up once and then refuses. Only
+            # the first can be missing credentials.
             hint = (
                 "; if it requires authentication (memcached -S), give user:password@ in "
                 "backend.cache.connection"
-                if fresh and not self._credentials
-                else " (restarted, or dropped the connection); the next call reconnects"
+                if fresh and not self._credentials and self._accepts_connections()
+                else " (it restarted or went down)"
             )
             return StoreUnavailable(
                 f"memcache server {self.address} closed the connection before answering{hint}",
                 store=STORE_NAME,
             )
         return store_error(exc, self.address, self._timeout)
+
+    def _accepts_connections(self) -> bool:
+        try:
+            socket.create_connection(self._target, self._connect_timeout).close()
+        except OSError:
+            return False
+        return True
 
     def get(self, key: str) -> bytes | None:
         value: bytes | None = self._pool.run(Client.get, key)
