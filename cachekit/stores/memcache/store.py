@@ -16,6 +16,18 @@ Protocols and drivers
     connection that saw any error is closed, never reused. A rejected password raises
     :class:`~cachekit.errors.StoreUnavailable` saying that authentication failed.
 
+Connection pools (:mod:`~cachekit.stores.memcache.pool`)
+    Each server's pool opens at most ``memcache.maxConnections`` connections (50 by
+    default, as the Redis store). A caller beyond that waits for a free one, up to the
+    connect plus the operation timeout, then gets :class:`~cachekit.errors.StoreTimeout`
+    naming ``maxConnections``; waiting is local contention, not an outage, so it never
+    moves the server's breaker. A pooled connection the server closed (a restart) is
+    replaced, not reported: ``get``, ``get_many``, ``gets``, ``set``, ``set_many``,
+    ``delete``, ``delete_many``, ``touch`` and ``ping`` are sent once more on a new
+    connection when a reused one turns out closed (sending them twice is harmless);
+    ``incr``/``decr``, ``add`` and ``cas`` are never sent twice, but a reused connection is
+    checked (``poll``) before they are sent and replaced if the server closed it.
+
 Several servers
     Keys are spread by client-side consistent hashing (:mod:`~cachekit.stores.memcache.ring`).
     Each server has connect and operation timeouts (``timeouts.connect``,
