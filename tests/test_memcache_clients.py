@@ -8,6 +8,7 @@ import socket
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from servers import MemcachedServer, memcached_ascii_auth, memcached_sasl
@@ -16,7 +17,7 @@ from cachekit.errors import StoreError, StoreTimeout, StoreUnavailable
 from cachekit.manager import CacheManager
 from cachekit.stores.memcache import MemcacheStore
 from cachekit.stores.memcache.binary import HEADER, RESPONSE, Opcode, Status
-from cachekit.stores.memcache.pool import Pool
+from cachekit.stores.memcache.pool import Pool, PoolBusy
 
 USER, PASSWORD = "cacheuser", "s3cret"
 
@@ -28,13 +29,14 @@ class Conn:
     def __init__(self, number: int) -> None:
         self.number = number
         self.closed = False
+        self.stale = False  # the server closed it while it sat idle
 
 
 class Interrupted(BaseException):
     """Stands for KeyboardInterrupt / SystemExit half-way through a reply."""
 
 
-def make_pool() -> tuple[Pool[Conn], list[Conn]]:
+def make_pool(**options: Any) -> tuple[Pool[Conn], list[Conn]]:
     made: list[Conn] = []
 
     def connect() -> Conn:
@@ -44,7 +46,14 @@ def make_pool() -> tuple[Pool[Conn], list[Conn]]:
     def close(conn: Conn) -> None:
         conn.closed = True
 
-    return Pool(connect, close, lambda exc: StoreUnavailable(f"mapped {exc}")), made
+    pool: Pool[Conn] = Pool(
+        connect,
+        close,
+        lambda exc, fresh: StoreUnavailable(f"mapped {exc}"),
+        stale=lambda conn: conn.stale,
+        **options,
+    )
+    return pool, made
 
 
 def test_pool_reuses_a_connection_after_a_normal_return() -> None:
@@ -78,9 +87,86 @@ def test_pool_maps_connect_failures() -> None:
     def refuse() -> Conn:
         raise ConnectionRefusedError("refused")
 
-    pool: Pool[Conn] = Pool(refuse, lambda c: None, lambda exc: StoreUnavailable(str(exc)))
+    pool: Pool[Conn] = Pool(
+        refuse, lambda c: None, lambda exc, fresh: StoreUnavailable(str(exc)), stale=lambda c: False
+    )
     with pytest.raises(StoreUnavailable, match="refused"):
         pool.run(lambda c: None)
+
+
+def closed_by_server(conn: Conn) -> int:
+    """An op on a connection the server closed: fails as a send on a dead socket does."""
+    if conn.stale:
+        raise ConnectionResetError("reset by peer")
+    return conn.number
+
+
+def test_run_sends_again_once_on_a_new_connection_when_a_pooled_one_was_closed() -> None:
+    """run(): a reused connection that the server closed is dropped and the call succeeds
+    on a new one; a new connection that fails is the server's failure and is raised."""
+    pool, made = make_pool()
+    pool.run(closed_by_server)
+    made[0].stale = True
+    assert pool.run(closed_by_server) == 1
+    assert made[0].closed
+
+    def always_reset(conn: Conn) -> None:
+        raise ConnectionResetError("reset by peer")
+
+    with pytest.raises(StoreUnavailable, match="reset"):
+        pool.run(always_reset)
+    assert len(made) == 3  # the pooled one, then one new: not a loop
+
+
+def test_run_once_checks_a_pooled_connection_first_and_never_sends_twice() -> None:
+    """run_once(): an idle connection the server closed is replaced before anything is
+    sent; a reused connection failing during the call is raised, not sent again."""
+    pool, made = make_pool()
+    pool.run_once(closed_by_server)
+    made[0].stale = True
+    calls: list[int] = []
+
+    def counted(conn: Conn) -> int:
+        calls.append(conn.number)
+        return closed_by_server(conn)
+
+    assert pool.run_once(counted) == 1
+    assert calls == [1]
+    assert made[0].closed
+
+    def reset_once(conn: Conn) -> None:
+        calls.append(conn.number)
+        raise ConnectionResetError("reset by peer")
+
+    calls.clear()
+    with pytest.raises(StoreUnavailable):
+        pool.run_once(reset_once)
+    assert calls == [1]
+
+
+def test_pool_bounds_calls_in_flight_and_times_out_a_waiter() -> None:
+    """With max_connections calls in flight, a caller waits; after ``wait`` seconds it gets
+    PoolBusy (a StoreTimeout naming maxConnections); when a slot frees, calls go on."""
+    pool, made = make_pool(max_connections=2, wait=0.05)
+    inside, release = threading.Barrier(3), threading.Event()
+
+    def hold(conn: Conn) -> None:
+        inside.wait(5)
+        release.wait(5)
+
+    holders = [threading.Thread(target=pool.run, args=(hold,)) for _ in range(2)]
+    for t in holders:
+        t.start()
+    inside.wait(5)
+    with pytest.raises(PoolBusy, match="maxConnections"):
+        pool.run(lambda c: None)
+    with pytest.raises(StoreTimeout):
+        pool.run_once(lambda c: None)
+    release.set()
+    for t in holders:
+        t.join()
+    assert pool.run(lambda c: c.number) in (0, 1)
+    assert len(made) == 2
 
 
 def test_pool_close_closes_idle_connections() -> None:

@@ -3,6 +3,7 @@ generations for clear, several servers with one down, authentication and config.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import threading
@@ -16,16 +17,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pymemcache.client.base import Client as RawClient
-from servers import MemcachedServer
+from pymemcache.exceptions import MemcacheUnexpectedCloseError
+from servers import MemcachedServer, free_port
 
 from cachekit.config import parse_cache_section
-from cachekit.errors import CacheValueError, ConfigError, StoreUnavailable
+from cachekit.errors import CacheValueError, ConfigError, StoreTimeout, StoreUnavailable
 from cachekit.keys import KeySpace
 from cachekit.manager import CacheManager
 from cachekit.stores import create_store
 from cachekit.stores.memcache import MemcacheServer, MemcacheStore, parse_servers
 from cachekit.stores.memcache.binary import BinaryConnection
 from cachekit.stores.memcache.generations import generation_key
+from cachekit.stores.memcache.text import TextClient
 from cachekit.stores.memcache.values import BIAS, decode_value, encode_value, expiry
 from cachekit.testing import FakeClock
 
@@ -743,6 +746,159 @@ def test_a_forked_child_opens_its_own_connections(manager: CacheManager, plugin:
     assert os.waitstatus_to_exitcode(status) == 0
     assert cache.get("k") == "parent"
     assert cache.incr("n") == 6
+
+
+# --- bounded pools and stale connections ----------------------------------------------
+
+
+def total_connections(server: MemcachedServer) -> int:
+    raw = raw_client(server)
+    try:
+        return int(raw.stats()[b"total_connections"])
+    finally:
+        raw.close()
+
+
+@pytest.mark.servers
+def test_more_callers_than_max_connections_queue_and_all_succeed(
+    private_memcached_server: MemcachedServer,
+) -> None:
+    """memcache.maxConnections: 2 with 10 threads and 100 asyncio tasks: every call succeeds
+    (callers queue for a connection instead of failing) and the store opens two
+    connections in all."""
+    store = MemcacheStore.from_config(
+        parse_cache_section(
+            {
+                "store": "memcache",
+                "connection": address(private_memcached_server),
+                "timeouts": HEADROOM,
+                "memcache": {"maxConnections": 2},
+            }
+        )
+    )
+    assert store.connection.max_connections == 2
+    cache = CacheManager(store=store).for_plugin("queue", tenant="t")
+    before = total_connections(private_memcached_server)
+    cache.set("k", 1)
+    results: list[Any] = []
+
+    def work() -> None:
+        results.extend(cache.get("k") for _ in range(50))
+
+    threads = [threading.Thread(target=work) for _ in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    async def tasks() -> list[Any]:
+        return list(await asyncio.gather(*(cache.aget("k") for _ in range(100))))
+
+    results.extend(asyncio.run(tasks()))
+    assert results == [1] * 600
+    assert total_connections(private_memcached_server) - before <= 2 + 1  # + the stats one
+    assert store.connection.servers
+    assert not any(n.breaker.state != "closed" for n in store._nodes)
+    store.close()
+
+
+@pytest.mark.servers
+def test_a_caller_waiting_for_a_busy_pool_times_out_without_moving_the_breaker(
+    memcached_server: MemcachedServer,
+) -> None:
+    """With every connection busy a caller waits, then gets StoreTimeout naming
+    maxConnections, which is not a server failure: the breaker counts nothing, even after
+    more such timeouts than its threshold."""
+    store = MemcacheStore(
+        address(memcached_server),
+        max_connections=1,
+        failure_threshold=1,
+        connect_timeout=0.05,
+        timeout=0.05,
+    )
+    cache = CacheManager(store=store).for_plugin("busy", tenant="t")
+    cache.set("k", 1)
+    node = store._nodes[0]
+    gate = node.client._pool._gate  # type: ignore[attr-defined]
+    gate.get()  # a caller holding the only connection
+    try:
+        for _ in range(3):
+            with pytest.raises(StoreTimeout, match="maxConnections"):
+                cache.get("k")
+        assert node.breaker.state == "closed"
+        assert node.breaker.healthy
+    finally:
+        gate.put(None)
+    assert cache.get("k") == 1
+    store.close()
+
+
+@pytest.mark.servers
+@pytest.mark.parametrize("setup", ["text", "sasl"])
+def test_every_call_after_a_restart_succeeds_on_fresh_connections(
+    setup: str, request: pytest.FixtureRequest
+) -> None:
+    """After a restart, 16 threads calling get, set, incr and add on pooled (now dead)
+    connections all succeed; no breaker opens (text protocol and SASL)."""
+    server: MemcachedServer
+    if setup == "text":
+        server = request.getfixturevalue("private_memcached_server")
+        connection = address(server)
+    else:  # the shared SASL server: restarted, and left running
+        server = request.getfixturevalue("memcached_sasl_server")
+        connection = f"{server.username}:{server.password}@{address(server)}"
+    store = build(connection)
+    cache = CacheManager(store=store).for_plugin("restart", tenant="t")
+    start = threading.Barrier(16)
+    failures: list[BaseException] = []
+
+    def burst(i: int) -> None:
+        start.wait(10)
+        try:
+            cache.set(f"k{i}", i)
+            cache.get(f"k{i}")
+            cache.incr("n")
+            cache.add(f"a{i}", i)
+        except BaseException as exc:
+            failures.append(exc)
+
+    try:
+        for _ in range(2):  # warm 16 pooled connections, then use them after a restart
+            threads = [threading.Thread(target=burst, args=(i,)) for i in range(16)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            server.kill()
+            server.start()
+        assert failures == []
+        assert all(n.breaker.state == "closed" for n in store._nodes)
+    finally:
+        store.close()
+
+
+@pytest.mark.servers
+def test_a_closed_connection_is_blamed_on_authentication_only_when_it_may_be(
+    memcached_server: MemcachedServer,
+) -> None:
+    """A server hanging up says so; only a new connection hung up on by a server that still
+    accepts connections (memcached -S without credentials) suggests authentication, never a
+    pooled one, nor one hung up on by a server that went down."""
+    closed = MemcacheUnexpectedCloseError()
+    server = MemcacheServer(memcached_server.host, memcached_server.port)
+    live = TextClient(server, ascii_auth=False, connect_timeout=1, timeout=1)
+    gone = TextClient(
+        MemcacheServer("127.0.0.1", free_port()), ascii_auth=False, connect_timeout=1, timeout=1
+    )
+    pooled, fresh, down = (
+        str(live._error(closed, False)),
+        str(live._error(closed, True)),
+        str(gone._error(closed, True)),
+    )
+    assert "closed the connection" in pooled
+    assert "authenticat" not in pooled
+    assert "authentication" in fresh
+    assert "authenticat" not in down
 
 
 # --- config -----------------------------------------------------------------------------

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from cachekit.config.schema import CacheConfig
 
 __all__ = [
+    "DEFAULT_MAX_CONNECTIONS",
     "DEFAULT_PORT",
     "AuthMode",
     "MemcacheConnectionSpec",
@@ -38,6 +39,9 @@ __all__ = [
 ]
 
 DEFAULT_PORT: Final = 11211
+DEFAULT_MAX_CONNECTIONS: Final = 50
+"""Connections per server at most unless ``memcache.maxConnections`` says otherwise (as the
+Redis store's default)."""
 AuthMode = Literal["none", "sasl", "ascii"]
 
 _HOSTNAME: Final = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?")
@@ -200,6 +204,8 @@ class MemcacheConnectionSpec:
     :param connect_timeout: seconds to open a connection.
     :param timeout: seconds to wait for a reply.
     :param failure_threshold: failures in a row that make a server skipped.
+    :param max_connections: connections per server at most (``memcache.maxConnections``);
+        callers beyond that wait for one, up to ``connect_timeout + timeout``.
     :raises ValueError: a number that is not positive, or no server.
     """
 
@@ -211,6 +217,7 @@ class MemcacheConnectionSpec:
     connect_timeout: float = 0.25
     timeout: float = 0.5
     failure_threshold: int = 3
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
 
     def __post_init__(self) -> None:
         if not self.servers:
@@ -222,6 +229,7 @@ class MemcacheConnectionSpec:
             ("connect_timeout", self.connect_timeout),
             ("timeout", self.timeout),
             ("failure_threshold", self.failure_threshold),
+            ("max_connections", self.max_connections),
         ):
             if not number > 0:
                 raise ValueError(f"{label} must be positive, got {number!r}")
@@ -245,4 +253,5 @@ def parse_memcache_connection(config: CacheConfig) -> MemcacheConnectionSpec:
         connect_timeout=config.timeouts.connect,
         timeout=config.timeouts.operation,
         failure_threshold=config.circuit_breaker.failure_threshold,
+        max_connections=options.max_connections,
     )

@@ -247,6 +247,7 @@ class MemcacheConfig:
     max_value_size: int = _opt("maxValueSize", _positive_int, 1024 * 1024)
     generation_refresh: float = _opt("generationRefresh", _positive_duration, 1.0)
     dead_retry: float = _opt("deadRetry", _positive_duration, 5.0)
+    max_connections: int = _opt("maxConnections", _positive_int, 50)
 
 
 @dataclass(frozen=True)

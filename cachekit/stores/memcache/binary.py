@@ -24,8 +24,8 @@ from typing import Any, Final, NamedTuple
 
 from cachekit.config.memcache import MemcacheServer
 from cachekit.errors import CacheValueError
-from cachekit.stores.memcache.client import AuthenticationFailed, store_error
-from cachekit.stores.memcache.pool import Pool
+from cachekit.stores.memcache.client import AuthenticationFailed, closed_by_peer, store_error
+from cachekit.stores.memcache.pool import DEFAULT_MAX_CONNECTIONS, Pool
 
 __all__ = ["BinaryClient", "BinaryConnection", "Opcode", "ProtocolError", "ServerStatus", "Status"]
 
@@ -155,6 +155,11 @@ class BinaryConnection:
     def close(self) -> None:
         """Close the socket."""
         self._sock.close()
+
+    def stale(self) -> bool:
+        """Whether the server closed this idle connection (nothing is unread between
+        calls, so anything to read means end of stream or a reset)."""
+        return bool(self._buffer) or closed_by_peer(self._sock)
 
     # --- framing --------------------------------------------------------------------------
 
@@ -338,15 +343,30 @@ class BinaryConnection:
 
 class BinaryClient:
     """One server over the binary protocol with SASL PLAIN, one pooled
-    :class:`BinaryConnection` per concurrent caller."""
+    :class:`BinaryConnection` per concurrent caller (at most ``max_connections``)."""
 
-    def __init__(self, server: MemcacheServer, *, connect_timeout: float, timeout: float) -> None:
+    def __init__(
+        self,
+        server: MemcacheServer,
+        *,
+        connect_timeout: float,
+        timeout: float,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        pool_wait: float | None = None,
+    ) -> None:
         self.address = server.address
         self._server = server
         self._connect_timeout = connect_timeout
         self._timeout = timeout
         self._pool: Pool[BinaryConnection] = Pool(
-            self._connect, BinaryConnection.close, self._error
+            self._connect,
+            BinaryConnection.close,
+            self._error,
+            stale=BinaryConnection.stale,
+            closed=(ConnectionError, ConnectionClosed),
+            max_connections=max_connections,
+            wait=connect_timeout + timeout if pool_wait is None else pool_wait,
+            name=f"memcache server {self.address}",
         )
 
     def _connect(self) -> BinaryConnection:
@@ -360,7 +380,7 @@ class BinaryClient:
             timeout=self._timeout,
         )
 
-    def _error(self, exc: Exception) -> Exception:
+    def _error(self, exc: Exception, fresh: bool) -> Exception:
         if isinstance(exc, ServerStatus):
             if exc.status == Status.NON_NUMERIC:
                 return CacheValueError("memcached cannot increment a non-numeric value")
@@ -385,7 +405,7 @@ class BinaryClient:
         return self._pool.run(BinaryConnection.set_many, items, exptime) if items else []
 
     def add(self, key: str, value: bytes, exptime: int) -> bool:
-        return self._pool.run(BinaryConnection.store, Opcode.ADD, key, value, exptime)
+        return self._pool.run_once(BinaryConnection.store, Opcode.ADD, key, value, exptime)
 
     def delete(self, key: str) -> bool:
         return self._pool.run(BinaryConnection.delete, key)
@@ -394,13 +414,13 @@ class BinaryClient:
         return self._pool.run(BinaryConnection.delete_many, keys) if keys else 0
 
     def incr(self, key: str, delta: int) -> int | None:
-        return self._pool.run(BinaryConnection.incr, key, delta)
+        return self._pool.run_once(BinaryConnection.incr, key, delta)
 
     def gets(self, key: str) -> tuple[bytes | None, Any]:
         return self._pool.run(BinaryConnection.gets, key)
 
     def cas(self, key: str, value: bytes, token: Any, exptime: int) -> bool:
-        return self._pool.run(BinaryConnection.store, Opcode.SET, key, value, exptime, token)
+        return self._pool.run_once(BinaryConnection.store, Opcode.SET, key, value, exptime, token)
 
     def touch(self, key: str, exptime: int) -> bool:
         return self._pool.run(BinaryConnection.touch, key, exptime)

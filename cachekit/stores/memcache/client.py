@@ -10,12 +10,14 @@ rules) lives once, above this interface, in :class:`~cachekit.stores.memcache.Me
 
 from __future__ import annotations
 
+import select
+import socket
 from collections.abc import Mapping, Sequence
 from typing import Any, Final, Protocol
 
 from cachekit.errors import CacheValueError, StoreError, StoreTimeout, StoreUnavailable
 
-__all__ = ["STORE_NAME", "AuthenticationFailed", "ServerClient", "store_error"]
+__all__ = ["STORE_NAME", "AuthenticationFailed", "ServerClient", "closed_by_peer", "store_error"]
 
 STORE_NAME: Final = "memcache"
 
@@ -54,6 +56,17 @@ class ServerClient(Protocol):
     def ping(self) -> None: ...
     def stats(self) -> dict[str, str]: ...
     def close(self) -> None: ...
+
+
+def closed_by_peer(sock: socket.socket | None) -> bool:
+    """Whether an idle connection's socket was closed by the server: memcached never
+    speaks unasked, so an idle socket with something to read (end of stream, a reset) is
+    dead. ``poll`` rather than ``select``: it takes descriptors above 1024."""
+    if sock is None:
+        return False
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 def store_error(exc: Exception, address: str, timeout: float) -> Exception:

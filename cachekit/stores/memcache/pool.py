@@ -1,4 +1,4 @@
-"""A pool of connections to one server that never reuses a connection after a failure.
+"""A bounded pool of connections to one server that never reuses a connection after a failure.
 
 A connection is taken for one call (a whole command and its whole reply) and put back only
 when the call returned normally: after any exception — a timeout half-way through a
@@ -6,67 +6,185 @@ reply, a server error, an interrupt — it is closed and dropped, so no later ca
 what was left of an earlier reply, and a client that would reconnect on its own (as
 pymemcache's does) never gets the chance to open a connection that skipped
 authentication. New connections are made (and authenticated) by ``connect``.
+
+Bounded, with queueing
+    At most ``max_connections`` calls run at once (so at most that many connections are
+    open); a caller beyond that waits for a free slot, first come first served, at most
+    ``wait`` seconds, then gets :class:`PoolBusy` — a
+    :class:`~cachekit.errors.StoreTimeout` that says the pool, not the server, was busy, and
+    that the store does not count towards its circuit breaker: local contention is not an
+    outage. It also keeps a burst of callers from dialling hundreds of sockets at once.
+
+Stale connections
+    A pooled connection can die while idle: the server restarted, or closed it. Such a
+    connection is not an outage, and is replaced, by one of two rules:
+
+    * :meth:`Pool.run`, for commands that are safe to send twice (reads, ``set``,
+      ``delete``, ``touch``, ``version``, ``stats``): when a *reused* connection fails
+      because the server closed it (``closed`` exceptions: reset, broken pipe, end of
+      stream), the call is sent once more on a new connection. A failure of a new
+      connection is the server's and is raised.
+    * :meth:`Pool.run_once`, for commands that must not run twice (``incr``/``decr``,
+      ``add``, ``cas``): a reused connection is checked before the command is sent (the
+      server has closed it when it is readable while no reply is due), and a stale one is
+      replaced; the command itself is never resent, so a failed call may or may not have
+      been applied, as with any network error.
 """
 
 from __future__ import annotations
 
+import queue
 from collections.abc import Callable
-from typing import Concatenate, Final, Generic, ParamSpec, TypeVar
+from typing import Concatenate, Generic, ParamSpec, TypeVar
 
-__all__ = ["Pool"]
+from cachekit.config.memcache import DEFAULT_MAX_CONNECTIONS
+from cachekit.errors import StoreTimeout
+
+__all__ = ["DEFAULT_MAX_CONNECTIONS", "Pool", "PoolBusy"]
 
 C = TypeVar("C")
 P = ParamSpec("P")
 T = TypeVar("T")
 
-MAX_IDLE: Final = 64
+
+class PoolBusy(StoreTimeout):
+    """Every connection of a pool stayed busy for the whole wait: local contention, not a
+    store failure (the store's circuit breaker does not count it)."""
 
 
 class Pool(Generic[C]):
-    """Connections of type ``C``, one per concurrent caller, up to ``max_idle`` kept open.
+    """Connections of type ``C``: at most ``max_connections`` in use, each kept open for
+    the next caller (see the module documentation).
 
     :param connect: opens (and authenticates) a new connection; may raise.
     :param close: closes a connection quietly.
     :param error: the exception to raise for an exception of a call (already mapped to
-        cachekit's errors); the original becomes its ``__cause__``.
+        cachekit's errors) and whether the connection was new; the original becomes its
+        ``__cause__``.
+    :param stale: whether an idle connection was closed by the server (checked before a
+        :meth:`run_once` command is sent on it).
+    :param closed: the exceptions that show the server closed a connection.
+    :param max_connections: calls in flight at once.
+    :param wait: seconds a caller waits for a free slot before :class:`PoolBusy`.
+    :param name: the server, for messages.
+    :raises ValueError: ``max_connections`` is not a positive int.
     """
 
-    __slots__ = ("_close", "_connect", "_error", "_idle", "max_idle")
+    __slots__ = (
+        "_close",
+        "_closed",
+        "_connect",
+        "_error",
+        "_gate",
+        "_idle",
+        "_stale",
+        "max_connections",
+        "name",
+        "wait",
+    )
 
     def __init__(
         self,
         connect: Callable[[], C],
         close: Callable[[C], None],
-        error: Callable[[Exception], Exception],
-        max_idle: int = MAX_IDLE,
+        error: Callable[[Exception, bool], Exception],
+        *,
+        stale: Callable[[C], bool],
+        closed: tuple[type[BaseException], ...] = (ConnectionError,),
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        wait: float = 0.75,
+        name: str = "memcache server",
     ) -> None:
+        if type(max_connections) is not int or max_connections < 1:
+            raise ValueError(f"max_connections must be a positive int, got {max_connections!r}")
         self._connect = connect
         self._close = close
         self._error = error
+        self._stale = stale
+        self._closed = closed
         self._idle: list[C] = []
-        self.max_idle = max_idle
+        self._gate: queue.SimpleQueue[None] = queue.SimpleQueue()
+        for _ in range(max_connections):
+            self._gate.put(None)
+        self.max_connections = max_connections
+        self.wait = wait
+        self.name = name
 
     def run(self, op: Callable[Concatenate[C, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """``op(connection, *args)`` on an idle connection or a new one."""
-        idle = self._idle
+        """``op(connection, *args)`` on an idle connection or a new one; sent again, once,
+        on a new connection when a reused one turns out closed. For commands that are safe
+        to send twice."""
+        self._enter()
         try:
-            connection: C | None = idle.pop()
-        except IndexError:
-            connection = None
+            try:
+                connection = self._idle.pop()
+            except IndexError:
+                return self._fresh(op, *args, **kwargs)
+            try:
+                result = op(connection, *args, **kwargs)
+            except BaseException as exc:
+                self._close(connection)
+                if isinstance(exc, self._closed):
+                    return self._fresh(op, *args, **kwargs)
+                if isinstance(exc, Exception):
+                    raise self._error(exc, False) from exc
+                raise
+            self._idle.append(connection)
+            return result
+        finally:
+            self._gate.put(None)
+
+    def run_once(self, op: Callable[Concatenate[C, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """``op(connection, *args)`` on an idle connection that the server has not closed,
+        or a new one; never sent twice. For commands that must not run twice."""
+        self._enter()
         try:
-            if connection is None:
-                connection = self._connect()
+            idle = self._idle
+            while idle:
+                try:
+                    connection = idle.pop()
+                except IndexError:
+                    break
+                if self._stale(connection):
+                    self._close(connection)
+                    continue
+                try:
+                    result = op(connection, *args, **kwargs)
+                except BaseException as exc:
+                    self._close(connection)
+                    if isinstance(exc, Exception):
+                        raise self._error(exc, False) from exc
+                    raise
+                idle.append(connection)
+                return result
+            return self._fresh(op, *args, **kwargs)
+        finally:
+            self._gate.put(None)
+
+    def _enter(self) -> None:
+        """Take a slot, waiting at most ``wait`` seconds."""
+        try:
+            self._gate.get(True, self.wait)
+        except queue.Empty:
+            raise PoolBusy(
+                f"{self.name}: all {self.max_connections} connections stayed busy for "
+                f"{self.wait:g}s; raise backend.cache.memcache.maxConnections",
+                store="memcache",
+            ) from None
+
+    def _fresh(self, op: Callable[Concatenate[C, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """``op`` on a new connection (the caller holds a slot)."""
+        connection: C | None = None
+        try:
+            connection = self._connect()
             result = op(connection, *args, **kwargs)
         except BaseException as exc:
             if connection is not None:
                 self._close(connection)
             if isinstance(exc, Exception):
-                raise self._error(exc) from exc
+                raise self._error(exc, True) from exc
             raise
-        if len(idle) < self.max_idle:
-            idle.append(connection)
-        else:
-            self._close(connection)
+        self._idle.append(connection)
         return result
 
     def close(self) -> None:

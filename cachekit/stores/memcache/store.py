@@ -16,6 +16,18 @@ Protocols and drivers
     connection that saw any error is closed, never reused. A rejected password raises
     :class:`~cachekit.errors.StoreUnavailable` saying that authentication failed.
 
+Connection pools (:mod:`~cachekit.stores.memcache.pool`)
+    Each server's pool opens at most ``memcache.maxConnections`` connections (50 by
+    default, as the Redis store). A caller beyond that waits for a free one, up to the
+    connect plus the operation timeout, then gets :class:`~cachekit.errors.StoreTimeout`
+    naming ``maxConnections``; waiting is local contention, not an outage, so it never
+    moves the server's breaker. A pooled connection the server closed (a restart) is
+    replaced, not reported: ``get``, ``get_many``, ``gets``, ``set``, ``set_many``,
+    ``delete``, ``delete_many``, ``touch`` and ``ping`` are sent once more on a new
+    connection when a reused one turns out closed (sending them twice is harmless);
+    ``incr``/``decr``, ``add`` and ``cas`` are never sent twice, but a reused connection is
+    checked (``poll``) before they are sent and replaced if the server closed it.
+
 Several servers
     Keys are spread by client-side consistent hashing (:mod:`~cachekit.stores.memcache.ring`).
     Each server has connect and operation timeouts (``timeouts.connect``,
@@ -79,12 +91,13 @@ import os
 import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, ParamSpec, TypeVar
 
 from cachekit import gcra
 from cachekit.breaker import CircuitBreaker
 from cachekit.codec import format_int, parse_int
 from cachekit.config.memcache import (
+    DEFAULT_MAX_CONNECTIONS,
     MemcacheConnectionSpec,
     MemcacheServer,
     auth_mode,
@@ -103,6 +116,7 @@ from cachekit.stores.memcache.generations import (
     tag,
 )
 from cachekit.stores.memcache.keys import hashed, plain, unscoped_key
+from cachekit.stores.memcache.pool import PoolBusy
 from cachekit.stores.memcache.ring import Ring
 from cachekit.stores.memcache.text import TextClient
 from cachekit.stores.memcache.values import (
@@ -119,6 +133,9 @@ if TYPE_CHECKING:
     from cachekit.config import CacheConfig
 
 __all__ = ["MemcacheStore"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 _INCR_ATTEMPTS: Final = 8
 _CAS_ATTEMPTS: Final = 32
@@ -141,6 +158,23 @@ class _Node:
         self.heads: dict[str, tuple[str, float]] = {}  # scope -> ("scope + tag + :", valid until)
         self.epoch = 0  # bumped by every clear, so a refresh racing a clear is not cached
 
+    def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """``fn`` under the server's breaker. A full pool (:class:`PoolBusy`) is local
+        contention, not evidence of an outage: it does not count as a failure."""
+        breaker = self.breaker
+        if not breaker.healthy:
+            breaker.before_call()
+        try:
+            result = fn(*args, **kwargs)
+        except PoolBusy:
+            raise
+        except StoreError as exc:
+            breaker.record_failure(exc)
+            raise
+        if not breaker.healthy:
+            breaker.record_success()
+        return result
+
 
 # full key -> (server, memcached key, valid until, number of clears when worked out)
 _Location = tuple[_Node, str, float, int]
@@ -162,6 +196,9 @@ class MemcacheStore(BaseStore):
     :param connect_timeout: seconds to open a connection.
     :param timeout: seconds to wait for a reply.
     :param failure_threshold: failures in a row that make a server skipped.
+    :param max_connections: connections per server at most; callers beyond that wait for
+        one, up to ``connect_timeout + timeout``, then get ``StoreTimeout`` (which does not
+        count towards the server's breaker).
     :param clock: monotonic clock for the generation cache and the breakers.
     :raises ConfigError: a malformed server, mixed credentials, or an unknown ``auth``.
     :raises ValueError: a size, duration or threshold that is not positive.
@@ -181,6 +218,7 @@ class MemcacheStore(BaseStore):
         connect_timeout: float = 0.25,
         timeout: float = 0.5,
         failure_threshold: int = 3,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         parsed = parse_servers(servers if isinstance(servers, str) else list(servers), "servers")
@@ -193,6 +231,7 @@ class MemcacheStore(BaseStore):
             connect_timeout=connect_timeout,
             timeout=timeout,
             failure_threshold=failure_threshold,
+            max_connections=max_connections,
         )
         self.auth = connection.auth
         self.max_value_size = max_value_size
@@ -202,13 +241,19 @@ class MemcacheStore(BaseStore):
         for server in parsed:
             client: ServerClient
             if self.auth == "sasl":
-                client = BinaryClient(server, connect_timeout=connect_timeout, timeout=timeout)
+                client = BinaryClient(
+                    server,
+                    connect_timeout=connect_timeout,
+                    timeout=timeout,
+                    max_connections=max_connections,
+                )
             else:
                 client = TextClient(
                     server,
                     ascii_auth=self.auth == "ascii",
                     connect_timeout=connect_timeout,
                     timeout=timeout,
+                    max_connections=max_connections,
                 )
             breaker = CircuitBreaker(
                 STORE_NAME, failure_threshold=failure_threshold, cooldown=dead_retry, clock=clock
@@ -235,6 +280,7 @@ class MemcacheStore(BaseStore):
             connect_timeout=connection.connect_timeout,
             timeout=connection.timeout,
             failure_threshold=connection.failure_threshold,
+            max_connections=connection.max_connections,
             clock=clock,
         )
 
@@ -308,7 +354,7 @@ class MemcacheStore(BaseStore):
         """Read (or create) the scope's generations on ``node``; cache the key head."""
         epoch = node.epoch
         names = scope_generation_keys(scope)
-        found = node.breaker.call(node.client.get_many, names)
+        found = node.call(node.client.get_many, names)
         values = [found.get(name) or self._create_generation(node, name) for name in names]
         entry = (scope + tag(values) + SEPARATOR, self._clock() + self.generation_refresh)
         if node.epoch == epoch:
@@ -321,9 +367,9 @@ class MemcacheStore(BaseStore):
     def _create_generation(self, node: _Node, name: str) -> bytes:
         for _ in range(_INCR_ATTEMPTS):
             value = new_generation()
-            if node.breaker.call(node.client.add, name, value, 0):
+            if node.call(node.client.add, name, value, 0):
                 return value
-            existing = node.breaker.call(node.client.get, name)  # another process won the add
+            existing = node.call(node.client.get, name)  # another process won the add
             if existing is not None:
                 return existing
         raise StoreUnavailable(
@@ -366,7 +412,7 @@ class MemcacheStore(BaseStore):
         if entry is None or entry[3] != self._clears or entry[2] <= self._clock():
             entry = self._relocate(key)
         node = entry[0]
-        raw = node.breaker.call(node.client.get, entry[1])
+        raw = node.call(node.client.get, entry[1])
         if raw and raw[0] in ENCODED_START:
             return decode_value(raw)
         return raw
@@ -376,7 +422,7 @@ class MemcacheStore(BaseStore):
         errors: list[StoreError] = []
         for node, batch in self._group(keys).items():
             try:
-                values = node.breaker.call(node.client.get_many, list(batch))
+                values = node.call(node.client.get_many, list(batch))
             except StoreError as exc:
                 errors.append(exc)
                 continue
@@ -392,7 +438,7 @@ class MemcacheStore(BaseStore):
         if entry is None or entry[3] != self._clears or entry[2] <= self._clock():
             entry = self._relocate(key)
         node, stored = entry[0], entry[1]
-        node.breaker.call(node.client.set, stored, self._encoded(key, stored, value), expiry(ttl))
+        node.call(node.client.set, stored, self._encoded(key, stored, value), expiry(ttl))
 
     def set_many(self, items: Mapping[str, bytes], ttl: float | None) -> None:
         batches: dict[_Node, dict[str, bytes]] = {}
@@ -403,7 +449,7 @@ class MemcacheStore(BaseStore):
         errors: list[StoreError] = []
         for node, batch in batches.items():
             try:
-                failed = node.breaker.call(node.client.set_many, batch, exptime)
+                failed = node.call(node.client.set_many, batch, exptime)
             except StoreError as exc:
                 errors.append(exc)
                 continue
@@ -419,11 +465,11 @@ class MemcacheStore(BaseStore):
     def add(self, key: str, value: bytes, ttl: float | None) -> bool:
         node, stored = self._locate(key)
         data = self._encoded(key, stored, value)
-        return node.breaker.call(node.client.add, stored, data, expiry(ttl))
+        return node.call(node.client.add, stored, data, expiry(ttl))
 
     def delete(self, key: str) -> bool:
         node, stored = self._locate(key)
-        return node.breaker.call(node.client.delete, stored)
+        return node.call(node.client.delete, stored)
 
     def delete_if_equals(self, key: str, value: bytes) -> bool:
         """Delete ``key`` if it holds ``value``, atomically: ``gets`` the value and its cas
@@ -444,7 +490,7 @@ class MemcacheStore(BaseStore):
         errors: list[StoreError] = []
         for node, batch in self._group(list(dict.fromkeys(keys))).items():
             try:
-                deleted += node.breaker.call(node.client.delete_many, list(batch))
+                deleted += node.call(node.client.delete_many, list(batch))
             except StoreError as exc:
                 errors.append(exc)
         self._raise_first(errors, "delete_many")
@@ -457,7 +503,7 @@ class MemcacheStore(BaseStore):
         if entry is None or entry[3] != self._clears or entry[2] <= self._clock():
             entry = self._relocate(key)
         node, stored = entry[0], entry[1]
-        call, client = node.breaker.call, node.client
+        call, client = node.call, node.client
         try:
             for _ in range(_INCR_ATTEMPTS):
                 current = call(client.incr, stored, delta)
@@ -476,7 +522,7 @@ class MemcacheStore(BaseStore):
 
     def touch(self, key: str, ttl: float | None) -> bool:
         node, stored = self._locate(key)
-        return node.breaker.call(node.client.touch, stored, expiry(ttl))
+        return node.call(node.client.touch, stored, expiry(ttl))
 
     def gcra(self, key: str, now: int, interval: int, period: int, cost: int) -> tuple[bool, int]:
         """One :func:`cachekit.gcra.step`, atomic across processes: ``gets`` the TAT, then
@@ -486,7 +532,7 @@ class MemcacheStore(BaseStore):
         :raises StoreUnavailable: the key stayed contended through every retry.
         """
         node, stored = self._locate(key)
-        call, client = node.breaker.call, node.client
+        call, client = node.call, node.client
         for _ in range(_CAS_ATTEMPTS):
             raw, token = call(client.gets, stored)
             tat = None if raw is None else parse_int(decode_value(raw))
@@ -521,7 +567,7 @@ class MemcacheStore(BaseStore):
         errors: list[StoreError] = []
         for node in self._nodes:
             try:
-                node.breaker.call(node.client.set, name, new_generation(), 0)
+                node.call(node.client.set, name, new_generation(), 0)
             except StoreError as exc:
                 errors.append(exc)
             node.epoch += 1  # after the write: a refresh that read the old value is not kept
@@ -539,7 +585,7 @@ class MemcacheStore(BaseStore):
         errors: list[StoreError] = []
         for node in self._nodes:
             try:
-                node.breaker.call(node.client.ping)
+                node.call(node.client.ping)
             except StoreError as exc:
                 errors.append(exc)
         self._raise_first(errors, "ping")
@@ -555,7 +601,7 @@ class MemcacheStore(BaseStore):
         errors: list[StoreError] = []
         for node in self._nodes:
             try:
-                stats = node.breaker.call(node.client.stats)
+                stats = node.call(node.client.stats)
             except StoreError as exc:
                 errors.append(exc)
                 continue

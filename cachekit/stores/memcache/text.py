@@ -1,6 +1,7 @@
 """One memcached server over the text protocol, through pymemcache's public ``Client``.
 
-A :class:`~cachekit.stores.memcache.pool.Pool` holds one ``Client`` per concurrent caller.
+A :class:`~cachekit.stores.memcache.pool.Pool` holds one ``Client`` per concurrent caller
+(at most ``max_connections``).
 With ASCII authentication (``memcached -Y``) each new ``Client`` sends ``set auth`` with
 ``user password`` before its first command, and the pool drops a ``Client`` after any
 error, so pymemcache's silent reconnect (a ``Client`` reopens its socket on the next call
@@ -9,6 +10,7 @@ after a failure) never hands out an unauthenticated connection.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -21,8 +23,13 @@ from pymemcache.exceptions import (
 
 from cachekit.config.memcache import MemcacheServer
 from cachekit.errors import CacheValueError, StoreUnavailable
-from cachekit.stores.memcache.client import STORE_NAME, AuthenticationFailed, store_error
-from cachekit.stores.memcache.pool import Pool
+from cachekit.stores.memcache.client import (
+    STORE_NAME,
+    AuthenticationFailed,
+    closed_by_peer,
+    store_error,
+)
+from cachekit.stores.memcache.pool import DEFAULT_MAX_CONNECTIONS, Pool
 
 __all__ = ["TextClient"]
 
@@ -36,6 +43,10 @@ def _delete_each(client: Client, keys: Sequence[str]) -> int:
     return sum(bool(client.delete(key, noreply=False)) for key in keys)
 
 
+def _stale(client: Client) -> bool:
+    return closed_by_peer(client.sock)
+
+
 class TextClient:
     """One server over memcached's text protocol (see the module documentation)."""
 
@@ -46,13 +57,24 @@ class TextClient:
         ascii_auth: bool,
         connect_timeout: float,
         timeout: float,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        pool_wait: float | None = None,
     ) -> None:
         self.address = server.address
         self._target = (server.host, server.port)
         self._credentials = f"{server.username} {server.password}".encode() if ascii_auth else b""
         self._connect_timeout = connect_timeout
         self._timeout = timeout
-        self._pool: Pool[Client] = Pool(self._connect, Client.close, self._error)
+        self._pool: Pool[Client] = Pool(
+            self._connect,
+            Client.close,
+            self._error,
+            stale=_stale,
+            closed=(ConnectionError, MemcacheUnexpectedCloseError),
+            max_connections=max_connections,
+            wait=connect_timeout + timeout if pool_wait is None else pool_wait,
+            name=f"memcache server {self.address}",
+        )
 
     def _connect(self) -> Client:
         client = Client(
@@ -76,7 +98,7 @@ class TextClient:
                 raise AuthenticationFailed("the server did not accept the credentials")
         return client
 
-    def _error(self, exc: Exception) -> Exception:
+    def _error(self, exc: Exception, fresh: bool) -> Exception:
         if isinstance(exc, MemcacheClientError | MemcacheServerError):
             text = _text(exc.args[0]) if exc.args else ""
             if "non-numeric" in text:
@@ -87,13 +109,28 @@ class TextClient:
                 )
             if "auth" in text:
                 return store_error(AuthenticationFailed(text), self.address, 0)
-        if isinstance(exc, MemcacheUnexpectedCloseError) and not self._credentials:
+        if isinstance(exc, MemcacheUnexpectedCloseError):
+            # memcached -S hangs up on a text connection at its first command, and keeps
+            # accepting new ones; a server going down hangs up once and then refuses. Only
+            # the first can be missing credentials.
+            hint = (
+                "; if it requires authentication (memcached -S), give user:password@ in "
+                "backend.cache.connection"
+                if fresh and not self._credentials and self._accepts_connections()
+                else " (it restarted or went down)"
+            )
             return StoreUnavailable(
-                f"memcache server {self.address} closed the connection; if it requires "
-                "authentication (memcached -S), give user:password@ in backend.cache.connection",
+                f"memcache server {self.address} closed the connection before answering{hint}",
                 store=STORE_NAME,
             )
         return store_error(exc, self.address, self._timeout)
+
+    def _accepts_connections(self) -> bool:
+        try:
+            socket.create_connection(self._target, self._connect_timeout).close()
+        except OSError:
+            return False
+        return True
 
     def get(self, key: str) -> bytes | None:
         value: bytes | None = self._pool.run(Client.get, key)
@@ -113,7 +150,7 @@ class TextClient:
         return failed
 
     def add(self, key: str, value: bytes, exptime: int) -> bool:
-        return bool(self._pool.run(Client.add, key, value, exptime, False))
+        return bool(self._pool.run_once(Client.add, key, value, exptime, False))
 
     def delete(self, key: str) -> bool:
         return bool(self._pool.run(Client.delete, key, False))
@@ -124,9 +161,9 @@ class TextClient:
     def incr(self, key: str, delta: int) -> int | None:
         value: int | None
         if delta >= 0:
-            value = self._pool.run(Client.incr, key, delta)
+            value = self._pool.run_once(Client.incr, key, delta)
         else:
-            value = self._pool.run(Client.decr, key, -delta)
+            value = self._pool.run_once(Client.decr, key, -delta)
         return value
 
     def gets(self, key: str) -> tuple[bytes | None, Any]:
@@ -134,7 +171,7 @@ class TextClient:
         return value
 
     def cas(self, key: str, value: bytes, token: Any, exptime: int) -> bool:
-        return bool(self._pool.run(Client.cas, key, value, token, exptime, False))
+        return bool(self._pool.run_once(Client.cas, key, value, token, exptime, False))
 
     def touch(self, key: str, exptime: int) -> bool:
         return bool(self._pool.run(Client.touch, key, exptime, False))
