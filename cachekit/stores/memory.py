@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 __all__ = ["MemoryStore"]
 
 _RECLAIM_PER_WRITE: Final = 8
+_COUNTER_MIN: Final = -(2**63)  # counters are signed 64-bit on every store
+_COUNTER_MAX: Final = 2**63 - 1
 _UNSCOPED: Final = ""
 
 # (value, deadline or None, size in bytes)
@@ -170,6 +172,11 @@ class MemoryStore(BaseStore):
                         f"cannot increment {key!r}: it holds a value that is not an integer"
                     )
                 value, deadline = current + delta, entry[1]
+            if not _COUNTER_MIN <= value <= _COUNTER_MAX:  # as Redis INCRBY, value unchanged
+                raise CacheValueError(
+                    f"cannot increment {key!r} by {delta}: the result is outside the signed "
+                    "64-bit range counters hold on every store; reset the counter (set it)"
+                )
             encoded = format_int(value)
             self._put(key, encoded, deadline, len(key) + len(encoded), push=entry is None)
             self._reclaim()

@@ -120,6 +120,7 @@ if TYPE_CHECKING:
 __all__ = ["MemcacheStore"]
 
 _INCR_ATTEMPTS: Final = 8
+_WRAP: Final = 2**64  # memcached's incr counts modulo 2**64
 _CAS_ATTEMPTS: Final = 32
 _MAX_CACHED_SCOPES: Final = 50_000  # per server; the cache is dropped when it grows past this
 _MAX_CACHED_KEYS: Final = 16_384  # locations of recently used keys, dropped likewise
@@ -440,11 +441,18 @@ class MemcacheStore(BaseStore):
             entry = self._relocate(key)
         node, stored = entry[0], entry[1]
         call, client = node.breaker.call, node.client
+        # Always memcached incr, by delta modulo 2**64 (decr stops at 0 and could not tell
+        # an underflow): the biased value wraps exactly when the counter leaves the signed
+        # 64-bit range, which the answer shows; the same incr undoes it (value unchanged).
+        step = delta % _WRAP
         try:
             for _ in range(_INCR_ATTEMPTS):
-                current = call(client.incr, stored, delta)
+                current = call(client.incr, stored, step)
                 if current is not None:
-                    return current - BIAS
+                    if not ((current < step) if delta > 0 else (delta < 0 and current >= step)):
+                        return current - BIAS
+                    call(client.incr, stored, _WRAP - step)
+                    break
                 if call(client.add, stored, b"%d" % (delta + BIAS), expiry(ttl)):
                     return delta
                 # lost a race: the key was created between our incr and add; incr again
@@ -452,6 +460,12 @@ class MemcacheStore(BaseStore):
             raise CacheValueError(
                 f"cannot increment {key!r}: it holds a value that is not a 64-bit integer"
             ) from None
+        else:
+            if current is not None:  # it wrapped, and was wound back
+                raise CacheValueError(
+                    f"cannot increment {key!r} by {delta}: the result is outside the signed "
+                    "64-bit range counters hold on every store; reset the counter (set it)"
+                )
         raise StoreUnavailable(
             f"could not increment {key!r}: it kept appearing and disappearing", store=self.name
         )
