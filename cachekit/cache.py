@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import threading
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from time import monotonic, perf_counter
 from typing import TYPE_CHECKING, Any, TypeVar, overload
@@ -40,25 +41,27 @@ class UnreadableLog:
     seconds: a hot key holding bad bytes is read on every request and would otherwise
     flood the log. Remembers at most ``max_keys`` keys (the oldest go first)."""
 
-    __slots__ = ("_logged", "clock", "max_keys", "period")
+    __slots__ = ("_lock", "_logged", "clock", "max_keys", "period")
 
     def __init__(
         self, period: float = 60.0, max_keys: int = 4096, clock: Callable[[], float] = monotonic
     ) -> None:
         self.period, self.max_keys, self.clock = period, max_keys, clock
         self._logged: dict[str, float] = {}
+        self._lock = threading.Lock()  # only unreadable reads take it: a rare path
 
     def warn(self, full_key: str, exc: DecodeError) -> None:
         """Log that ``full_key`` was read as a miss, unless it was logged this period."""
-        now, logged = self.clock(), self._logged
-        last = logged.get(full_key)
-        if last is not None and now - last < self.period:
-            return
-        if len(logged) >= self.max_keys:  # forget the oldest half (insertion order)
-            for key in list(logged)[: self.max_keys // 2]:
-                logged.pop(key, None)
-        logged.pop(full_key, None)
-        logged[full_key] = now
+        with self._lock:  # threads reading one bad key at once: still one line
+            now, logged = self.clock(), self._logged
+            last = logged.get(full_key)
+            if last is not None and now - last < self.period:
+                return
+            if len(logged) >= self.max_keys:  # forget the oldest half (insertion order)
+                for key in list(logged)[: self.max_keys // 2]:
+                    del logged[key]
+            logged.pop(full_key, None)
+            logged[full_key] = now
         log.warning(
             "cachekit: unreadable value at %r treated as a miss (%s); logged once per key "
             "every %gs",

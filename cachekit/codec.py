@@ -12,9 +12,10 @@ written: integers outside msgpack's 64 bits (``-2**63`` to ``2**64 - 1``, top-le
 nested alike), dicts with tuple keys (read back as unhashable lists), ``msgpack.Timestamp``
 and raw ``msgpack.ExtType`` values are refused with :class:`CacheValueError`. Reading is
 as strict: integers only in the canonical decimal form :func:`format_int` writes (not
-``b"4_2"``, ``b" 42"`` or ``b"042"``), and no msgpack form cachekit never writes (a
-top-level msgpack integer, a Timestamp), so bytes from another writer read as a miss
-instead of as a lookalike value.
+``b"4_2"``, ``b" 42"`` or ``b"042"``), and not as a top-level msgpack integer or
+Timestamp, which cachekit never writes, so such bytes from another writer read as a miss
+instead of as a lookalike value. (A Timestamp *nested* in another writer's bytes is not
+looked for on reads, which would cost every hit: it reads back as ``msgpack.Timestamp``.)
 
 Pickle is never used: with a shared store, unpickling lets one plugin's writes become
 code execution in another.
@@ -41,9 +42,16 @@ _PLAIN: Final = frozenset({str, bytes, float, bool, type(None)})  # pack as them
 _RANGE_HINT: Final = (
     "integers must be within -2**63..2**64-1 (64 bits) to be cached; store a larger number as a str"
 )
-# A msgpack Timestamp (ext type -1) as fixext4, fixext8 or ext8: a cheap pre-filter
-# before looking for one in a decoded value.
+# A msgpack Timestamp (ext type -1) as fixext4, fixext8 or ext8. Looked for only where a
+# 0xff byte is (a memchr-fast test), and looked for in the decoded value only when found.
 _TIMESTAMP_MARK: Final = re.compile(rb"[\xd6\xd7]\xff|\xc7\x0c\xff")
+
+
+_NEVER_WRITTEN: Final = frozenset({int, msgpack.Timestamp})  # as a top-level msgpack value
+
+
+def _may_hold_timestamp(data: bytes) -> bool:
+    return b"\xff" in data and _TIMESTAMP_MARK.search(data) is not None
 
 
 class _Miss(enum.Enum):
@@ -195,7 +203,7 @@ class Codec:
                     "use str, int, float, bool, None or bytes keys"
                 )
             else:
-                if _TIMESTAMP_MARK.search(packed) and _contains(decoded, msgpack.Timestamp):
+                if _may_hold_timestamp(packed) and _contains(decoded, msgpack.Timestamp):
                     problem = "it holds a msgpack Timestamp; store a float or an ISO string"
         if problem is not None:
             raise CacheValueError(f"cannot cache {type(value).__name__} value: {problem}")
@@ -206,23 +214,21 @@ class Codec:
         :raises DecodeError: the bytes are not a value this codec wrote.
         """
         if data and data[0] in _INT_FIRST:
-            try:
-                number = int(data)
-            except ValueError:
-                raise DecodeError("not a valid integer") from None
-            if b"%d" % number != data:  # int() also takes b"4_2", b" 42", b"042"
-                raise DecodeError("an integer not in the form cachekit writes")
+            # Only the canonical decimal format_int writes: int() also takes b"4_2", b" 42",
+            # b"042". Under 20 bytes every such decimal is within 64 bits.
+            digits = data if data[0] != 45 else data[1:]  # 45: "-"
+            if len(data) < 20 and digits.isdigit() and (digits[0] != 48 or data == b"0"):
+                return int(data)
+            number = parse_int(data) if len(data) <= 20 else None
+            if number is None or not INT_MIN <= number <= INT_MAX:
+                raise DecodeError("not an integer in the form cachekit writes")
             return number
         try:
             value = msgpack.unpackb(data, strict_map_key=False, ext_hook=self._hook)  # raw=False
         except Exception as exc:  # msgpack raises a zoo of types on bad input
             raise DecodeError(str(exc) or type(exc).__name__) from None
-        kind = type(value)
-        if kind is list or kind is dict:
-            if _TIMESTAMP_MARK.search(data) and _contains(value, msgpack.Timestamp):
-                raise DecodeError("a msgpack Timestamp, which cachekit never writes")
-        elif kind is int or kind is msgpack.Timestamp:
-            raise DecodeError(f"a msgpack {kind.__name__}, which cachekit never writes")
+        if type(value) in _NEVER_WRITTEN:  # nested ones are not looked for: see the docstring
+            raise DecodeError(f"a msgpack {type(value).__name__}, which cachekit never writes")
         return value
 
     def _default(self, obj: Any) -> msgpack.ExtType:

@@ -444,6 +444,9 @@ class MemcacheStore(BaseStore):
         # Always memcached incr, by delta modulo 2**64 (decr stops at 0 and could not tell
         # an underflow): the biased value wraps exactly when the counter leaves the signed
         # 64-bit range, which the answer shows; the same incr undoes it (value unchanged).
+        # memcached has no conditional incr, so when increments of one key race across
+        # the edge, one landing on another's not yet undone wrap cannot tell (a lone
+        # counter at the edge, the case that happens, is exact).
         step = delta % _WRAP
         try:
             for _ in range(_INCR_ATTEMPTS):

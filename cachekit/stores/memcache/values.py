@@ -82,14 +82,17 @@ def encode_value(value: bytes) -> bytes:
 
 
 def decode_value(stored: bytes) -> bytes:
-    """Undo :func:`encode_value` (memcached may pad an ``incr`` result with spaces)."""
+    """Undo :func:`encode_value` (memcached may pad an ``incr`` result with spaces). Only
+    the unsigned decimals memcached and :func:`encode_value` write are unbiased; other
+    bytes (``b"4_2"`` from another writer) pass as they are, for the codec to refuse."""
     if stored:
         first = stored[0]
         if first in _DIGITS:
-            try:
-                return b"%d" % (int(stored) - BIAS)
-            except ValueError:  # not written by us: let the codec report it
-                return stored
+            digits = stored.rstrip(b" ")
+            number = parse_int(digits)
+            if number is not None and number < 2 * BIAS:
+                return b"%d" % (number - BIAS)
+            return stored  # not written by us: let the codec report it
         if first == 0x7E:
             return stored[1:]
     return stored
