@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import inspect
 import logging
+import threading
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from time import perf_counter
+from time import monotonic, perf_counter
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from cachekit.codec import MISS, Codec, DecodeError
 from cachekit.durations import TTL, store_ttl
 from cachekit.errors import CacheKeyError, CacheValueError, StoreError
-from cachekit.keys import ANY, KeySelector, KeySpace, check_key
+from cachekit.keys import ANY, KeySelector, KeySpace, check_key, unencodable_key
 from cachekit.metrics import Metrics
 
 if TYPE_CHECKING:
@@ -33,6 +34,45 @@ log = logging.getLogger("cachekit")
 T = TypeVar("T")
 D = TypeVar("D")
 R = TypeVar("R")
+
+
+class UnreadableLog:
+    """Logs an unreadable value (corruption, another writer) once per key and ``period``
+    seconds: a hot key holding bad bytes is read on every request and would otherwise
+    flood the log. Remembers at most ``max_keys`` keys (the oldest go first)."""
+
+    __slots__ = ("_lock", "_logged", "clock", "max_keys", "period")
+
+    def __init__(
+        self, period: float = 60.0, max_keys: int = 4096, clock: Callable[[], float] = monotonic
+    ) -> None:
+        self.period, self.max_keys, self.clock = period, max_keys, clock
+        self._logged: dict[str, float] = {}
+        self._lock = threading.Lock()  # only unreadable reads take it: a rare path
+
+    def warn(self, full_key: str, exc: DecodeError) -> None:
+        """Log that ``full_key`` was read as a miss, unless it was logged this period."""
+        with self._lock:  # threads reading one bad key at once: still one line
+            now, logged = self.clock(), self._logged
+            last = logged.get(full_key)
+            if last is not None and now - last < self.period:
+                return
+            if len(logged) >= self.max_keys:  # forget the oldest half (insertion order)
+                for key in list(logged)[: self.max_keys // 2]:
+                    del logged[key]
+            logged.pop(full_key, None)
+            logged[full_key] = now
+        log.warning(
+            "cachekit: unreadable value at %r treated as a miss (%s); logged once per key "
+            "every %gs",
+            full_key,
+            exc,
+            self.period,
+        )
+
+
+unreadable_log = UnreadableLog()
+"""The process's :class:`UnreadableLog` (tests swap its clock)."""
 
 
 class Cache:
@@ -162,7 +202,8 @@ class Cache:
     # --- shared, I/O-free steps -------------------------------------------------------
 
     def _key(self, key: str) -> str:
-        if type(key) is not str or not key:
+        # isascii() is a flag read: only non-ASCII keys pay for the unicode check
+        if type(key) is not str or not key or not key.isascii():
             check_key(key)
         return self._prefix + key
 
@@ -179,7 +220,7 @@ class Cache:
 
     @staticmethod
     def _unreadable(full_key: str, exc: DecodeError, default: Any) -> Any:
-        log.warning("cachekit: unreadable value at %r treated as a miss (%s)", full_key, exc)
+        unreadable_log.warn(full_key, exc)
         return default
 
     def _keys(self, keys: Iterable[str]) -> tuple[list[str], list[str]]:
@@ -223,6 +264,8 @@ class Cache:
         except StoreError:
             self._stats.errors += 1
             raise
+        except UnicodeEncodeError as exc:  # a batch key the store could not encode
+            raise unencodable_key(exc) from None
         return self._took(began, result) if self._timed else result
 
     async def _acall(self, fn: Callable[..., Awaitable[R]], *args: Any) -> R:
@@ -232,6 +275,8 @@ class Cache:
         except StoreError:
             self._stats.errors += 1
             raise
+        except UnicodeEncodeError as exc:  # a batch key the store could not encode
+            raise unencodable_key(exc) from None
         return self._took(began, result) if self._timed else result
 
     def _took(self, began: float, result: R) -> R:
@@ -284,7 +329,12 @@ class Cache:
 
     def get(self, key: str, default: Any = None) -> Any:
         """The value at ``key``, or ``default`` on a miss (pass :data:`cachekit.MISS` to
-        tell a cached ``None`` from a miss)."""
+        tell a cached ``None`` from a miss).
+
+        A key that is not valid unicode (a lone surrogate) is not looked for on this path:
+        a store that must encode it raises :class:`~cachekit.errors.CacheKeyError`, others
+        miss (every write refuses such a key, so nothing can be stored under it).
+        """
         if type(key) is not str or not key:
             check_key(key)
         full = self._prefix + key  # _key(), _call() and _read() inlined: the hit path
@@ -300,6 +350,8 @@ class Cache:
         except StoreError:
             stats.errors += 1
             raise
+        except UnicodeEncodeError as exc:  # checked here, not on every get: see _key
+            raise unencodable_key(exc) from None
         if raw is None:
             stats.misses += 1
             return default

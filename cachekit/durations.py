@@ -4,6 +4,16 @@ At run time a TTL is seconds (``int``, ``float``) or a :class:`~datetime.timedel
 ``0`` means "no expiry". Stores receive a positive ``float`` of seconds or ``None`` for
 "no expiry".
 
+**One TTL range on every store.** A TTL is at most :data:`MAX_TTL` (10 years); a longer
+one is refused with :class:`~cachekit.errors.CacheValueError` before any store is called,
+the same way on every store (it is almost always a unit mistake, such as milliseconds
+passed as seconds; ``ttl=0`` is how to ask for no expiry). Refusing rather than clamping
+keeps a TTL meaning what the caller wrote. Each store maps every admitted TTL faithfully:
+Redis in milliseconds; memcached, which reads an expiry over 30 days as a Unix time and
+cannot represent one past 2038-01-19 (a signed 32-bit time), gets an absolute time capped
+there, so from 2028 on a TTL that would end later ends then (a cache may drop an entry
+early, never keep it late). See :func:`cachekit.stores.memcache.values.expiry`.
+
 In config (as in Backstage) a bare number is **milliseconds**; strings such as ``"500ms"``,
 ``"30s"``, ``"5m"``, ``"1h"``, ``"1d"`` and mappings such as ``{minutes: 5}`` are accepted.
 """
@@ -18,7 +28,10 @@ from typing import Final
 
 from cachekit.errors import CacheValueError, ConfigError
 
-__all__ = ["TTL", "parse_config_duration", "store_ttl"]
+__all__ = ["MAX_TTL", "TTL", "parse_config_duration", "store_ttl"]
+
+MAX_TTL: Final = 10 * 365 * 86400
+"""The longest TTL a caller may ask for, in seconds (10 years); longer ones are refused."""
 
 TTL = int | float | timedelta
 """What a ``ttl=`` argument accepts."""
@@ -45,7 +58,8 @@ _DURATION_RE: Final = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h|d|w)\s*"
 def store_ttl(ttl: TTL) -> float | None:
     """Normalise a ``ttl=`` argument: seconds as ``float``, or ``None`` for ``0`` (no expiry).
 
-    :raises CacheValueError: negative, NaN, infinite, or not a number/timedelta.
+    :raises CacheValueError: negative, NaN, infinite, above :data:`MAX_TTL`, or not a
+        number/timedelta.
     """
     if type(ttl) is int or type(ttl) is float:
         seconds = float(ttl)
@@ -57,7 +71,12 @@ def store_ttl(ttl: TTL) -> float | None:
         raise CacheValueError(
             f"ttl must be seconds (int or float) or a timedelta, got {type(ttl).__name__}: {ttl!r}"
         )
-    if not math.isfinite(seconds) or seconds < 0:
+    if not 0 <= seconds <= MAX_TTL:  # also false for NaN
+        if seconds > MAX_TTL and math.isfinite(seconds):
+            raise CacheValueError(
+                f"ttl must be at most {MAX_TTL} seconds (10 years), got {ttl!r}; "
+                "pass ttl=0 for no expiry, and seconds rather than milliseconds"
+            )
         raise CacheValueError(
             f"ttl must be a finite number of seconds >= 0 (0 means no expiry), got {ttl!r}"
         )

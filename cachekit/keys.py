@@ -48,6 +48,7 @@ __all__ = [
     "escape_segment",
     "parse_scope",
     "scope_of",
+    "unencodable_key",
     "unescape_segment",
 ]
 
@@ -76,13 +77,33 @@ ANY: Final = _Any.ANY
 def escape_segment(value: str, what: str = "id") -> str:
     """Encode a plugin id, tenant id or namespace as one key segment.
 
-    :raises CacheKeyError: ``value`` is not a non-empty ``str``.
+    :raises CacheKeyError: ``value`` is not a non-empty ``str`` of valid unicode.
     """
     if type(value) is not str:
         raise CacheKeyError(f"{what} must be a str, got {type(value).__name__}: {value!r}")
     if not value:
         raise CacheKeyError(f"{what} must not be empty")
+    if not value.isascii():
+        _check_encodable(value, what)
     return _escape(value)
+
+
+def _check_encodable(text: str, what: str) -> None:
+    try:
+        text.encode()
+    except UnicodeEncodeError as exc:
+        raise unencodable_key(exc, what) from None
+
+
+def unencodable_key(exc: UnicodeEncodeError, what: str = "cache key") -> CacheKeyError:
+    """The error for a key or id a store could not encode (a lone surrogate): stores
+    encode keys as UTF-8, which has no form for one."""
+    bad = exc.object[exc.start : exc.end]
+    return CacheKeyError(
+        f"{what} {exc.object!r} holds a lone surrogate ({bad!r} at {exc.start}), which is not "
+        "valid unicode and no store can encode; fix the text where it is decoded (for "
+        "example bytes.decode(errors='replace') instead of 'surrogateescape')"
+    )
 
 
 @functools.lru_cache(maxsize=4096)
@@ -110,7 +131,7 @@ def _namespace_segment(namespace: str | None) -> str:
 
 
 def check_key(key: str) -> str:
-    """Return ``key`` if it is a valid user key (a non-empty ``str``).
+    """Return ``key`` if it is a valid user key (a non-empty ``str`` of valid unicode).
 
     :raises CacheKeyError: otherwise.
     """
@@ -121,6 +142,8 @@ def check_key(key: str) -> str:
         )
     if not key:
         raise CacheKeyError("cache keys must not be empty")
+    if not key.isascii():
+        _check_encodable(key, "cache key")
     return key
 
 

@@ -68,6 +68,8 @@ class DictStore(BaseStore):
             current = parse_int(entry[0])
             if current is None:
                 raise CacheValueError("not an integer")
+            if not -(2**63) <= current + delta < 2**63:
+                raise CacheValueError("the result is outside the signed 64-bit range")
             self.data[key] = (format_int(current + delta), entry[1])
             return current + delta
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import timedelta
 
 import pytest
@@ -11,6 +12,8 @@ from flaky_store import FlakyStore
 
 import cachekit
 from cachekit import Cache, CacheManager
+from cachekit.cache import UnreadableLog, unreadable_log
+from cachekit.codec import DecodeError
 from cachekit.errors import CacheKeyError, CacheValueError, StoreUnavailable
 from cachekit.stores.memory import MemoryStore
 from cachekit.testing import FakeClock
@@ -285,3 +288,40 @@ def test_a_bad_key_in_a_batch_is_refused_before_any_io(
     assert calls == []
     if isinstance(store, AlignedDictStore):
         assert store.batches == []
+
+
+def test_unreadable_value_is_logged_once_per_key_and_period(
+    manager: CacheManager,
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Bad bytes under a hot key read as a miss every time but are logged once per key per
+    period, not on every read."""
+    monkeypatch.setattr(unreadable_log, "clock", clock)
+    cache = manager.for_plugin("p", tenant="t")
+    for key in ("a", "b"):
+        manager.store.set(cache.full_key(key), b"4_2", None)
+
+    def warnings() -> int:
+        return len([r for r in caplog.records if "unreadable" in r.getMessage()])
+
+    with caplog.at_level(logging.WARNING, logger="cachekit"):
+        for _ in range(50):
+            assert cache.get("a", "miss") == "miss"
+            assert cache.get_many(["a"]) == {}
+            assert asyncio.run(cache.aget("a", "miss")) == "miss"
+        assert warnings() == 1
+        assert cache.get("b") is None
+        assert warnings() == 2  # another key: its own line
+        clock.advance(unreadable_log.period + 1)
+        assert cache.get("a") is None
+        assert warnings() == 3  # a new period
+
+
+def test_unreadable_log_forgets_old_keys(clock: FakeClock) -> None:
+    """The log remembers a bounded number of keys (many bad keys do not grow it forever)."""
+    log = UnreadableLog(max_keys=10, clock=clock)
+    for i in range(1000):
+        log.warn(f"k{i}", DecodeError("bad"))
+    assert len(log._logged) <= 10  # the bound is the behaviour under test

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cachekit.codec import MISS, Codec, DecodeError, format_int, parse_int
+from cachekit.codec import INT_MAX, INT_MIN, MISS, Codec, DecodeError, format_int, parse_int
 from cachekit.errors import CacheValueError
 
 codec = Codec()
@@ -34,9 +34,9 @@ def test_round_trip(value: object) -> None:
     assert codec.decode(codec.encode(value)) == value
 
 
-@given(st.integers())
+@given(st.integers(INT_MIN, INT_MAX))
 def test_integers_use_the_native_form(value: int) -> None:
-    """Integers of any size are ASCII decimal, the form INCRBY and memcached incr use."""
+    """Integers of 64 bits are ASCII decimal, the form INCRBY and memcached incr use."""
     encoded = codec.encode(value)
     assert encoded == str(value).encode()
     assert parse_int(encoded) == value == codec.decode(encoded)
@@ -72,17 +72,82 @@ def test_unencodable_values_raise_naming_the_type(value: object) -> None:
     assert isinstance(info.value, TypeError)
 
 
-def test_oversized_integer_inside_a_list_raises() -> None:
-    """msgpack cannot hold integers over 64 bits inside containers: a typed error says so."""
+@pytest.mark.parametrize(
+    "value",
+    [10**5000, 2**64, INT_MIN - 1, [2**70], {"a": [INT_MAX + 1]}],
+    ids=["10**5000", "2**64", "INT_MIN-1", "[2**70]", "nested"],
+)
+def test_integer_beyond_64_bits_raises_the_same_top_level_and_nested(value: object) -> None:
+    """One rule: an integer outside -2**63..2**64-1 is a CacheValueError saying what to do,
+    at the top level (was a stored value, or a bare ValueError for 10**5000) as nested."""
+    with pytest.raises(CacheValueError, match=r"-2\*\*63..2\*\*64-1 .* as a str"):
+        codec.encode(value)
+
+
+@given(st.integers(max_value=INT_MIN - 1) | st.integers(min_value=INT_MAX + 1))
+def test_no_integer_beyond_64_bits_is_encoded(value: int) -> None:
+    """No integer outside 64 bits is ever encoded (it could not be nested or counted)."""
     with pytest.raises(CacheValueError):
-        codec.encode([2**70])
+        codec.encode(value)
 
 
 @pytest.mark.parametrize(
-    "data", [b"\xc1", b"12x", b"-", b"\x92\x01", msgpack.packb(msgpack.ExtType(5, b"x"))]
+    "value",
+    [
+        {(1, 2): "a"},
+        [{"x": {(1,): 2}}],
+        msgpack.Timestamp(1),
+        [msgpack.Timestamp(1, 5)],
+        {"t": msgpack.Timestamp(2**40)},
+        msgpack.ExtType(99, b"x"),
+        [msgpack.ExtType(98, b"x")],
+    ],
+    ids=repr,
+)
+def test_value_that_would_not_read_back_is_refused(value: object) -> None:
+    """What cannot be read back equal (a tuple as a dict key, a msgpack Timestamp or raw
+    ExtType) is refused at encode with a CacheValueError saying why."""
+    with pytest.raises(CacheValueError, match="cannot cache"):
+        codec.encode(value)
+
+
+def test_surrogate_in_a_str_value_says_what_to_do() -> None:
+    """A str with a lone surrogate is a CacheValueError that says how to store it."""
+    with pytest.raises(CacheValueError, match="surrogatepass"):
+        codec.encode(["ok", "k\ud800"])
+
+
+def test_bytes_that_look_like_a_timestamp_still_round_trip() -> None:
+    """The Timestamp pre-filter has no false positives: bytes holding its marks read back."""
+    value = {"raw": b"\xd6\xff\xd7\xff\xc7\x0c\xff", "list": [b"\xd6\xff"]}
+    assert codec.decode(codec.encode(value)) == value
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\xc1",
+        b"12x",
+        b"-",
+        b"\x92\x01",
+        msgpack.packb(msgpack.ExtType(5, b"x")),
+        b"4_2",
+        b"42 ",
+        b" 42",
+        b"042",
+        b"-0",
+        b"-4_2",
+        b"1" * 5000,
+        b"18446744073709551616",  # 2**64: never written
+        b"-9223372036854775809",
+        msgpack.packb(msgpack.Timestamp(1)),
+        msgpack.packb(7),
+    ],
+    ids=repr,
 )
 def test_corrupt_bytes_raise_decode_error(data: bytes) -> None:
-    """Bytes this codec did not write raise DecodeError (the cache turns it into a miss)."""
+    """Bytes this codec did not write raise DecodeError (the cache turns it into a miss):
+    integers only in canonical decimal, no msgpack Timestamp or top-level msgpack int."""
     with pytest.raises(DecodeError):
         codec.decode(data)
 
@@ -134,3 +199,9 @@ def test_pickled_payload_is_not_executed() -> None:
     with pytest.raises(DecodeError):
         codec.decode(pickle.dumps(_Payload()))
     assert _unpickled == []
+
+
+@pytest.mark.parametrize("data", [b"4_2", b"42 ", b" 42", b"042", b"+42", b"-0", b"1" * 5000])
+def test_parse_int_takes_only_the_canonical_form(data: bytes) -> None:
+    """Stores' incr reads only the decimal form the codec writes."""
+    assert parse_int(data) is None

@@ -99,6 +99,7 @@ def test_connection_forms() -> None:
         ({"memory": []}, "backend.cache.memory", "mapping"),
         ({"defaultTtl": -1000}, "backend.cache.defaultTtl", ">= 0"),
         ({"defaultTtl": "soon"}, "backend.cache.defaultTtl", "cannot read"),
+        ({"defaultTtl": {"weeks": 1000}}, "backend.cache.defaultTtl", "at most 10 years"),
         ({"failOpen": "yes"}, "backend.cache.failOpen", "true or false"),
         ({"redis": {"client": {"useUnlink": 1}}}, "backend.cache.redis.client.useUnlink", "true"),
         (

@@ -6,8 +6,11 @@ from datetime import timedelta
 
 import pytest
 
-from cachekit.durations import parse_config_duration, store_ttl
+from cachekit.durations import MAX_TTL, parse_config_duration, store_ttl
 from cachekit.errors import CacheValueError, ConfigError
+from cachekit.stores.memcache.values import LATEST_EXPTIME, RELATIVE_TTL_LIMIT, expiry
+
+DAY = 86400
 
 
 @pytest.mark.parametrize(
@@ -75,3 +78,37 @@ def test_config_duration_errors_name_the_path(value: object, message: str) -> No
     with pytest.raises(ConfigError, match=message) as info:
         parse_config_duration(value, "backend.cache.defaultTtl")
     assert str(info.value).startswith("backend.cache.defaultTtl")
+
+
+@pytest.mark.parametrize("ttl", [MAX_TTL + 1, 2**32, 1e20, timedelta(days=3651 * 2)])
+def test_store_ttl_refuses_beyond_the_maximum(ttl: float | timedelta) -> None:
+    """A TTL above MAX_TTL (10 years) raises CacheValueError saying how to ask for no
+    expiry."""
+    with pytest.raises(CacheValueError, match=r"at most .* ttl=0 for no expiry"):
+        store_ttl(ttl)
+
+
+def test_store_ttl_admits_the_maximum() -> None:
+    """MAX_TTL itself is a valid TTL, passed through unchanged."""
+    assert store_ttl(MAX_TTL) == MAX_TTL
+    assert store_ttl(timedelta(seconds=MAX_TTL)) == MAX_TTL
+
+
+@pytest.mark.parametrize("now", [1_700_000_000.5, 1_900_000_000.0, 2**31 - 40 * DAY, 2**31 + DAY])
+@pytest.mark.parametrize("ttl", [30 * DAY + 0.5, 40 * DAY, 365 * DAY, MAX_TTL])
+def test_memcached_expiry_is_always_in_the_future_and_representable(now: float, ttl: float) -> None:
+    """Every TTL the rule admits maps to a memcached exptime that is a signed 32-bit time in
+    the future (or a relative one of at most 30 days): never a past time, never refused."""
+    exptime = expiry(ttl, now=lambda: now)
+    assert 0 < exptime <= LATEST_EXPTIME
+    if exptime > RELATIVE_TTL_LIMIT:  # read by memcached as a Unix time
+        assert now < exptime <= now + ttl + 1
+    else:
+        assert exptime == RELATIVE_TTL_LIMIT
+        assert now + RELATIVE_TTL_LIMIT >= LATEST_EXPTIME
+
+
+def test_memcached_expiry_caps_at_2038() -> None:
+    """A TTL that would end after 2038-01-19 ends then (early, never late or at once)."""
+    now = 1_900_000_000.0  # 2030
+    assert expiry(MAX_TTL, now=lambda: now) == LATEST_EXPTIME == 2**31 - 1

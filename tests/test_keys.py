@@ -208,3 +208,22 @@ def test_fnmatch_sanity() -> None:
     """The glob model agrees with fnmatch on unescaped patterns (guards the model itself)."""
     for pattern, text in [("a*b", "axxb"), ("a?c", "abc"), ("a*", "b")]:
         assert _redis_glob(pattern, text) == fnmatch.fnmatchcase(text, pattern)
+
+
+@pytest.mark.parametrize("text", ["k\ud800", "\udfff", "ok\udc80ok"], ids=repr)
+def test_lone_surrogates_are_cache_key_errors(text: str) -> None:
+    """A key or id with a lone surrogate (no store can encode it) is a CacheKeyError saying
+    where to fix the text, not a UnicodeEncodeError from a driver."""
+    with pytest.raises(CacheKeyError, match=r"lone surrogate .* decode"):
+        check_key(text)
+    for what in ("plugin id", "tenant id", "namespace"):
+        with pytest.raises(CacheKeyError, match=what):
+            escape_segment(text, what)
+    with pytest.raises(CacheKeyError, match="surrogate"):
+        KeySpace().scope_prefix("p", text, None)
+
+
+def test_valid_unicode_keys_pass() -> None:
+    """Non-ASCII keys and ids that are valid unicode (astral characters too) are accepted."""
+    assert check_key("ü∂ñí 🎉") == "ü∂ñí 🎉"
+    assert escape_segment("tënant🎉")

@@ -207,23 +207,30 @@ def test_biased_counters_go_below_zero_and_back(
 
 
 @pytest.mark.servers
-def test_counters_saturate_at_the_64_bit_minimum(manager: CacheManager, plugin: str) -> None:
-    """The documented edge: below -2**63 a counter stays at -2**63."""
+def test_counters_refuse_to_leave_the_64_bit_range(manager: CacheManager, plugin: str) -> None:
+    """Below -2**63 (memcached decr would stop at 0) and above 2**63-1 (memcached incr would
+    wrap) a counter raises CacheValueError and keeps its value, as on every store."""
     cache = manager.for_plugin(plugin, tenant="t")
     cache.set("n", -(2**63) + 1)
-    assert cache.decr("n", 5) == -(2**63)
+    with pytest.raises(CacheValueError, match="signed 64-bit range"):
+        cache.decr("n", 5)
+    assert cache.decr("n", 1) == -(2**63)
+    cache.set("m", 2**63 - 2)
+    with pytest.raises(CacheValueError, match="signed 64-bit range"):
+        cache.incr("m", 2**62)
+    assert cache.incr("m") == 2**63 - 1
 
 
 @pytest.mark.servers
 def test_incr_of_an_integer_outside_64_bits_raises_and_keeps_it(
     manager: CacheManager, plugin: str
 ) -> None:
-    """2**70 round-trips as a value, but memcached cannot count it: CacheValueError."""
+    """2**64-1 round-trips as a value, but no counter holds it: CacheValueError."""
     cache = manager.for_plugin(plugin, tenant="t")
-    cache.set("big", 2**70)
+    cache.set("big", 2**64 - 1)
     with pytest.raises(CacheValueError, match="64-bit"):
         cache.incr("big")
-    assert cache.get("big") == 2**70
+    assert cache.get("big") == 2**64 - 1
     with pytest.raises(CacheValueError, match="64-bit"):
         cache.incr("n", 2**63)
     assert cache.get("n") is None

@@ -27,7 +27,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final, TypeVar
 
-from cachekit.durations import parse_config_duration
+from cachekit.durations import MAX_TTL, parse_config_duration
 from cachekit.errors import ConfigError
 
 __all__ = [
@@ -96,8 +96,13 @@ def _positive_int(value: Any, path: str) -> int:
     return value
 
 
-def _duration(value: Any, path: str) -> float:
-    return parse_config_duration(value, path)
+def _ttl_duration(value: Any, path: str) -> float:
+    seconds = parse_config_duration(value, path)
+    if seconds > MAX_TTL:
+        raise ConfigError(
+            f"a TTL must be at most 10 years, got {value!r}; 0 means no expiry", path=path
+        )
+    return seconds
 
 
 def _positive_duration(value: Any, path: str) -> float:
@@ -292,7 +297,7 @@ class CacheConfig:
     connection: str | tuple[str, ...] | Mapping[str, Any] | None = _opt(
         "connection", _optional(_connection), None
     )
-    default_ttl: float | None = _opt("defaultTtl", _optional(_duration), None)
+    default_ttl: float | None = _opt("defaultTtl", _optional(_ttl_duration), None)
     fail_open: bool = _opt("failOpen", _bool, True)
     options: Mapping[str, Any] = _opt("options", _mapping, factory=lambda: MappingProxyType({}))
     memory: MemoryConfig = _opt("memory", _nested(MemoryConfig), factory=MemoryConfig)

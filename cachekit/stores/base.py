@@ -88,7 +88,7 @@ class Store(Protocol):
     def incr(self, key: str, delta: int, ttl: float | None) -> int:
         """Atomically add ``delta``; a missing key is created at ``delta`` with ``ttl``, an
         existing one keeps its TTL. Raises ``CacheValueError`` (value unchanged) when the
-        stored value is not an integer."""
+        stored value is not an integer or the result would leave the signed 64-bit range."""
         ...
 
     def expire(self, key: str, ttl: float | None) -> bool:

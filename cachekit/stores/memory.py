@@ -42,6 +42,8 @@ if TYPE_CHECKING:
 __all__ = ["DEADLINE_OVERHEAD", "ENTRY_OVERHEAD", "MemoryStore", "entry_size"]
 
 _RECLAIM_PER_WRITE: Final = 8
+_COUNTER_MIN: Final = -(2**63)  # counters are signed 64-bit on every store
+_COUNTER_MAX: Final = 2**63 - 1
 
 ENTRY_OVERHEAD: Final = 380
 """Bytes charged per entry beyond its key and value objects: the entry tuple and its size
@@ -219,6 +221,11 @@ class MemoryStore(BaseStore):
                         f"cannot increment {key!r}: it holds a value that is not an integer"
                     )
                 value, deadline = current + delta, entry[1]
+            if not _COUNTER_MIN <= value <= _COUNTER_MAX:  # as Redis INCRBY, value unchanged
+                raise CacheValueError(
+                    f"cannot increment {key!r} by {delta}: the result is outside the signed "
+                    "64-bit range counters hold on every store; reset the counter (set it)"
+                )
             encoded = format_int(value)
             # _base_size(), inlined: counters are a hot path
             size = len(key) + len(encoded) + _FIXED if key.isascii() else _base_size(key, encoded)

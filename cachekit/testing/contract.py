@@ -30,9 +30,11 @@ from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
+import msgpack
 import pytest
 
 from cachekit.codec import MISS
+from cachekit.durations import MAX_TTL
 from cachekit.errors import CacheKeyError, CacheValueError
 from cachekit.manager import CacheManager
 from cachekit.stores.base import Store
@@ -47,13 +49,14 @@ VALUES: list[Any] = [
     False,
     0,
     -7,
-    2**70,
+    2**64 - 1,
+    -(2**63),
     3.25,
     float("inf"),
     "",
     "héllo wörld ✓",
     b"\x00\xffraw",
-    [1, "two", [3.0, None]],
+    [1, "two", [3.0, None], 2**64 - 1, -(2**63)],
     {"a": 1, "nested": {"b": [True, b"x"]}, 5: "int key"},
 ]
 
@@ -324,6 +327,111 @@ class StoreContract:
         with pytest.raises(CacheValueError):
             cache.set_many({"a": 1, "b": object()})
         assert cache.get_many(["a", "b"]) == {}
+
+    @pytest.mark.parametrize("ttl", [MAX_TTL + 1, 2**31, 2**32, 1e20], ids=repr)
+    def test_ttl_beyond_the_maximum_is_refused(self, cache: Any, ttl: Any) -> None:
+        """A TTL above MAX_TTL raises CacheValueError through every TTL-taking method, and
+        nothing is written."""
+        calls: list[tuple[str, tuple[Any, ...]]] = [
+            ("set", ("k", 1, ttl)),
+            ("add", ("k", 1, ttl)),
+            ("set_many", ({"k": 1}, ttl)),
+            ("incr", ("k", 1, ttl)),
+            ("expire", ("k", ttl)),
+            ("touch", ("k", ttl)),
+        ]
+        for name, args in calls:
+            with pytest.raises(CacheValueError, match="at most"):
+                getattr(cache, name)(*args)
+        assert cache.get("k", MISS) is MISS
+
+    def test_maximum_ttl_is_kept(self, cache: Any) -> None:
+        """A TTL of exactly MAX_TTL stores a value that reads back (no store misreads it
+        as a time in the past)."""
+        cache.set("k", "v", ttl=MAX_TTL)
+        cache.incr("n", 1, ttl=MAX_TTL)
+        assert (cache.get("k"), cache.get("n")) == ("v", 1)
+        assert cache.expire("k", MAX_TTL)
+        assert cache.get("k") == "v"
+
+    @pytest.mark.parametrize(
+        "value",
+        [10**5000, 2**64, -(2**63) - 1, [2**64], {"a": -(2**63) - 1}],
+        ids=["10**5000", "2**64", "-2**63-1", "[2**64]", "{a: -2**63-1}"],
+    )
+    def test_integer_beyond_64_bits_is_refused(self, cache: Any, value: Any) -> None:
+        """An integer outside -2**63..2**64-1, top-level or nested, raises CacheValueError."""
+        with pytest.raises(CacheValueError, match="64"):
+            cache.set("k", value)
+        assert cache.get("k", MISS) is MISS
+
+    @pytest.mark.parametrize(
+        "value",
+        [
+            {(1, 2): "a"},
+            [{"x": {(1,): 2}}],
+            msgpack.Timestamp(1),
+            [msgpack.Timestamp(1, 5)],
+            msgpack.ExtType(99, b"x"),
+        ],
+        ids=repr,
+    )
+    def test_value_that_cannot_be_read_back_is_refused(self, cache: Any, value: Any) -> None:
+        """A value the codec could not read back identically (a tuple as a dict key, a msgpack
+        Timestamp or ExtType) raises CacheValueError at set; nothing is written."""
+        with pytest.raises(CacheValueError):
+            cache.set("k", value)
+        assert cache.get("k", MISS) is MISS
+
+    @pytest.mark.parametrize("key", ["k\ud800", "\udfff", "a\udc80b"], ids=repr)
+    def test_key_with_a_lone_surrogate_is_refused(self, cache: Any, key: str) -> None:
+        """A key no store can encode (a lone surrogate) raises CacheKeyError on every write,
+        sync and async; a read raises it too or misses (the sync get does not pay for the
+        check), never another exception."""
+        writes: list[tuple[str, tuple[Any, ...]]] = [
+            ("set", (key, 1)),
+            ("add", (key, 1)),
+            ("incr", (key,)),
+            ("set_many", ({"ok": 1, key: 2},)),
+            ("delete", (key,)),
+        ]
+        for name, args in writes:
+            with pytest.raises(CacheKeyError, match="surrogate"):
+                getattr(cache, name)(*args)
+        reads: list[tuple[str, tuple[Any, ...]]] = [
+            ("get", (key, MISS)),
+            ("get_many", (["ok", key],)),
+        ]
+        for name, args in reads:
+            try:
+                found = getattr(cache, name)(*args)
+            except CacheKeyError as exc:
+                found = MISS if "surrogate" in str(exc) else exc
+            assert found in (MISS, {})
+        assert cache.get("ok", MISS) is MISS
+
+    def test_id_with_a_lone_surrogate_is_refused(self, manager: CacheManager) -> None:
+        """A plugin or tenant id or namespace with a lone surrogate raises CacheKeyError."""
+        with pytest.raises(CacheKeyError, match="surrogate"):
+            manager.for_plugin("p\ud800", tenant="t")
+        with pytest.raises(CacheKeyError, match="surrogate"):
+            manager.for_plugin("p", tenant="t\ud800")
+        with pytest.raises(CacheKeyError, match="surrogate"):
+            manager.for_plugin("p", tenant="t").namespace("\udc00")
+
+    @pytest.mark.parametrize(
+        ("start", "delta"), [(2**63 - 1, 1), (2**63 - 10, 20), (-(2**63), -1), (-(2**63) + 5, -6)]
+    )
+    def test_counter_overflow_is_refused_and_keeps_the_value(
+        self, cache: Any, start: int, delta: int
+    ) -> None:
+        """An increment past the signed 64-bit range raises CacheValueError and leaves the
+        counter unchanged, on every store."""
+        cache.set("c", start)
+        with pytest.raises(CacheValueError):
+            cache.incr("c", delta)
+        assert cache.get("c") == start
+        assert cache.incr("c", 0) == start
 
     def test_corrupt_bytes_are_a_miss_with_a_warning(
         self,

@@ -138,6 +138,7 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 _INCR_ATTEMPTS: Final = 8
+_WRAP: Final = 2**64  # memcached's incr counts modulo 2**64
 _CAS_ATTEMPTS: Final = 32
 # an exptime over 30 days is an absolute Unix time: this one is long past (1970-01-31),
 # so an item stored with it has already expired
@@ -479,7 +480,7 @@ class MemcacheStore(BaseStore):
         commands; the expired item reads as a miss and ``add`` overwrites it, as after a
         ``delete``."""
         node, stored = self._locate(key)
-        call, client = node.breaker.call, node.client
+        call, client = node.call, node.client
         raw, token = call(client.gets, stored)
         if raw is None or (decode_value(raw) if raw and raw[0] in ENCODED_START else raw) != value:
             return False
@@ -504,11 +505,21 @@ class MemcacheStore(BaseStore):
             entry = self._relocate(key)
         node, stored = entry[0], entry[1]
         call, client = node.call, node.client
+        # Always memcached incr, by delta modulo 2**64 (decr stops at 0 and could not tell
+        # an underflow): the biased value wraps exactly when the counter leaves the signed
+        # 64-bit range, which the answer shows; the same incr undoes it (value unchanged).
+        # memcached has no conditional incr, so when increments of one key race across
+        # the edge, one landing on another's not yet undone wrap cannot tell (a lone
+        # counter at the edge, the case that happens, is exact).
+        step = delta % _WRAP
         try:
             for _ in range(_INCR_ATTEMPTS):
-                current = call(client.incr, stored, delta)
+                current = call(client.incr, stored, step)
                 if current is not None:
-                    return current - BIAS
+                    if not ((current < step) if delta > 0 else (delta < 0 and current >= step)):
+                        return current - BIAS
+                    call(client.incr, stored, _WRAP - step)
+                    break
                 if call(client.add, stored, b"%d" % (delta + BIAS), expiry(ttl)):
                     return delta
                 # lost a race: the key was created between our incr and add; incr again
@@ -516,6 +527,12 @@ class MemcacheStore(BaseStore):
             raise CacheValueError(
                 f"cannot increment {key!r}: it holds a value that is not a 64-bit integer"
             ) from None
+        else:
+            if current is not None:  # it wrapped, and was wound back
+                raise CacheValueError(
+                    f"cannot increment {key!r} by {delta}: the result is outside the signed "
+                    "64-bit range counters hold on every store; reset the counter (set it)"
+                )
         raise StoreUnavailable(
             f"could not increment {key!r}: it kept appearing and disappearing", store=self.name
         )

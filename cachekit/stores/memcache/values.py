@@ -12,7 +12,11 @@ anything but a 64-bit integer is refused by memcached.
 
 memcached counts TTLs in whole seconds and reads a relative TTL over 30 days as a Unix
 time: :func:`expiry` rounds up (never to 0, which means "forever") and sends long TTLs as
-absolute times.
+absolute times. memcached holds that time in a signed 32-bit integer (a later one is
+refused, or read as long past), so absolute times are capped at 2038-01-19 03:14:07 UTC:
+an entry may then expire before its TTL (the cache is lossy), never after it and never
+at once. From 2038-01-19 on no absolute time can be sent, and TTLs over 30 days become
+30 days. (:data:`cachekit.durations.MAX_TTL` bounds the TTLs that reach here.)
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ __all__ = [
     "BIAS",
     "ENCODED_START",
     "ITEM_OVERHEAD",
+    "LATEST_EXPTIME",
     "RELATIVE_TTL_LIMIT",
     "decode_value",
     "encode_value",
@@ -36,6 +41,7 @@ __all__ = [
 
 BIAS: Final = 2**63
 RELATIVE_TTL_LIMIT: Final = 30 * 24 * 3600  # memcached reads larger exptimes as Unix times
+LATEST_EXPTIME: Final = 2**31 - 1  # memcached's exptime is a signed 32-bit Unix time
 ITEM_OVERHEAD: Final = 64  # memcached's item header, CAS and line ends
 ENCODED_START: Final = frozenset(b"0123456789~")
 """First bytes of the stored values :func:`decode_value` changes (a cheap check first)."""
@@ -47,12 +53,16 @@ _RAW_MARK: Final = b"~"
 
 def expiry(ttl: float | None, now: Callable[[], float] = time.time) -> int:
     """memcached's ``exptime`` for a TTL in seconds: ``0`` for none, whole seconds rounded
-    up, or an absolute Unix time when over 30 days."""
+    up, or an absolute Unix time when over 30 days (capped at :data:`LATEST_EXPTIME`; 30
+    days when even that cap is less than 30 days away)."""
     if ttl is None:
         return 0
     seconds = math.ceil(ttl)
     if seconds > RELATIVE_TTL_LIMIT:
-        return math.ceil(now() + ttl)
+        current = now()
+        if current + RELATIVE_TTL_LIMIT >= LATEST_EXPTIME:
+            return RELATIVE_TTL_LIMIT
+        return min(math.ceil(current + ttl), LATEST_EXPTIME)
     return seconds or 1
 
 
@@ -72,14 +82,17 @@ def encode_value(value: bytes) -> bytes:
 
 
 def decode_value(stored: bytes) -> bytes:
-    """Undo :func:`encode_value` (memcached may pad an ``incr`` result with spaces)."""
+    """Undo :func:`encode_value` (memcached may pad an ``incr`` result with spaces). Only
+    the unsigned decimals memcached and :func:`encode_value` write are unbiased; other
+    bytes (``b"4_2"`` from another writer) pass as they are, for the codec to refuse."""
     if stored:
         first = stored[0]
         if first in _DIGITS:
-            try:
-                return b"%d" % (int(stored) - BIAS)
-            except ValueError:  # not written by us: let the codec report it
-                return stored
+            digits = stored.rstrip(b" ")
+            number = parse_int(digits)
+            if number is not None and number < 2 * BIAS:
+                return b"%d" % (number - BIAS)
+            return stored  # not written by us: let the codec report it
         if first == 0x7E:
             return stored[1:]
     return stored
