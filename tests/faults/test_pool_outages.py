@@ -262,8 +262,9 @@ def test_kill_and_restart_under_load(
             pytest.mark.xfail(
                 strict=False,
                 reason="open: now and then, right after the restart, memcached answers "
-                "'non-numeric' to incr of a counter it holds as digits (also on the base "
-                "commit, before the pool changes); not explained yet",
+                "'non-numeric' to incr of a counter it holds as digits: its safe_strtoull "
+                "scans past the item for a '-' when the number is >= 2**63, which every "
+                "biased counter is (docs/reliability.md)",
             )
         )
     scenario = "killed and restarted under load" + (" (incr)" if counting else "")
