@@ -225,16 +225,17 @@ class Cache:
 
     def _keys(self, keys: Iterable[str]) -> tuple[list[str], list[str]]:
         """The user keys and their full keys, in order, for batch calls. Built in one pass
-        that checks nothing: a key that is not a ``str`` fails the concatenation and an
-        empty one fails ``all``; then the keys are checked one by one for the error."""
+        that checks nothing: a key that is not a ``str`` fails the concatenation, an empty
+        one fails ``all`` and a non-ASCII one the joined ``isascii``; then the keys are
+        checked one by one (a lone surrogate raises, other unicode passes)."""
         keys = keys if type(keys) is list else list(keys)
         prefix = self._prefix
         try:
             full = [prefix + key for key in keys]
         except TypeError:
             full = []
-        if len(full) != len(keys) or not all(keys):
-            for key in keys:
+        if len(full) != len(keys) or not all(keys) or not "".join(keys).isascii():
+            for key in keys:  # only non-ASCII keys pay for the unicode check, as in _key()
                 check_key(key)
         return keys, full
 
@@ -424,8 +425,13 @@ class Cache:
         :raises CacheValueError: the key holds something other than an integer (it is
             left unchanged).
         """
-        full, delta = self._key(key), self._delta(delta)
-        value = self._call(self._store.incr, full, delta, self._ttl(ttl))
+        # _key(), _delta() and _ttl() inlined: counters are a hot path
+        if type(key) is not str or not key or not key.isascii():
+            check_key(key)
+        if type(delta) is not int:
+            self._delta(delta)
+        seconds = self._default_ttl if ttl is None else store_ttl(ttl)
+        value = self._call(self._store.incr, self._prefix + key, delta, seconds)
         self._stats.sets += 1
         return value
 

@@ -325,3 +325,16 @@ def test_unreadable_log_forgets_old_keys(clock: FakeClock) -> None:
     for i in range(1000):
         log.warn(f"k{i}", DecodeError("bad"))
     assert len(log._logged) <= 10  # the bound is the behaviour under test
+
+
+@pytest.mark.parametrize("store_class", [DictStore, AlignedDictStore])
+def test_a_batch_key_with_a_lone_surrogate_is_refused_and_unicode_passes(
+    store_class: type[DictStore],
+) -> None:
+    """Batch calls check keys as single calls do: a lone surrogate is a CacheKeyError, other
+    unicode keys work."""
+    cache = CacheManager(store=store_class()).for_plugin("p")
+    with pytest.raises(CacheKeyError, match="surrogate"):
+        cache.get_many(["ok", "k\ud800"])
+    cache.set("clé", 1)
+    assert cache.get_many(["clé", "ok"]) == {"clé": 1}

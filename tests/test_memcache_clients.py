@@ -122,6 +122,7 @@ def test_run_once_checks_a_pooled_connection_first_and_never_sends_twice() -> No
     """run_once(): an idle connection the server closed is replaced before anything is
     sent; a reused connection failing during the call is raised, not sent again."""
     pool, made = make_pool()
+    pool.check_after = -1.0  # check every reused connection, however recently it was used
     pool.run_once(closed_by_server)
     made[0].stale = True
     calls: list[int] = []
@@ -476,3 +477,20 @@ def test_a_reply_cut_by_a_timeout_is_never_read_by_the_next_call(protocol: str) 
         listener.close()
         for conn in accepted:
             conn.close()
+
+
+def test_run_once_skips_the_check_on_a_connection_in_steady_use() -> None:
+    """A connection put back less than ``check_after`` ago is reused without the check (a
+    system call); one idle for longer is checked and, closed by the server, replaced."""
+    pool, made = make_pool()
+    pool.check_after = 3600.0
+    assert pool.run_once(number) == 0
+    made[0].stale = True
+    assert pool.run_once(number) == 0  # not checked: reused as it is
+    pool.check_after = -1.0
+    assert pool.run_once(number) == 1  # checked, found closed, replaced
+    assert made[0].closed
+
+
+def number(conn: Conn) -> int:
+    return conn.number

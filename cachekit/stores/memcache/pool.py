@@ -25,26 +25,32 @@ Stale connections
       stream), the call is sent once more on a new connection. A failure of a new
       connection is the server's and is raised.
     * :meth:`Pool.run_once`, for commands that must not run twice (``incr``/``decr``,
-      ``add``, ``cas``): a reused connection is checked before the command is sent (the
-      server has closed it when it is readable while no reply is due), and a stale one is
-      replaced; the command itself is never resent, so a failed call may or may not have
-      been applied, as with any network error.
+      ``add``, ``cas``): a reused connection that has been idle for more than
+      :data:`CHECK_AFTER` is checked before the command is sent (the server has closed it
+      when it is readable while no reply is due), and a stale one is replaced; the command
+      itself is never resent, so a failed call may or may not have been applied, as with
+      any network error. A connection in steady use skips the check (a system call): a
+      server that closes it between two calls so close together fails calls in flight
+      anyway.
 """
 
 from __future__ import annotations
 
 import queue
 from collections.abc import Callable
-from typing import Concatenate, Generic, ParamSpec, TypeVar
+from time import monotonic
+from typing import Any, Final, Generic, TypeVar
 
 from cachekit.config.memcache import DEFAULT_MAX_CONNECTIONS
 from cachekit.errors import StoreTimeout
 
-__all__ = ["DEFAULT_MAX_CONNECTIONS", "Pool", "PoolBusy"]
+__all__ = ["CHECK_AFTER", "DEFAULT_MAX_CONNECTIONS", "Pool", "PoolBusy"]
 
 C = TypeVar("C")
-P = ParamSpec("P")
 T = TypeVar("T")
+
+CHECK_AFTER: Final = 0.001
+"""Seconds a connection may sit idle before :meth:`Pool.run_once` checks it is still open."""
 
 
 class PoolBusy(StoreTimeout):
@@ -78,6 +84,7 @@ class Pool(Generic[C]):
         "_gate",
         "_idle",
         "_stale",
+        "check_after",
         "max_connections",
         "name",
         "wait",
@@ -102,39 +109,40 @@ class Pool(Generic[C]):
         self._error = error
         self._stale = stale
         self._closed = closed
-        self._idle: list[C] = []
+        self._idle: list[tuple[C, float]] = []  # (connection, when it was put back)
         self._gate: queue.SimpleQueue[None] = queue.SimpleQueue()
         for _ in range(max_connections):
             self._gate.put(None)
         self.max_connections = max_connections
+        self.check_after = CHECK_AFTER
         self.wait = wait
         self.name = name
 
-    def run(self, op: Callable[Concatenate[C, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
+    def run(self, op: Callable[..., T], *args: Any) -> T:
         """``op(connection, *args)`` on an idle connection or a new one; sent again, once,
         on a new connection when a reused one turns out closed. For commands that are safe
         to send twice."""
         self._enter()
         try:
             try:
-                connection = self._idle.pop()
+                connection = self._idle.pop()[0]
             except IndexError:
-                return self._fresh(op, *args, **kwargs)
+                return self._fresh(op, *args)
             try:
-                result = op(connection, *args, **kwargs)
+                result = op(connection, *args)
             except BaseException as exc:
                 self._close(connection)
                 if isinstance(exc, self._closed):
-                    return self._fresh(op, *args, **kwargs)
+                    return self._fresh(op, *args)
                 if isinstance(exc, Exception):
                     raise self._error(exc, False) from exc
                 raise
-            self._idle.append(connection)
+            self._idle.append((connection, monotonic()))
             return result
         finally:
             self._gate.put(None)
 
-    def run_once(self, op: Callable[Concatenate[C, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
+    def run_once(self, op: Callable[..., T], *args: Any) -> T:
         """``op(connection, *args)`` on an idle connection that the server has not closed,
         or a new one; never sent twice. For commands that must not run twice."""
         self._enter()
@@ -142,22 +150,22 @@ class Pool(Generic[C]):
             idle = self._idle
             while idle:
                 try:
-                    connection = idle.pop()
+                    connection, used = idle.pop()
                 except IndexError:
                     break
-                if self._stale(connection):
+                if monotonic() - used > self.check_after and self._stale(connection):
                     self._close(connection)
                     continue
                 try:
-                    result = op(connection, *args, **kwargs)
+                    result = op(connection, *args)
                 except BaseException as exc:
                     self._close(connection)
                     if isinstance(exc, Exception):
                         raise self._error(exc, False) from exc
                     raise
-                idle.append(connection)
+                idle.append((connection, monotonic()))
                 return result
-            return self._fresh(op, *args, **kwargs)
+            return self._fresh(op, *args)
         finally:
             self._gate.put(None)
 
@@ -172,19 +180,19 @@ class Pool(Generic[C]):
                 store="memcache",
             ) from None
 
-    def _fresh(self, op: Callable[Concatenate[C, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
+    def _fresh(self, op: Callable[..., T], *args: Any) -> T:
         """``op`` on a new connection (the caller holds a slot)."""
         connection: C | None = None
         try:
             connection = self._connect()
-            result = op(connection, *args, **kwargs)
+            result = op(connection, *args)
         except BaseException as exc:
             if connection is not None:
                 self._close(connection)
             if isinstance(exc, Exception):
                 raise self._error(exc, True) from exc
             raise
-        self._idle.append(connection)
+        self._idle.append((connection, monotonic()))
         return result
 
     def close(self) -> None:
@@ -193,7 +201,7 @@ class Pool(Generic[C]):
         idle = self._idle
         while True:
             try:
-                connection = idle.pop()
+                connection = idle.pop()[0]
             except IndexError:
                 return
             self._close(connection)

@@ -91,7 +91,7 @@ import os
 import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Final, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from cachekit import gcra
 from cachekit.breaker import CircuitBreaker
@@ -134,7 +134,6 @@ if TYPE_CHECKING:
 
 __all__ = ["MemcacheStore"]
 
-P = ParamSpec("P")
 T = TypeVar("T")
 
 _INCR_ATTEMPTS: Final = 8
@@ -159,14 +158,14 @@ class _Node:
         self.heads: dict[str, tuple[str, float]] = {}  # scope -> ("scope + tag + :", valid until)
         self.epoch = 0  # bumped by every clear, so a refresh racing a clear is not cached
 
-    def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    def call(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn`` under the server's breaker. A full pool (:class:`PoolBusy`) is local
         contention, not evidence of an outage: it does not count as a failure."""
         breaker = self.breaker
         if not breaker.healthy:
             breaker.before_call()
         try:
-            result = fn(*args, **kwargs)
+            result = fn(*args)
         except PoolBusy:
             raise
         except StoreError as exc:
