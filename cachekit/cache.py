@@ -262,23 +262,27 @@ class Cache:
         began = perf_counter() if self._timed else 0.0
         try:
             result = fn(*args)
-        except StoreError:
-            self._stats.errors += 1
-            raise
-        except UnicodeEncodeError as exc:  # a batch key the store could not encode
-            raise unencodable_key(exc) from None
+        except (StoreError, UnicodeEncodeError) as exc:
+            raise self._failed(exc)  # noqa: B904  # the cause is set by _failed
         return self._took(began, result) if self._timed else result
 
     async def _acall(self, fn: Callable[..., Awaitable[R]], *args: Any) -> R:
         began = perf_counter() if self._timed else 0.0
         try:
             result = await fn(*args)
-        except StoreError:
-            self._stats.errors += 1
-            raise
-        except UnicodeEncodeError as exc:  # a batch key the store could not encode
-            raise unencodable_key(exc) from None
+        except (StoreError, UnicodeEncodeError) as exc:
+            raise self._failed(exc)  # noqa: B904  # the cause is set by _failed
         return self._took(began, result) if self._timed else result
+
+    def _failed(self, exc: StoreError | UnicodeEncodeError) -> Exception:
+        """What a failed store call raises: a store error, counted; a key the store could
+        not encode (a lone surrogate in a batch), as the caller's ``CacheKeyError``."""
+        if isinstance(exc, StoreError):
+            self._stats.errors += 1
+            return exc
+        error = unencodable_key(exc)
+        error.__suppress_context__ = True  # as `raise ... from None`
+        return error
 
     def _took(self, began: float, result: R) -> R:
         """Add a network store call's latency (since ``began``); ``result`` unchanged."""
