@@ -29,7 +29,14 @@ from cachekit.stores.memcache import MemcacheServer, MemcacheStore, parse_server
 from cachekit.stores.memcache.binary import BinaryConnection
 from cachekit.stores.memcache.generations import generation_key
 from cachekit.stores.memcache.text import TextClient
-from cachekit.stores.memcache.values import BIAS, decode_value, encode_value, expiry
+from cachekit.stores.memcache.values import (
+    BIAS,
+    COUNTER_MAX,
+    COUNTER_MIN,
+    decode_value,
+    encode_value,
+    expiry,
+)
 from cachekit.testing import FakeClock
 
 DAY = 24 * 3600
@@ -178,19 +185,29 @@ def test_every_byte_string_round_trips_through_the_stored_form(value: bytes) -> 
     assert decode_value(encode_value(value)) == value
 
 
-@given(st.integers(-(2**63), 2**63 - 1))
-def test_signed_64_bit_integers_are_stored_biased(number: int) -> None:
-    """An integer is stored as the unsigned decimal memcached's incr works on."""
+@given(st.integers(COUNTER_MIN, COUNTER_MAX))
+def test_counter_range_integers_are_stored_biased_below_2_63(number: int) -> None:
+    """A counter-range integer is stored as the unsigned decimal memcached's incr works on,
+    below 2**63 (where memcached's safe_strtoull would scan past the item for a '-')."""
     stored = encode_value(b"%d" % number)
     assert stored.isdigit()
     assert int(stored) == number + BIAS
+    assert int(stored) < 2**63
+
+
+@given(st.integers(COUNTER_MAX + 1, 2**64 - 1) | st.integers(-(2**63), COUNTER_MIN - 1))
+def test_integers_past_the_counter_range_are_stored_escaped(number: int) -> None:
+    """An integer no memcached counter holds is stored as text (and reads back whole)."""
+    stored = encode_value(b"%d" % number)
+    assert stored.startswith(b"~")
+    assert decode_value(stored) == b"%d" % number
 
 
 @pytest.mark.servers
 def test_biased_counters_go_below_zero_and_back(
     manager: CacheManager, memcached_server: MemcachedServer, plugin: str
 ) -> None:
-    """decr passes zero (memcached alone would stop there) and the server holds n + 2**63."""
+    """decr passes zero (memcached alone would stop there) and the server holds n + 2**62."""
     cache = manager.for_plugin(plugin, tenant="t")
     assert cache.decr("n", 5) == -5
     assert cache.decr("n", 10**12) == -5 - 10**12
@@ -207,18 +224,18 @@ def test_biased_counters_go_below_zero_and_back(
 
 
 @pytest.mark.servers
-def test_counters_refuse_to_leave_the_64_bit_range(manager: CacheManager, plugin: str) -> None:
-    """Below -2**63 (memcached decr would stop at 0) and above 2**63-1 (memcached incr would
-    wrap) a counter raises CacheValueError and keeps its value, as on every store."""
+def test_counters_refuse_to_leave_their_range(manager: CacheManager, plugin: str) -> None:
+    """Below -2**62 (the stored value would wrap below 0) and above 2**62-1 (it would reach
+    2**63) a counter raises CacheValueError and keeps its value, as on every store."""
     cache = manager.for_plugin(plugin, tenant="t")
-    cache.set("n", -(2**63) + 1)
-    with pytest.raises(CacheValueError, match="signed 64-bit range"):
+    cache.set("n", COUNTER_MIN + 1)
+    with pytest.raises(CacheValueError, match="memcached counters hold"):
         cache.decr("n", 5)
-    assert cache.decr("n", 1) == -(2**63)
-    cache.set("m", 2**63 - 2)
-    with pytest.raises(CacheValueError, match="signed 64-bit range"):
-        cache.incr("m", 2**62)
-    assert cache.incr("m") == 2**63 - 1
+    assert cache.decr("n", 1) == COUNTER_MIN
+    cache.set("m", COUNTER_MAX - 1)
+    with pytest.raises(CacheValueError, match="memcached counters hold"):
+        cache.incr("m", 2**61)
+    assert cache.incr("m") == COUNTER_MAX
 
 
 @pytest.mark.servers
@@ -228,11 +245,11 @@ def test_incr_of_an_integer_outside_64_bits_raises_and_keeps_it(
     """2**64-1 round-trips as a value, but no counter holds it: CacheValueError."""
     cache = manager.for_plugin(plugin, tenant="t")
     cache.set("big", 2**64 - 1)
-    with pytest.raises(CacheValueError, match="64-bit"):
+    with pytest.raises(CacheValueError, match="not a counter"):
         cache.incr("big")
     assert cache.get("big") == 2**64 - 1
-    with pytest.raises(CacheValueError, match="64-bit"):
-        cache.incr("n", 2**63)
+    with pytest.raises(CacheValueError, match="memcached counters hold"):
+        cache.incr("n", 2**62)
     assert cache.get("n") is None
 
 
@@ -676,7 +693,7 @@ def test_server_error_replies_map_to_typed_errors_and_keep_the_connection_usable
         with pytest.raises(CacheValueError, match="too large"):
             cache.set("huge", b"x" * 2_000_000)
         cache.set("text", "abc")
-        with pytest.raises(CacheValueError, match="not a 64-bit integer"):
+        with pytest.raises(CacheValueError, match="not a counter"):
             cache.incr("text")
         assert cache.get("text") == "abc"
         assert cache.incr("n", -3) == -3

@@ -202,6 +202,9 @@ class BaseStore(ABC):
     name: str = "custom"
     key_prefix: str = ""
     blocking: ClassVar[bool] = True
+    counter_range: ClassVar[tuple[int, int]] = (-(2**63), 2**63 - 1)
+    """The smallest and largest value ``incr`` holds; past it, ``incr`` raises
+    ``CacheValueError`` and leaves the value unchanged (signed 64-bit, as Redis counts)."""
 
     def __repr__(self) -> str:
         return f"<{type(self).__qualname__} name={self.name!r}>"

@@ -63,6 +63,13 @@ VALUES: list[Any] = [
 TRICKY_IDS = ["*", "?", "[a]", "a:b", "t1:x", "%", "%3A", "a b", "ü", "\\"]
 
 
+def counter_range(manager: CacheManager) -> tuple[int, int]:
+    """The smallest and largest counter ``manager``'s store holds (signed 64-bit unless the
+    store says otherwise with a ``counter_range`` attribute)."""
+    low, high = getattr(manager.store, "counter_range", (-(2**63), 2**63 - 1))
+    return int(low), int(high)
+
+
 class StoreContract:
     """The semantic tests every store must pass, sync and async.
 
@@ -420,18 +427,33 @@ class StoreContract:
             manager.for_plugin("p", tenant="t").namespace("\udc00")
 
     @pytest.mark.parametrize(
-        ("start", "delta"), [(2**63 - 1, 1), (2**63 - 10, 20), (-(2**63), -1), (-(2**63) + 5, -6)]
+        ("edge", "offset", "delta"),
+        [("max", 0, 1), ("max", -9, 20), ("min", 0, -1), ("min", 5, -6)],
     )
     def test_counter_overflow_is_refused_and_keeps_the_value(
-        self, cache: Any, start: int, delta: int
+        self, manager: CacheManager, cache: Any, edge: str, offset: int, delta: int
     ) -> None:
-        """An increment past the signed 64-bit range raises CacheValueError and leaves the
-        counter unchanged, on every store."""
+        """An increment past the store's counter range (``counter_range``: signed 64-bit,
+        ±2**62 on memcached) raises CacheValueError and leaves the counter unchanged."""
+        low, high = counter_range(manager)
+        start = (high if edge == "max" else low) + offset
         cache.set("c", start)
         with pytest.raises(CacheValueError):
             cache.incr("c", delta)
         assert cache.get("c") == start
         assert cache.incr("c", 0) == start
+
+    def test_counters_reach_both_ends_of_the_range(self, manager: CacheManager, cache: Any) -> None:
+        """A counter counts up to the largest and down to the smallest value of its store's
+        range, and reads back as it was counted."""
+        low, high = counter_range(manager)
+        cache.set("top", high - 1)
+        assert cache.incr("top") == high
+        assert cache.get("top") == high
+        cache.set("bottom", low + 1)
+        assert cache.decr("bottom") == low
+        assert cache.get("bottom") == low
+        assert cache.incr("new", high) == high
 
     def test_corrupt_bytes_are_a_miss_with_a_warning(
         self,

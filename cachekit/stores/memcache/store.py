@@ -54,10 +54,11 @@ Keys
     refuse are hashed, keeping the scope readable (:mod:`~cachekit.stores.memcache.keys`).
 
 Values and counters
-    Integers are stored biased by ``2**63`` so memcached's unsigned ``incr``/``decr`` count
-    below zero (:mod:`~cachekit.stores.memcache.values`); an existing counter keeps its TTL,
-    ``incr`` of anything but a 64-bit integer raises ``CacheValueError`` and leaves the
-    value unchanged, and counters saturate at ``-2**63`` and wrap past ``2**63 - 1``.
+    Integers of the counter range (±2**62, narrower than the other stores' signed 64 bits:
+    see :mod:`~cachekit.stores.memcache.values` for why) are stored biased by ``2**62`` so
+    memcached's unsigned ``incr`` counts below zero; an existing counter keeps its TTL;
+    ``incr`` of anything else, or past the range, raises ``CacheValueError`` and leaves the
+    value unchanged.
     ``incr`` of a missing key creates it with ``add`` (so the TTL is set once); a lost race
     (``add`` finds the key) goes back to ``incr``. Rate limits (:meth:`MemcacheStore.gcra`)
     read their timestamp with ``gets`` and write it with ``add`` or ``cas``, retrying on a
@@ -88,6 +89,7 @@ from __future__ import annotations
 
 import math
 import os
+import random
 import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
@@ -121,6 +123,8 @@ from cachekit.stores.memcache.ring import Ring
 from cachekit.stores.memcache.text import TextClient
 from cachekit.stores.memcache.values import (
     BIAS,
+    COUNTER_MAX,
+    COUNTER_MIN,
     ENCODED_START,
     ITEM_OVERHEAD,
     RELATIVE_TTL_LIMIT,
@@ -138,7 +142,10 @@ T = TypeVar("T")
 
 _INCR_ATTEMPTS: Final = 8
 _WRAP: Final = 2**64  # memcached's incr counts modulo 2**64
+_STORED_LIMIT: Final = 2 * BIAS  # stored counters stay below it (see values.py)
 _CAS_ATTEMPTS: Final = 32
+_CAS_PAUSE: Final = 0.0001  # seconds; doubled with each conflict, up to _CAS_PAUSE_MAX
+_CAS_PAUSE_MAX: Final = 0.02
 # an exptime over 30 days is an absolute Unix time: this one is long past (1970-01-31),
 # so an item stored with it has already expired
 _EXPIRED: Final = RELATIVE_TTL_LIMIT + 1
@@ -206,6 +213,7 @@ class MemcacheStore(BaseStore):
     """
 
     name = STORE_NAME
+    counter_range = (COUNTER_MIN, COUNTER_MAX)  # ±2**62: see cachekit.stores.memcache.values
 
     def __init__(
         self,
@@ -497,40 +505,45 @@ class MemcacheStore(BaseStore):
         return deleted
 
     def incr(self, key: str, delta: int, ttl: float | None) -> int:
-        if not -BIAS <= delta < BIAS:
-            raise CacheValueError(f"delta {delta} is outside the 64-bit range memcached counts in")
+        if not COUNTER_MIN <= delta <= COUNTER_MAX:
+            raise CacheValueError(
+                f"cannot increment {key!r} by {delta}: memcached counters hold "
+                f"{COUNTER_MIN}..{COUNTER_MAX}"
+            )
         entry = self._located.get(key)
         if entry is None or entry[3] != self._clears or entry[2] <= self._clock():
             entry = self._relocate(key)
         node, stored = entry[0], entry[1]
         call, client = node.call, node.client
         # Always memcached incr, by delta modulo 2**64 (decr stops at 0 and could not tell
-        # an underflow): the biased value wraps exactly when the counter leaves the signed
-        # 64-bit range, which the answer shows; the same incr undoes it (value unchanged).
-        # memcached has no conditional incr, so when increments of one key race across
-        # the edge, one landing on another's not yet undone wrap cannot tell (a lone
-        # counter at the edge, the case that happens, is exact).
+        # an underflow). Stored counters are below 2**63 and |delta| is below 2**62, so the
+        # answer is at or above 2**63 exactly when the counter left its range (past the
+        # top, or below the bottom through the wrap); the opposite incr undoes it (value
+        # unchanged). memcached has no conditional incr, so when increments of one key
+        # race across the edge, one landing on another's not yet undone excursion cannot
+        # tell (a lone counter at the edge, the case that happens, is exact).
         step = delta % _WRAP
         try:
             for _ in range(_INCR_ATTEMPTS):
                 current = call(client.incr, stored, step)
                 if current is not None:
-                    if not ((current < step) if delta > 0 else (delta < 0 and current >= step)):
+                    if current < _STORED_LIMIT:
                         return current - BIAS
-                    call(client.incr, stored, _WRAP - step)
+                    call(client.incr, stored, (_WRAP - step) % _WRAP)
                     break
                 if call(client.add, stored, b"%d" % (delta + BIAS), expiry(ttl)):
                     return delta
                 # lost a race: the key was created between our incr and add; incr again
         except CacheValueError:
             raise CacheValueError(
-                f"cannot increment {key!r}: it holds a value that is not a 64-bit integer"
+                f"cannot increment {key!r}: it holds a value that is not a counter (memcached "
+                f"counters are integers from {COUNTER_MIN} to {COUNTER_MAX})"
             ) from None
         else:
             if current is not None:  # it wrapped, and was wound back
                 raise CacheValueError(
-                    f"cannot increment {key!r} by {delta}: the result is outside the signed "
-                    "64-bit range counters hold on every store; reset the counter (set it)"
+                    f"cannot increment {key!r} by {delta}: the result is outside the range "
+                    f"memcached counters hold ({COUNTER_MIN}..{COUNTER_MAX}); reset the counter"
                 )
         raise StoreUnavailable(
             f"could not increment {key!r}: it kept appearing and disappearing", store=self.name
@@ -543,13 +556,17 @@ class MemcacheStore(BaseStore):
     def gcra(self, key: str, now: int, interval: int, period: int, cost: int) -> tuple[bool, int]:
         """One :func:`cachekit.gcra.step`, atomic across processes: ``gets`` the TAT, then
         ``add`` (none yet) or ``cas`` the new one, retrying when another writer got there
-        first.
+        first — after a short random pause that doubles with each conflict, so writers that
+        collide do not collide again in lockstep (and a loaded machine, where a writer can
+        be descheduled between its ``gets`` and its ``cas``, does not exhaust the retries).
 
         :raises StoreUnavailable: the key stayed contended through every retry.
         """
         node, stored = self._locate(key)
         call, client = node.call, node.client
-        for _ in range(_CAS_ATTEMPTS):
+        for attempt in range(_CAS_ATTEMPTS):
+            if attempt:
+                time.sleep(random.random() * min(_CAS_PAUSE_MAX, _CAS_PAUSE * 2**attempt))
             raw, token = call(client.gets, stored)
             tat = None if raw is None else parse_int(decode_value(raw))
             allowed, new_tat = gcra.step(tat, now, interval, period, cost)

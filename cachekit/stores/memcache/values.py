@@ -1,14 +1,20 @@
 """What memcached stores for a cachekit value, and when it expires.
 
 memcached's ``decr`` stops at zero and its ``incr`` works on unsigned 64-bit decimals,
-while cachekit's counters go negative. So an integer ``n`` (the codec writes integers as
-ASCII decimal) is stored as the decimal of ``n + 2**63``: ``incr``/``decr`` by ``delta``
-then is memcached ``incr``/``decr`` of the biased value, atomic on the server. Reads
-subtract the bias from any value that starts with a digit. Other values are stored as
-given, except that values which would look biased (any value starting with a digit or
-``-`` that is not a signed 64-bit integer in canonical form) or that start with ``~`` get
-a ``~`` in front, which reads strip; so every byte string round-trips, and ``incr`` of
-anything but a 64-bit integer is refused by memcached.
+while cachekit's counters go negative. So an integer ``n`` of the counter range
+(:data:`COUNTER_MIN` to :data:`COUNTER_MAX`, ±2**62) is stored as the decimal of
+``n + 2**62``: ``incr`` by ``delta`` then is memcached ``incr`` of the biased value, atomic
+on the server. Reads subtract the bias from any value that starts with a digit. Other
+values are stored as given, except that values which would look biased (any value
+starting with a digit or ``-`` that is not a counter-range integer in canonical form) or
+that start with ``~`` get a ``~`` in front, which reads strip; so every byte string
+round-trips, and ``incr`` of anything else is refused by memcached.
+
+Why ±2**62 and not the whole signed 64-bit range (a bias of 2**63): memcached parses the
+value to increment in place with ``safe_strtoull``, which, for a number at or above 2**63
+only, looks for a ``-`` sign with ``strchr`` — and an item's data is not NUL-terminated, so
+the scan runs past the digits into whatever an earlier item left in the slab chunk, and
+now and then refuses a valid counter as "non-numeric". Stored counters stay below 2**63.
 
 memcached counts TTLs in whole seconds and reads a relative TTL over 30 days as a Unix
 time: :func:`expiry` rounds up (never to 0, which means "forever") and sends long TTLs as
@@ -30,6 +36,8 @@ from cachekit.codec import parse_int
 
 __all__ = [
     "BIAS",
+    "COUNTER_MAX",
+    "COUNTER_MIN",
     "ENCODED_START",
     "ITEM_OVERHEAD",
     "LATEST_EXPTIME",
@@ -39,7 +47,11 @@ __all__ = [
     "expiry",
 ]
 
-BIAS: Final = 2**63
+BIAS: Final = 2**62
+COUNTER_MIN: Final = -BIAS
+"""The smallest counter memcached holds (stored as ``0``)."""
+COUNTER_MAX: Final = BIAS - 1
+"""The largest counter memcached holds (stored as ``2**63 - 1``)."""
 RELATIVE_TTL_LIMIT: Final = 30 * 24 * 3600  # memcached reads larger exptimes as Unix times
 LATEST_EXPTIME: Final = 2**31 - 1  # memcached's exptime is a signed 32-bit Unix time
 ITEM_OVERHEAD: Final = 64  # memcached's item header, CAS and line ends
@@ -67,8 +79,9 @@ def expiry(ttl: float | None, now: Callable[[], float] = time.time) -> int:
 
 
 def encode_value(value: bytes) -> bytes:
-    """The bytes stored for ``value``: signed 64-bit integers biased by ``2**63``, values that
-    would read as biased (or start with ``~``) escaped with ``~``, everything else as is."""
+    """The bytes stored for ``value``: counter-range integers biased by ``2**62``, values
+    that would read as biased (or start with ``~``) escaped with ``~``, everything else as
+    is."""
     if value:
         first = value[0]
         if first in _INT_START:
