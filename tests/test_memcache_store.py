@@ -844,7 +844,7 @@ def test_a_caller_waiting_for_a_busy_pool_times_out_without_moving_the_breaker(
     cache.set("k", 1)
     node = store._nodes[0]
     gate = node.client._pool._gate  # type: ignore[attr-defined]
-    gate.get()  # a caller holding the only connection
+    assert gate.enter(0)  # a caller holding the only connection
     try:
         for _ in range(3):
             with pytest.raises(StoreTimeout, match="maxConnections"):
@@ -852,7 +852,7 @@ def test_a_caller_waiting_for_a_busy_pool_times_out_without_moving_the_breaker(
         assert node.breaker.state == "closed"
         assert node.breaker.healthy
     finally:
-        gate.put(None)
+        gate.leave()
     assert cache.get("k") == 1
     store.close()
 

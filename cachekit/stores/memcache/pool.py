@@ -36,13 +36,13 @@ Stale connections
 
 from __future__ import annotations
 
-import queue
 from collections.abc import Callable
 from time import monotonic
 from typing import Any, Final, Generic, TypeVar
 
 from cachekit.config.memcache import DEFAULT_MAX_CONNECTIONS
 from cachekit.errors import StoreTimeout
+from cachekit.stores.gate import Gate
 
 __all__ = ["CHECK_AFTER", "DEFAULT_MAX_CONNECTIONS", "Pool", "PoolBusy"]
 
@@ -110,9 +110,7 @@ class Pool(Generic[C]):
         self._stale = stale
         self._closed = closed
         self._idle: list[tuple[C, float]] = []  # (connection, when it was put back)
-        self._gate: queue.SimpleQueue[None] = queue.SimpleQueue()
-        for _ in range(max_connections):
-            self._gate.put(None)
+        self._gate = Gate(max_connections)
         self.max_connections = max_connections
         self.check_after = CHECK_AFTER
         self.wait = wait
@@ -140,7 +138,7 @@ class Pool(Generic[C]):
             self._idle.append((connection, monotonic()))
             return result
         finally:
-            self._gate.put(None)
+            self._gate.leave()
 
     def run_once(self, op: Callable[..., T], *args: Any) -> T:
         """``op(connection, *args)`` on an idle connection that the server has not closed,
@@ -167,18 +165,16 @@ class Pool(Generic[C]):
                 return result
             return self._fresh(op, *args)
         finally:
-            self._gate.put(None)
+            self._gate.leave()
 
     def _enter(self) -> None:
-        """Take a slot, waiting at most ``wait`` seconds."""
-        try:
-            self._gate.get(True, self.wait)
-        except queue.Empty:
+        """Take a slot, waiting at most ``wait`` seconds behind earlier callers."""
+        if not self._gate.enter(self.wait):
             raise PoolBusy(
                 f"{self.name}: all {self.max_connections} connections stayed busy for "
                 f"{self.wait:g}s; raise backend.cache.memcache.maxConnections",
                 store="memcache",
-            ) from None
+            )
 
     def _fresh(self, op: Callable[..., T], *args: Any) -> T:
         """``op`` on a new connection (the caller holds a slot)."""

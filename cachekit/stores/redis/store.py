@@ -63,7 +63,6 @@ Design choices:
 from __future__ import annotations
 
 import asyncio
-import queue
 import threading
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
@@ -78,6 +77,7 @@ from cachekit.errors import CachekitError, ConfigError, StoreError, StoreTimeout
 from cachekit.keys import KeySelector, scope_of
 from cachekit.steps import Steps, arun, run
 from cachekit.stores.base import BaseStore
+from cachekit.stores.gate import Gate
 from cachekit.stores.redis.clients import ClientFactory, close_async_client, close_sync_client
 from cachekit.stores.redis.driver import load_driver, module_for
 from cachekit.stores.redis.scripts import DELETE_IF_EQUALS, GCRA, INCR_WITH_TTL, PERSIST, Script
@@ -303,9 +303,7 @@ class RedisStore(BaseStore):
         self._delete_command = "UNLINK" if use_unlink else "DEL"
         self._lock = threading.Lock()
         self._sync: Any = None
-        self._gate: queue.SimpleQueue[None] = queue.SimpleQueue()
-        for _ in range(max_connections):
-            self._gate.put(None)
+        self._gate = Gate(max_connections)  # threads: first come, first served
         self._async: dict[asyncio.AbstractEventLoop, _LoopClient] = {}
         self._bound: tuple[asyncio.AbstractEventLoop, _LoopClient] | None = None
         self._uninitialized: dict[asyncio.AbstractEventLoop, Any] = {}
@@ -448,16 +446,14 @@ class RedisStore(BaseStore):
         if not breaker.healthy:
             breaker.before_call()
         gate = self._gate
-        try:
-            gate.get(True, self.pool_timeout)
-        except queue.Empty:
-            raise self._pool_busy() from None
+        if not gate.enter(self.pool_timeout):
+            raise self._pool_busy()
         try:
             result = fn(*args)
         except self._catch as exc:
             raise self._failed(exc) from exc
         finally:
-            gate.put(None)
+            gate.leave()
         if not breaker.healthy:
             breaker.record_success()
         return result
