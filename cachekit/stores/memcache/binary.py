@@ -141,7 +141,7 @@ class BinaryConnection:
         timeout: float,
     ) -> None:
         self._sock = socket.create_connection((host, port), connect_timeout)
-        self._buffer = bytearray()
+        self._unread = bytearray()
         self._opaque = 0
         try:
             self._sock.settimeout(timeout)
@@ -159,7 +159,7 @@ class BinaryConnection:
     def stale(self) -> bool:
         """Whether the server closed this idle connection (nothing is unread between
         calls, so anything to read means end of stream or a reset)."""
-        return bool(self._buffer) or closed_by_peer(self._sock)
+        return bool(self._unread) or closed_by_peer(self._sock)
 
     # --- framing --------------------------------------------------------------------------
 
@@ -168,7 +168,7 @@ class BinaryConnection:
         return self._opaque
 
     def _read(self, size: int) -> bytes:
-        buffer = self._buffer
+        buffer = self._unread
         while len(buffer) < size:
             chunk = self._sock.recv(max(_RECV_SIZE, size - len(buffer)))
             if not chunk:
