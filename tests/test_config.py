@@ -50,7 +50,7 @@ def test_full_section() -> None:
             "memcache": {"auth": "ascii", "maxValueSize": 2048, "generationRefresh": 500},
             "timeouts": {"connect": 100, "operation": "2s"},
             "circuitBreaker": {"failureThreshold": 5, "cooldown": {"seconds": 3}},
-            "infinispan": {"servers": "x"},
+            "infinispan": {"servers": [{"host": "ispn", "port": 11222}], "cacheName": "c"},
         }
     )
     assert config.default_ttl == 300.0
@@ -69,6 +69,8 @@ def test_full_section() -> None:
     assert config.memcache.generation_refresh == 0.5
     assert (config.timeouts.connect, config.timeouts.operation) == (0.1, 2.0)
     assert (config.circuit_breaker.failure_threshold, config.circuit_breaker.cooldown) == (5, 3.0)
+    assert [(s.host, s.port) for s in config.infinispan.servers] == [("ispn", 11222)]
+    assert config.infinispan.cache_name == "c"
 
 
 def test_valkey_client_prefix_wins_over_flat() -> None:
