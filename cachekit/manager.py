@@ -67,7 +67,10 @@ class CacheManager:
             per_tenant=self.config.metrics.per_tenant, max_series=self.config.metrics.max_series
         )
         if source is None:
-            source = "the defaults (no config given)" if config is None else "a CacheConfig"
+            if config is not None:
+                source = "a CacheConfig"
+            else:
+                source = "a store instance" if store is not None else "the defaults (no config)"
         self.source = source
         """Where the config came from: file paths, ``a mapping``, the URL (masked), ..."""
         self.store_name, self.target = _describe(self.store, self.config, given=store is not None)
