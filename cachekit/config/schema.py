@@ -58,12 +58,20 @@ T = TypeVar("T")
 Converter = Callable[[Any, str], Any]
 
 
-def _opt(key: str, convert: Converter, default: Any = MISSING, factory: Any = MISSING) -> Any:
-    """A dataclass field read from config key ``key`` through ``convert(value, path)``."""
+def _opt(
+    key: str,
+    convert: Converter,
+    default: Any = MISSING,
+    factory: Any = MISSING,
+    *,
+    secret: bool = False,
+) -> Any:
+    """A dataclass field read from config key ``key`` through ``convert(value, path)``
+    (a ``secret`` one is left out of ``repr``)."""
     meta = {"key": key, "convert": convert}
     if factory is not MISSING:
-        return field(default_factory=factory, metadata=meta)
-    return field(default=default, metadata=meta)
+        return field(default_factory=factory, metadata=meta, repr=not secret)
+    return field(default=default, metadata=meta, repr=not secret)
 
 
 # --- converters: (value, path) -> typed value, or ConfigError ---------------------------
@@ -235,9 +243,7 @@ class RedisSentinelConfig:
 
     sentinels: tuple[str, ...] = _opt("sentinels", _str_list, ())
     master_name: str = _opt("masterName", _str, "mymaster")
-    password: str | None = field(
-        default=None, repr=False, metadata={"key": "password", "convert": _optional(_str)}
-    )
+    password: str | None = _opt("password", _optional(_str), None, secret=True)
 
 
 @dataclass(frozen=True)
@@ -333,12 +339,8 @@ class InfinispanAuthentication:
         None,
     )
     user_name: str | None = _opt("userName", _optional(_str), None)
-    password: str | None = field(
-        default=None, repr=False, metadata={"key": "password", "convert": _optional(_str)}
-    )
-    token: str | None = field(
-        default=None, repr=False, metadata={"key": "token", "convert": _optional(_str)}
-    )
+    password: str | None = _opt("password", _optional(_str), None, secret=True)
+    token: str | None = _opt("token", _optional(_str), None, secret=True)
     authzid: str | None = _opt("authzid", _optional(_str), None)
 
 
@@ -347,9 +349,7 @@ class InfinispanClientAuth:
     """``backend.cache.infinispan.ssl.clientAuth``."""
 
     key: str | None = _opt("key", _optional(_str), None)
-    passphrase: str | None = field(
-        default=None, repr=False, metadata={"key": "passphrase", "convert": _optional(_str)}
-    )
+    passphrase: str | None = _opt("passphrase", _optional(_str), None, secret=True)
     cert: str | None = _opt("cert", _optional(_str), None)
 
 
@@ -358,9 +358,7 @@ class InfinispanCryptoStore:
     """``backend.cache.infinispan.ssl.cryptoStore``."""
 
     path: str | None = _opt("path", _optional(_str), None)
-    passphrase: str | None = field(
-        default=None, repr=False, metadata={"key": "passphrase", "convert": _optional(_str)}
-    )
+    passphrase: str | None = _opt("passphrase", _optional(_str), None, secret=True)
 
 
 @dataclass(frozen=True)

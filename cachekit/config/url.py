@@ -55,6 +55,11 @@ _COMMON: Final = {
     "maxSeries": ("metrics", "maxSeries"),
 }
 
+_POOL: Final = {  # the Redis/Valkey connection mapping's keys
+    "maxConnections": ("connection", "maxConnections"),
+    "clientName": ("connection", "clientName"),
+}
+
 QUERY_KEYS: Final[Mapping[str, Mapping[str, tuple[str, ...]]]] = {
     "redis": _COMMON
     | {
@@ -62,17 +67,15 @@ QUERY_KEYS: Final[Mapping[str, Mapping[str, tuple[str, ...]]]] = {
         "keyPrefixSeparator": ("redis", "client", "keyPrefixSeparator"),
         "clearBatchSize": ("redis", "client", "clearBatchSize"),
         "useUnlink": ("redis", "client", "useUnlink"),
-        "maxConnections": ("connection", "maxConnections"),
-        "clientName": ("connection", "clientName"),
-    },
+    }
+    | _POOL,
     "valkey": _COMMON
     | {
         "keyPrefix": ("valkey", "keyPrefix"),
         "clearBatchSize": ("valkey", "client", "clearBatchSize"),
         "useUnlink": ("valkey", "client", "useUnlink"),
-        "maxConnections": ("connection", "maxConnections"),
-        "clientName": ("connection", "clientName"),
-    },
+    }
+    | _POOL,
     "memcache": _COMMON
     | {
         "auth": ("memcache", "auth"),
