@@ -3,8 +3,10 @@
 After ``failure_threshold`` consecutive failures the breaker *opens*: calls fail at once
 with :class:`~cachekit.errors.StoreUnavailable` instead of waiting for a timeout. After
 ``cooldown`` seconds one call is let through as a probe (*half-open*); its success closes
-the breaker, its failure opens it for another cooldown. One warning is logged when the
-breaker opens and one info line when the store is back — one per outage, not per call.
+the breaker, its failure opens it for another cooldown. One line is logged when the breaker
+opens and one when the store is back, at the same level (:data:`OUTAGE_LEVEL`), with the
+outage's length and the number of calls that failed or were skipped meanwhile — one pair
+per outage, not a line per call. None of this bookkeeping touches the healthy path.
 
 Stores wrap each I/O call, sync or awaited, in ``with breaker:`` (or use
 :meth:`CircuitBreaker.call` / :meth:`CircuitBreaker.acall`); the call must raise
@@ -23,9 +25,12 @@ from typing import ParamSpec, TypeVar
 
 from cachekit.errors import StoreError, StoreUnavailable
 
-__all__ = ["CircuitBreaker", "OutageLog"]
+__all__ = ["OUTAGE_LEVEL", "CircuitBreaker", "OutageLog"]
 
 log = logging.getLogger("cachekit")
+
+OUTAGE_LEVEL = logging.WARNING
+"""The level of a breaker's two lines per outage: the store is down, the store is back."""
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -46,6 +51,8 @@ class CircuitBreaker:
         "_last_error",
         "_lock",
         "_open_until",
+        "_outage_start",
+        "_skipped",
         "cooldown",
         "failure_threshold",
         "healthy",
@@ -72,6 +79,8 @@ class CircuitBreaker:
         self._failures = 0
         self._open_until: float | None = None
         self._last_error = ""
+        self._outage_start = 0.0  # clock time of the first failure of the current run
+        self._skipped = 0  # calls refused while open, in the current run
         # No failure since the last success: before_call and record_success have nothing
         # to do, so hot paths may skip calling them (``if not breaker.healthy: ...``).
         self.healthy = True
@@ -103,6 +112,7 @@ class CircuitBreaker:
                 self._open_until = now + self.cooldown  # this caller is the probe
                 return
             remaining = self._open_until - now
+            self._skipped += 1
         raise StoreUnavailable(
             f"{self.name} store is unavailable (skipping it for {remaining:.1f}s more after "
             f"{self._failures} failures; last error: {self._last_error})",
@@ -110,28 +120,42 @@ class CircuitBreaker:
         )
 
     def record_success(self) -> None:
-        """A call succeeded: close the breaker."""
+        """A call succeeded: close the breaker (and, after an outage, log its length and
+        the calls that failed or were skipped during it)."""
         if self._failures or self._open_until is not None:
             with self._lock:
                 was_open = self._open_until is not None
-                self._failures = 0
+                failed, skipped = self._failures + self._skipped, self._skipped
+                length = self._clock() - self._outage_start
+                self._failures = self._skipped = 0
                 self._open_until = None
                 self.healthy = True
             if was_open:
-                log.info("cachekit: %s store is reachable again", self.name)
+                log.log(
+                    OUTAGE_LEVEL,
+                    "cachekit: %s store is available again after %.1f s; %s calls failed "
+                    "during the outage (%s of them skipped by the open breaker)",
+                    self.name,
+                    length,
+                    f"{failed:,}",
+                    f"{skipped:,}",
+                )
 
     def record_failure(self, error: BaseException) -> None:
         """A call failed with a store error: count it, and open the breaker at the
         threshold (or re-open it after a failed probe)."""
         with self._lock:
             self.healthy = False
+            if not self._failures:
+                self._outage_start = self._clock()
             self._failures += 1
             self._last_error = str(error)
             opening = self._open_until is None and self._failures >= self.failure_threshold
             if opening or self._open_until is not None:
                 self._open_until = self._clock() + self.cooldown
         if opening:
-            log.warning(
+            log.log(
+                OUTAGE_LEVEL,
                 "cachekit: %s store is unavailable (%s); skipping it for %.1fs at a time "
                 "until it answers",
                 self.name,

@@ -161,7 +161,66 @@ def test_logs_once_per_outage(
         breaker.call(flaky)
     messages = [r.getMessage() for r in caplog.records]
     assert len([m for m in messages if "unavailable" in m]) == 1
-    assert len([m for m in messages if "reachable again" in m]) == 1
+    assert len([m for m in messages if "available again" in m]) == 1
+
+
+def test_recovery_is_logged_at_the_outage_level_with_its_length_and_failed_calls(
+    breaker: CircuitBreaker, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The line saying the store is back has the outage warning's level, the time since the
+    first failure on the injected clock, and every call that failed or was skipped."""
+    flaky = Flaky()
+    flaky.down = True
+    with caplog.at_level(logging.INFO, logger="cachekit"):
+        for _ in range(3):  # fail for real: the breaker opens
+            with pytest.raises(StoreTimeout):
+                breaker.call(flaky)
+            clock.advance(0.1)
+        for _ in range(1_200):  # skipped by the open breaker
+            with pytest.raises(StoreUnavailable):
+                breaker.call(flaky)
+        clock.advance(2.0)
+        with pytest.raises(StoreTimeout):  # a failed probe re-opens it
+            breaker.call(flaky)
+        clock.advance(10.0)
+        flaky.down = False
+        assert breaker.call(flaky) == "ok"
+    down, back = [r for r in caplog.records if r.name == "cachekit"]
+    assert down.levelno == back.levelno == logging.WARNING
+    assert back.getMessage() == (
+        "cachekit: test store is available again after 12.3 s; 1,204 calls failed during "
+        "the outage (1,200 of them skipped by the open breaker)"
+    )
+
+
+def test_each_outage_counts_afresh(
+    breaker: CircuitBreaker, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A second outage reports its own length and calls, not the first one's, and failures
+    that never opened the breaker log nothing."""
+    flaky = Flaky()
+    with caplog.at_level(logging.INFO, logger="cachekit"):
+        for outage_calls in (5, 3):
+            flaky.down = True
+            for _ in range(outage_calls):
+                with pytest.raises((StoreTimeout, StoreUnavailable)):
+                    breaker.call(flaky)
+            clock.advance(4.0)
+            flaky.down = False
+            breaker.call(flaky)
+            clock.advance(100.0)
+        flaky.down = True
+        with pytest.raises(StoreTimeout):
+            breaker.call(flaky)
+        flaky.down = False
+        breaker.call(flaky)
+    back = [r.getMessage() for r in caplog.records if "available again" in r.getMessage()]
+    assert back == [
+        "cachekit: test store is available again after 4.0 s; 5 calls failed during the "
+        "outage (2 of them skipped by the open breaker)",
+        "cachekit: test store is available again after 4.0 s; 3 calls failed during the "
+        "outage (0 of them skipped by the open breaker)",
+    ]
 
 
 def test_async_call(breaker: CircuitBreaker) -> None:

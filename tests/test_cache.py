@@ -88,7 +88,7 @@ def test_reprs_say_what_they_are(manager: CacheManager) -> None:
     assert (
         repr(cache) == "Cache(plugin='catalog', tenant='acme', namespace='users', store='memory')"
     )
-    assert repr(manager).startswith("CacheManager(store=MemoryStore(")
+    assert repr(manager).startswith("CacheManager(store='memory', target='this process'")
 
 
 def test_scope_properties(manager: CacheManager) -> None:

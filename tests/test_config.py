@@ -50,7 +50,7 @@ def test_full_section() -> None:
             "memcache": {"auth": "ascii", "maxValueSize": 2048, "generationRefresh": 500},
             "timeouts": {"connect": 100, "operation": "2s"},
             "circuitBreaker": {"failureThreshold": 5, "cooldown": {"seconds": 3}},
-            "infinispan": {"servers": "x"},
+            "infinispan": {"servers": [{"host": "ispn", "port": 11222}], "cacheName": "c"},
         }
     )
     assert config.default_ttl == 300.0
@@ -69,6 +69,8 @@ def test_full_section() -> None:
     assert config.memcache.generation_refresh == 0.5
     assert (config.timeouts.connect, config.timeouts.operation) == (0.1, 2.0)
     assert (config.circuit_breaker.failure_threshold, config.circuit_breaker.cooldown) == (5, 3.0)
+    assert [(s.host, s.port) for s in config.infinispan.servers] == [("ispn", 11222)]
+    assert config.infinispan.cache_name == "c"
 
 
 def test_valkey_client_prefix_wins_over_flat() -> None:
@@ -429,3 +431,311 @@ def test_the_redis_config_module_imports_no_store() -> None:
     ]
     assert imported
     assert not [name for name in imported if name.startswith("cachekit.stores")]
+
+
+# --- the shape of the app config -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("app_config", "path", "message"),
+    [
+        (
+            {"store": "redis", "connection": "redis://cache:6379"},
+            "<root>",
+            r"looks like the backend.cache section itself .*"
+            r"\{'backend': \{'cache': \{\.\.\.\}\}\}.*CacheManager.from_section",
+        ),
+        ({"defaultTtl": "5m"}, "<root>", "backend.cache section itself"),
+        ({"cache": {"store": "redis"}}, "cache", "did you mean backend.cache"),
+        ({"backend": {"caches": {"store": "redis"}}}, "backend.caches", "did you mean backend"),
+        ({"backend": {"Cache": {"store": "redis"}}}, "backend.Cache", "did you mean backend"),
+        ({"backend": {"store": "redis"}}, "backend", "move them under backend.cache"),
+    ],
+)
+def test_an_app_config_of_the_wrong_shape_is_refused(
+    app_config: dict[str, object], path: str, message: str
+) -> None:
+    """A mapping that holds a cache section anywhere but at backend.cache is a ConfigError
+    naming the expected shape and the fix, not a silent in-memory store."""
+    with pytest.raises(ConfigError, match=message) as info:
+        parse_app_config(app_config)
+    assert info.value.path == path
+    assert "backend.cache" in str(info.value)
+
+
+def test_a_backstage_app_config_without_a_cache_section_means_memory() -> None:
+    """Other backend keys (Backstage's baseUrl, database, metrics) and other top-level
+    sections are not mistaken for a misplaced cache section."""
+    config = parse_app_config(
+        {
+            "app": {"title": "x"},
+            "backend": {"baseUrl": "http://x", "database": {"client": "pg"}, "metrics": {}},
+            "catalog": {"rules": []},
+        }
+    )
+    assert config == CacheConfig()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("backend:\n  caches:\n    store: redis\n", "backend.caches: .*did you mean backend.cache"),
+        ("cache:\n  store: redis\n", "cache: .*did you mean backend.cache"),
+        ("store: redis\nconnection: redis://cache:6379\n", "backend.cache section itself"),
+    ],
+)
+def test_a_yaml_file_of_the_wrong_shape_names_itself(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    """from_yaml refuses a file whose cache section is misplaced, naming the file."""
+    path = write(tmp_path, "app-config.yaml", text)
+    with pytest.raises(ConfigError, match=message) as info:
+        CacheManager.from_yaml(path)
+    assert str(path) in str(info.value)
+
+
+def test_a_yaml_syntax_error_names_the_file_line_and_column(tmp_path: Path) -> None:
+    """A YAML syntax error is reported as file:line:column with the parser's reason, not
+    as '<unicode string>'."""
+    path = write(tmp_path, "app-config.yaml", "backend:\n  cache:\n    store: [redis\n")
+    with pytest.raises(ConfigError, match="not valid YAML") as info:
+        load_app_config(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}:4:1: not valid YAML: ")
+    assert "line 3, column 12" in message  # where the unclosed sequence started
+    assert "<unicode string>" not in message
+
+
+def test_a_url_as_the_store_says_to_use_connection() -> None:
+    """store: redis://... says to write store: redis and put the URL in connection (the
+    password masked), not that module 'redis' has no attribute."""
+    with pytest.raises(ConfigError) as info:
+        parse_cache_section({"store": "redis://:hunter2@cache:6379/0"})
+    message = str(info.value)
+    assert info.value.path == "backend.cache.store"
+    assert "write store: redis and put the URL in connection:" in message
+    assert "redis://:***@cache:6379/0" in message
+    assert "hunter2" not in message
+    assert "has no attribute" not in message
+    with pytest.raises(ConfigError, match="write store: valkey"):
+        parse_cache_section({"store": "valkeys://cache:6379"})
+
+
+# --- infinispan: Backstage's keys, checked ----------------------------------------------
+
+
+def test_infinispan_section_is_read_with_backstage_keys() -> None:
+    """Every Backstage infinispan key is read into its typed field; secrets stay out of
+    the repr."""
+    config = parse_cache_section(
+        {
+            "infinispan": {
+                "version": 2.5,
+                "cacheName": "backstage",
+                "maxRetries": 5,
+                "topologyUpdates": False,
+                "mediaType": "application/json",
+                "dataFormat": {"keyType": "text/plain", "valueType": "application/json"},
+                "servers": [{"host": "a", "port": 11223}, {"host": "b"}],
+                "authentication": {
+                    "enabled": True,
+                    "saslMechanism": "SCRAM-SHA-256",
+                    "userName": "app",
+                    "password": "hunter2",
+                },
+                "ssl": {"enabled": True, "trustCerts": ["/ca.pem"], "sniHostName": "ispn"},
+                "clusters": [{"name": "site-b", "servers": [{"host": "c", "port": 1}]}],
+            }
+        }
+    )
+    ispn = config.infinispan
+    assert (ispn.version, ispn.cache_name, ispn.max_retries) == ("2.5", "backstage", 5)
+    assert ispn.media_type == "application/json"
+    assert ispn.data_format.value_type == "application/json"
+    assert [(s.host, s.port) for s in ispn.servers] == [("a", 11223), ("b", 11222)]
+    assert ispn.authentication.sasl_mechanism == "SCRAM-SHA-256"
+    assert ispn.authentication.password == "hunter2"
+    assert ispn.ssl.trust_certs == ("/ca.pem",)
+    assert ispn.clusters[0].name == "site-b"
+    assert [(s.host, s.port) for s in ispn.clusters[0].servers] == [("c", 1)]
+    assert "hunter2" not in repr(config)
+    single = parse_cache_section({"infinispan": {"servers": {"port": 11999}}})
+    assert [(s.host, s.port) for s in single.infinispan.servers] == [("127.0.0.1", 11999)]
+
+
+@pytest.mark.parametrize(
+    ("section", "path", "message"),
+    [
+        ({"cachename": "x"}, "backend.cache.infinispan.cachename", "did you mean 'cacheName'"),
+        ({"servers": "ispn:11222"}, "backend.cache.infinispan.servers", "list of {host, port}"),
+        ({"servers": [{"port": 1}]}, "backend.cache.infinispan.servers[0]", "missing 'host'"),
+        ({"servers": [{"host": "a", "prot": 1}]}, "servers[0].prot", "did you mean 'port'"),
+        ({"servers": [{"host": "a", "port": 0}]}, "servers[0].port", "port number"),
+        ({"mediaType": "text/html"}, "backend.cache.infinispan.mediaType", "text/plain"),
+        ({"version": "3.0"}, "backend.cache.infinispan.version", "2.9, 2.5, 2.2"),
+        (
+            {"authentication": {"username": "x"}},
+            "backend.cache.infinispan.authentication.username",
+            "did you mean 'userName'",
+        ),
+        (
+            {"authentication": {"saslMechanism": "MD5"}},
+            "authentication.saslMechanism",
+            "SCRAM-SHA-256",
+        ),
+        ({"clusters": [{"name": "b"}]}, "backend.cache.infinispan.clusters[0].servers", "missing"),
+    ],
+)
+def test_infinispan_section_rejects_unknown_keys_and_bad_values(
+    section: dict[str, object], path: str, message: str
+) -> None:
+    """An infinispan section is checked like every other: unknown keys with a did-you-mean,
+    bad values naming their path."""
+    with pytest.raises(ConfigError, match=message) as info:
+        parse_cache_section({"infinispan": section})
+    assert info.value.path.endswith(path)
+
+
+def test_infinispan_store_is_still_not_supported() -> None:
+    """A valid infinispan section does not make store: infinispan work yet."""
+    with pytest.raises(ConfigError, match="not supported yet"):
+        parse_cache_section({"store": "infinispan", "infinispan": {"servers": [{"host": "a"}]}})
+
+
+# --- passwords never shown ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "section",
+    [
+        {"store": "redis", "connection": "redis://app:hunter2@cache:6379/0"},
+        {"store": "redis", "connection": {"url": "redis://cache:6379", "password": "hunter2"}},
+        {
+            "store": "redis",
+            "connection": "redis://:hunter2@x:1",
+            "redis": {"sentinel": {"sentinels": ["s:26379"], "password": "hunter2"}},
+        },
+        {"store": "memcache", "connection": "app:hunter2@a:11211,app:hunter2@b:11211"},
+        {"store": "memcache", "connection": ["app:hunter2@a", "app:hunter2@b"]},
+        {"store": "memory", "connection": "redis://:hunter2@x"},
+        {"store": "memory", "options": {"password": "hunter2"}},
+    ],
+)
+def test_no_password_in_the_config_repr_or_target(section: dict[str, object]) -> None:
+    """repr(CacheConfig), its connection spec and its target mask every password."""
+    config = parse_cache_section(section)
+    for shown in (repr(config), repr(config.connection_spec), config.target):
+        assert "hunter2" not in shown
+    assert "***" in repr(config)
+
+
+def test_config_repr_shows_what_differs_from_the_defaults() -> None:
+    """repr(CacheConfig) lists only the keys set away from their defaults."""
+    assert repr(CacheConfig()) == "CacheConfig()"
+    config = parse_cache_section({"store": "redis", "connection": "redis://h:1", "defaultTtl": 5})
+    assert repr(config) == "CacheConfig(store='redis', connection='redis://h:1', default_ttl=0.005)"
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("redis://:pw@h:6379/0", "redis://:***@h:6379/0"),
+        ("rediss://user:p@ss/w@h/0", "rediss://user:***@h/0"),
+        ("u:pw@h1:11211,h2:11211", "u:***@h1:11211,h2:11211"),
+        ("u:pa,ss@h1", "u:***@h1"),
+        ("u:a@h1,v:b@h2", "u:***@h1,v:***@h2"),
+        ("rediss://h/0?ssl_password=pw&db=1", "rediss://h/0?ssl_password=***&db=1"),
+        ("unix:///run/a@b.sock?db=0", "unix:///run/a@b.sock?db=0"),
+        ("redis://user@h", "redis://user@h"),
+    ],
+)
+def test_redact_masks_every_password_form(text: str, shown: str) -> None:
+    """redact() masks passwords in URLs, memcache server lists and password-like query
+    parameters, and leaves everything else as it was."""
+    from cachekit.config.masking import redact
+
+    assert redact(text) == shown
+
+
+# --- one URL for the whole section (cachekit.config.url) ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "section"),
+    [
+        (
+            "redis://:pw@cache:6379/2?defaultTtl=5m&maxConnections=20&namespace=my-app"
+            "&failOpen=false&connectTimeout=100&cooldown=5s",
+            {
+                "store": "redis",
+                "connection": {"url": "redis://:pw@cache:6379/2", "maxConnections": 20},
+                "defaultTtl": "5m",
+                "failOpen": False,
+                "redis": {"client": {"namespace": "my-app"}},
+                "timeouts": {"connect": 100},
+                "circuitBreaker": {"cooldown": "5s"},
+            },
+        ),
+        (
+            "valkeys://cache:6380/0?keyPrefix=app:&ssl_ca_certs=/etc/ca.pem",
+            {
+                "store": "valkey",
+                "connection": "rediss://cache:6380/0?ssl_ca_certs=/etc/ca.pem",
+                "valkey": {"keyPrefix": "app:"},
+            },
+        ),
+        ("valkey://cache:6379", {"store": "valkey", "connection": "redis://cache:6379"}),
+        (
+            "unix:///run/redis.sock?db=3",
+            {"store": "redis", "connection": "unix:///run/redis.sock?db=3"},
+        ),
+        (
+            "memcache://app:p%40ss@h1:11211,h2:11211?maxConnections=7&auth=ascii",
+            {
+                "store": "memcache",
+                "connection": ["app:p@ss@h1:11211", "app:p@ss@h2:11211"],
+                "memcache": {"maxConnections": 7, "auth": "ascii"},
+            },
+        ),
+        ("memcached://h1", {"store": "memcache", "connection": ["h1"]}),
+        ("memory://", {}),
+        ("memory://?maxEntries=10&maxBytes=null", {"memory": {"maxEntries": 10, "maxBytes": None}}),
+    ],
+)
+def test_a_url_builds_the_config_its_yaml_twin_builds(url: str, section: dict[str, object]) -> None:
+    """parse_cache_url gives the same CacheConfig (and connection spec) as the equivalent
+    backend.cache mapping: one parser for both."""
+    from cachekit.config.url import parse_cache_url
+
+    from_url, from_yaml = parse_cache_url(url), parse_cache_section(section)
+    assert from_url == from_yaml
+    assert from_url.connection_spec == from_yaml.connection_spec
+
+
+@pytest.mark.parametrize(
+    ("url", "path", "message"),
+    [
+        (
+            "redis://h?namepsace=x",
+            "url?namepsace",
+            r"did you mean 'namespace'\?.*known: defaultTtl",
+        ),
+        ("valkey://h?namespace=x", "url?namespace", "valkey takes keyPrefix"),
+        ("memory://?ssl_ca_certs=x", "url?ssl_ca_certs", "known: defaultTtl"),
+        ("redis://h?defaultTtl=1s&defaultTtl=2s", "url?defaultTtl", "given twice"),
+        ("http://:pw@h", "url", r"unsupported URL 'http://:\*\*\*@h': use redis://"),
+        ("cache.internal:6379", "url", "expected a URL"),
+        ("memory://somewhere", "url", "takes no host"),
+        ("redis://h?maxConnections=0", "backend.cache.connection.maxConnections", "at least|>= 1"),
+        ("redis://:pw@h?defaultTtl=soon", "backend.cache.defaultTtl", r"redis://:\*\*\*@h"),
+    ],
+)
+def test_bad_urls_name_the_fix(url: str, path: str, message: str) -> None:
+    """An unknown scheme or query key, or a bad value, is a ConfigError naming the known
+    keys or the backend.cache key at fault, never showing the password."""
+    from cachekit.config.url import parse_cache_url
+
+    with pytest.raises(ConfigError, match=message) as info:
+        parse_cache_url(url)
+    assert info.value.path == path
+    assert ":pw@" not in str(info.value)

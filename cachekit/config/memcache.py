@@ -219,6 +219,15 @@ class MemcacheConnectionSpec:
     failure_threshold: int = 3
     max_connections: int = DEFAULT_MAX_CONNECTIONS
 
+    @property
+    def target(self) -> str:
+        """The servers, for logs and ``repr`` (no passwords): ``h1:11211,h2:11211``, with
+        ``(sasl as user)`` when credentials are used."""
+        addresses = ",".join(server.address for server in self.servers)
+        if self.auth == "none":
+            return addresses
+        return f"{addresses} ({self.auth} as {self.servers[0].username})"
+
     def __post_init__(self) -> None:
         if not self.servers:
             raise ValueError("a memcache connection needs at least one server")

@@ -22,8 +22,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final, Literal
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit
 
+from cachekit.config.masking import redact
 from cachekit.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -116,16 +117,6 @@ class RedisConnectionSpec:
         if self.pool_timeout is not None:
             return self.pool_timeout
         return self.connect_timeout + self.operation_timeout
-
-
-def redact(url: str) -> str:
-    """``url`` with its password replaced by ``***``."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 def parse_url(url: object, path: str, *, unix: bool = True) -> Endpoint:

@@ -21,18 +21,21 @@ from __future__ import annotations
 import difflib
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import MISSING, Field, dataclass, field, fields
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final, TypeVar
 
+from cachekit.config.masking import mask_mapping
 from cachekit.durations import MAX_TTL, parse_config_duration
 from cachekit.errors import ConfigError
 
 __all__ = [
     "CacheConfig",
     "CircuitBreakerConfig",
+    "InfinispanConfig",
     "MemcacheConfig",
     "MemoryConfig",
     "MetricsConfig",
@@ -43,6 +46,7 @@ __all__ = [
     "TimeoutsConfig",
     "ValkeyClientConfig",
     "ValkeyConfig",
+    "cache_section",
     "load_app_config",
     "parse_app_config",
     "parse_cache_section",
@@ -54,12 +58,20 @@ T = TypeVar("T")
 Converter = Callable[[Any, str], Any]
 
 
-def _opt(key: str, convert: Converter, default: Any = MISSING, factory: Any = MISSING) -> Any:
-    """A dataclass field read from config key ``key`` through ``convert(value, path)``."""
+def _opt(
+    key: str,
+    convert: Converter,
+    default: Any = MISSING,
+    factory: Any = MISSING,
+    *,
+    secret: bool = False,
+) -> Any:
+    """A dataclass field read from config key ``key`` through ``convert(value, path)``
+    (a ``secret`` one is left out of ``repr``)."""
     meta = {"key": key, "convert": convert}
     if factory is not MISSING:
-        return field(default_factory=factory, metadata=meta)
-    return field(default=default, metadata=meta)
+        return field(default_factory=factory, metadata=meta, repr=not secret)
+    return field(default=default, metadata=meta, repr=not secret)
 
 
 # --- converters: (value, path) -> typed value, or ConfigError ---------------------------
@@ -94,6 +106,32 @@ def _positive_int(value: Any, path: str) -> int:
     if value < 1:
         raise ConfigError(f"must be at least 1, got {value}", path=path)
     return value
+
+
+def _port(value: Any, path: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 65536:
+        raise _type_error("a port number from 1 to 65535", value, path)
+    return value
+
+
+def _non_negative_int(value: Any, path: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise _type_error("a whole number >= 0", value, path)
+    return value
+
+
+def _choice(*choices: str) -> Converter:
+    """One of ``choices`` (YAML numbers such as ``2.9`` are read as their text)."""
+
+    def convert_choice(value: Any, path: str) -> str:
+        text = (
+            str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+        )
+        if text not in choices:
+            raise ConfigError(f"expected one of {', '.join(choices)}, got {value!r}", path=path)
+        return str(text)
+
+    return convert_choice
 
 
 def _ttl_duration(value: Any, path: str) -> float:
@@ -205,7 +243,7 @@ class RedisSentinelConfig:
 
     sentinels: tuple[str, ...] = _opt("sentinels", _str_list, ())
     master_name: str = _opt("masterName", _str, "mymaster")
-    password: str | None = _opt("password", _optional(_str), None)
+    password: str | None = _opt("password", _optional(_str), None, secret=True)
 
 
 @dataclass(frozen=True)
@@ -253,6 +291,141 @@ class MemcacheConfig:
     generation_refresh: float = _opt("generationRefresh", _positive_duration, 1.0)
     dead_retry: float = _opt("deadRetry", _positive_duration, 5.0)
     max_connections: int = _opt("maxConnections", _positive_int, 50)
+
+
+@dataclass(frozen=True)
+class InfinispanServer:
+    """One Hot Rod server of ``backend.cache.infinispan.servers``."""
+
+    host: str = _opt("host", _str, "127.0.0.1")
+    port: int = _opt("port", _port, 11222)
+
+
+def _servers(value: Any, path: str) -> tuple[InfinispanServer, ...]:
+    """Backstage's ``servers``: a list of ``{host, port}`` or one such mapping."""
+    items = [value] if isinstance(value, Mapping) else value
+    if not isinstance(items, list | tuple) or not items:
+        raise _type_error("a list of {host, port} servers", value, path)
+    servers = []
+    for i, item in enumerate(items):
+        item_path = path if isinstance(value, Mapping) else f"{path}[{i}]"
+        if isinstance(item, Mapping) and "host" not in item and not isinstance(value, Mapping):
+            raise ConfigError(
+                "missing 'host' (for example {host: ispn, port: 11222})", path=item_path
+            )
+        servers.append(_parse_section(InfinispanServer, item, item_path))
+    return tuple(servers)
+
+
+@dataclass(frozen=True)
+class InfinispanAuthentication:
+    """``backend.cache.infinispan.authentication`` (secrets never shown in ``repr``)."""
+
+    enabled: bool = _opt("enabled", _bool, False)
+    sasl_mechanism: str | None = _opt(
+        "saslMechanism",
+        _optional(
+            _choice(
+                "PLAIN",
+                "DIGEST-MD5",
+                "SCRAM-SHA-1",
+                "SCRAM-SHA-256",
+                "SCRAM-SHA-384",
+                "SCRAM-SHA-512",
+                "EXTERNAL",
+                "OAUTHBEARER",
+            )
+        ),
+        None,
+    )
+    user_name: str | None = _opt("userName", _optional(_str), None)
+    password: str | None = _opt("password", _optional(_str), None, secret=True)
+    token: str | None = _opt("token", _optional(_str), None, secret=True)
+    authzid: str | None = _opt("authzid", _optional(_str), None)
+
+
+@dataclass(frozen=True)
+class InfinispanClientAuth:
+    """``backend.cache.infinispan.ssl.clientAuth``."""
+
+    key: str | None = _opt("key", _optional(_str), None)
+    passphrase: str | None = _opt("passphrase", _optional(_str), None, secret=True)
+    cert: str | None = _opt("cert", _optional(_str), None)
+
+
+@dataclass(frozen=True)
+class InfinispanCryptoStore:
+    """``backend.cache.infinispan.ssl.cryptoStore``."""
+
+    path: str | None = _opt("path", _optional(_str), None)
+    passphrase: str | None = _opt("passphrase", _optional(_str), None, secret=True)
+
+
+@dataclass(frozen=True)
+class InfinispanSsl:
+    """``backend.cache.infinispan.ssl``."""
+
+    enabled: bool = _opt("enabled", _bool, False)
+    secure_protocol: str | None = _opt("secureProtocol", _optional(_str), None)
+    trust_certs: tuple[str, ...] = _opt("trustCerts", _str_list, ())
+    client_auth: InfinispanClientAuth | None = _opt(
+        "clientAuth", _optional(_nested(InfinispanClientAuth)), None
+    )
+    sni_host_name: str | None = _opt("sniHostName", _optional(_str), None)
+    crypto_store: InfinispanCryptoStore | None = _opt(
+        "cryptoStore", _optional(_nested(InfinispanCryptoStore)), None
+    )
+
+
+_MEDIA_TYPES: Final = ("text/plain", "application/json")
+
+
+@dataclass(frozen=True)
+class InfinispanDataFormat:
+    """``backend.cache.infinispan.dataFormat``."""
+
+    key_type: str = _opt("keyType", _choice(*_MEDIA_TYPES), "text/plain")
+    value_type: str = _opt("valueType", _choice(*_MEDIA_TYPES), "text/plain")
+
+
+@dataclass(frozen=True)
+class InfinispanCluster:
+    """One entry of ``backend.cache.infinispan.clusters`` (cross-site failover)."""
+
+    name: str | None = _opt("name", _optional(_str), None)
+    servers: tuple[InfinispanServer, ...] = _opt("servers", _servers, ())
+
+
+def _clusters(value: Any, path: str) -> tuple[InfinispanCluster, ...]:
+    if not isinstance(value, list | tuple):
+        raise _type_error("a list of {name, servers} clusters", value, path)
+    clusters = []
+    for i, item in enumerate(value):
+        if isinstance(item, Mapping) and "servers" not in item:
+            raise ConfigError("missing 'servers'", path=f"{path}[{i}].servers")
+        clusters.append(_parse_section(InfinispanCluster, item, f"{path}[{i}]"))
+    return tuple(clusters)
+
+
+@dataclass(frozen=True)
+class InfinispanConfig:
+    """``backend.cache.infinispan``: Backstage's Infinispan keys, checked (the store itself
+    is not supported yet)."""
+
+    version: str = _opt("version", _choice("2.9", "2.5", "2.2"), "2.9")
+    cache_name: str | None = _opt("cacheName", _optional(_str), None)
+    max_retries: int = _opt("maxRetries", _non_negative_int, 3)
+    topology_updates: bool = _opt("topologyUpdates", _bool, True)
+    media_type: str = _opt("mediaType", _choice(*_MEDIA_TYPES), "text/plain")
+    data_format: InfinispanDataFormat = _opt(
+        "dataFormat", _nested(InfinispanDataFormat), factory=InfinispanDataFormat
+    )
+    servers: tuple[InfinispanServer, ...] = _opt("servers", _servers, ())
+    authentication: InfinispanAuthentication = _opt(
+        "authentication", _nested(InfinispanAuthentication), factory=InfinispanAuthentication
+    )
+    ssl: InfinispanSsl = _opt("ssl", _nested(InfinispanSsl), factory=InfinispanSsl)
+    clusters: tuple[InfinispanCluster, ...] = _opt("clusters", _clusters, ())
 
 
 @dataclass(frozen=True)
@@ -304,8 +477,8 @@ class CacheConfig:
     redis: RedisConfig = _opt("redis", _nested(RedisConfig), factory=RedisConfig)
     valkey: ValkeyConfig = _opt("valkey", _nested(ValkeyConfig), factory=ValkeyConfig)
     memcache: MemcacheConfig = _opt("memcache", _nested(MemcacheConfig), factory=MemcacheConfig)
-    infinispan: Mapping[str, Any] = _opt(
-        "infinispan", _mapping, factory=lambda: MappingProxyType({})
+    infinispan: InfinispanConfig = _opt(
+        "infinispan", _nested(InfinispanConfig), factory=InfinispanConfig
     )
     timeouts: TimeoutsConfig = _opt("timeouts", _nested(TimeoutsConfig), factory=TimeoutsConfig)
     circuit_breaker: CircuitBreakerConfig = _opt(
@@ -319,6 +492,34 @@ class CacheConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "connection_spec", _connection_spec(self))
+
+    def __repr__(self) -> str:
+        """The keys that differ from the defaults, passwords masked."""
+        shown = []
+        for f in fields(self):
+            if not f.repr:
+                continue
+            value = getattr(self, f.name)
+            default = f.default_factory() if f.default is MISSING else f.default  # type: ignore[operator]
+            if value != default:
+                shown.append(f"{f.name}={mask_mapping(value)!r}")
+        return f"CacheConfig({', '.join(shown)})"
+
+    @property
+    def target(self) -> str:
+        """Where the store connects, for logs and ``repr`` (no passwords):
+        ``redis://:***@host:6379/0``, ``cluster h1:7000,h2:7001``, ``sentinel h:26379 master
+        mymaster``, ``h1:11211,h2:11211``, ``this process`` (memory), or ``""`` when a
+        custom store's config does not say."""
+        spec = self.connection_spec
+        if spec is not None:
+            return str(spec.target)
+        if self.store == "memory":
+            return "this process"
+        if self.connection is None:
+            return ""
+        masked = mask_mapping(self.connection)
+        return masked if isinstance(masked, str) else repr(masked)
 
 
 def _connection_spec(config: CacheConfig) -> Any:
@@ -370,16 +571,65 @@ def parse_cache_section(section: object, path: str = SECTION_PATH) -> CacheConfi
     return _parse_section(CacheConfig, _substitute_env(section, path), path)
 
 
-def parse_app_config(app_config: Mapping[str, Any]) -> CacheConfig:
-    """Parse the ``backend.cache`` section of a whole app config (defaults if absent)."""
+# Keys that only a backend.cache section has: a mapping holding them at the wrong level is
+# a cache section in the wrong place, not an app config without one.
+_SECTION_MARKERS: Final = ("store", "connection", "defaultTtl", "failOpen")
+_WRAP: Final = (
+    "wrap it as {'backend': {'cache': {...}}}, or pass the section itself to "
+    "CacheManager.from_section(...)"
+)
+
+
+def cache_section(app_config: Mapping[str, Any]) -> Any:
+    """The ``backend.cache`` section of a whole app config, or ``None`` if it has none
+    (which means the in-memory default, as in Backstage).
+
+    :raises ConfigError: the mapping is not the shape cachekit reads: the section itself
+        without ``backend.cache`` around it, a top-level ``cache:``, ``backend.caches``
+        (or another near miss), or the section's keys directly under ``backend``.
+    """
     if not isinstance(app_config, Mapping):
         raise _type_error("a mapping (the app config)", app_config, "<root>")
     backend = app_config.get("backend")
     if backend is None:
-        return CacheConfig()
+        _check_misplaced(app_config, "")
+        return None
     if not isinstance(backend, Mapping):
         raise _type_error("a mapping", backend, "backend")
-    return parse_cache_section(backend.get("cache"))
+    if "cache" in backend:
+        return backend["cache"]
+    _check_misplaced(backend, "backend")
+    return None
+
+
+def _check_misplaced(level: Mapping[Any, Any], path: str) -> None:
+    """No ``backend.cache`` in the app config: refuse what was surely meant to be one."""
+    keys = [key for key in level if isinstance(key, str)]
+    markers = [key for key in keys if key in _SECTION_MARKERS]
+    if markers:
+        where = f"directly under {path}" if path else "at the top level"
+        fix = "move them under backend.cache" if path else _WRAP
+        raise ConfigError(
+            f"{', '.join(markers)} {'is' if len(markers) == 1 else 'are'} {where}; this looks "
+            f"like the backend.cache section itself (cachekit reads backend.cache): {fix}",
+            path=path or "<root>",
+        )
+    for key in keys:
+        if difflib.get_close_matches(key.lower(), ["cache"], n=1, cutoff=0.75):
+            wrong = f"{path}.{key}" if path else key
+            raise ConfigError(
+                f"cachekit reads backend.cache, not {wrong}: did you mean backend.cache?",
+                path=wrong,
+            )
+
+
+def parse_app_config(app_config: Mapping[str, Any]) -> CacheConfig:
+    """Parse the ``backend.cache`` section of a whole app config (defaults if absent).
+
+    :raises ConfigError: the mapping is not an app config holding ``backend.cache`` (see
+        :func:`cache_section`), or the section has an invalid value.
+    """
+    return parse_cache_section(cache_section(app_config))
 
 
 def load_app_config(*paths: str | os.PathLike[str]) -> dict[str, Any]:
@@ -403,13 +653,38 @@ def load_app_config(*paths: str | os.PathLike[str]) -> dict[str, Any]:
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            raise ConfigError(f"not valid YAML: {exc}", path=str(p)) from None
+            raise _yaml_error(exc, str(p)) from None
         if data is None:
             continue
         if not isinstance(data, Mapping):
             raise _type_error("a mapping at the top of the file", data, str(p))
         merged = _deep_merge(merged, data)
     return merged
+
+
+@contextmanager
+def config_origin(where: str) -> Iterator[None]:
+    """Re-raise a :class:`ConfigError` from the block with ``(in {where})`` appended, its
+    ``path`` kept: the error then names the file or URL the bad value came from."""
+    try:
+        yield
+    except ConfigError as exc:
+        error = ConfigError(f"{exc} (in {where})")
+        error.path = exc.path
+        raise error from None
+
+
+def _yaml_error(exc: Exception, file: str) -> ConfigError:
+    """A YAML syntax error as ``file:line:column: not valid YAML: problem (context)``."""
+    problem = getattr(exc, "problem", None) or str(exc)
+    mark = getattr(exc, "problem_mark", None)
+    where = f"{file}:{mark.line + 1}:{mark.column + 1}" if mark is not None else file
+    context, context_mark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    if context and context_mark is not None:
+        problem += f" ({context} at line {context_mark.line + 1}, column {context_mark.column + 1})"
+    elif context:
+        problem += f" ({context})"
+    return ConfigError(f"not valid YAML: {problem}", path=where)
 
 
 def _deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:

@@ -79,6 +79,8 @@ def create_store(config: CacheConfig, path: str = "backend.cache.store") -> Stor
 
 
 def _resolve_class(name: str, path: str) -> Any:
+    if "://" in name:
+        raise _url_as_store(name, path)
     builtin = _BUILTINS.get(name)
     if builtin is not None:
         if builtin.drivers and not any(_installed(d) for d in builtin.drivers):
@@ -105,6 +107,25 @@ def _resolve_class(name: str, path: str) -> Any:
     raise ConfigError(
         f"unknown store {name!r}; {hint}known: {', '.join(known)}, "
         "or a custom provider as 'package.module:Class'",
+        path=path,
+    )
+
+
+def _url_as_store(url: str, path: str) -> ConfigError:
+    """``store: redis://...``: the URL belongs in ``connection``."""
+    from cachekit.config.masking import redact
+    from cachekit.config.url import SCHEME_STORES
+
+    store = SCHEME_STORES.get(url.partition("://")[0].lower())
+    if store == "memory":
+        fix = "write store: memory"
+    elif store:
+        fix = f"write store: {store} and put the URL in connection:"
+    else:
+        fix = "name a store (redis, valkey, memcache) and put the server URL in connection:"
+    return ConfigError(
+        f"{redact(url)!r} is a URL, not a store name: {fix} "
+        "(or build the manager with CacheManager.from_url(url))",
         path=path,
     )
 
