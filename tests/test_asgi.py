@@ -146,7 +146,13 @@ async def test_bad_tenant_ids_get_400_before_the_app_runs(
     inner = Recorder()
     app = CacheMiddleware(inner, manager, plugin="catalog", tenant=header("X-Tenant-ID"))
     sent = await call(app, http_scope(headers={"X-Tenant-ID": bad}))
-    assert status_and_body(sent) == (400, {"error": "invalid tenant id"})
+    assert status_and_body(sent) == (
+        400,
+        {
+            "error": "invalid tenant id",
+            "expected": "header X-Tenant-ID: an id matching [A-Za-z0-9._-]{1,64}",
+        },
+    )
     assert (b"content-type", b"application/json") in sent[0]["headers"]
     assert inner.seen == []
 
@@ -158,7 +164,7 @@ async def test_bad_plugin_segment_gets_400_and_unknown_plugin_404(manager: Cache
     assert status_and_body(await call(app, http_scope("/api/..%2Fx/items")))[0] == 400
     assert status_and_body(await call(app, http_scope("/api"))) == (
         404,
-        {"error": "unknown plugin"},
+        {"error": "unknown plugin", "expected": "path segment 1"},
     )
     app = CacheMiddleware(inner, manager, plugin=path_prefix({"/api/catalog": "catalog"}))
     assert status_and_body(await call(app, http_scope("/api/reviews/x")))[0] == 404
@@ -171,7 +177,7 @@ async def test_missing_tenant_is_400_unless_optional(manager: CacheManager) -> N
     strict = CacheMiddleware(inner, manager, plugin="catalog", tenant=header("X-Tenant-ID"))
     assert status_and_body(await call(strict, http_scope())) == (
         400,
-        {"error": "missing tenant id"},
+        {"error": "missing tenant id", "expected": "header X-Tenant-ID"},
     )
     lenient = CacheMiddleware(
         inner, manager, plugin="catalog", tenant=header("X-Tenant-ID"), tenant_required=False
@@ -303,7 +309,10 @@ async def test_websocket_denial_response_when_the_server_supports_it(
     sent = await call(app, scope, [{"type": "websocket.connect"}])
     assert sent[0]["type"] == "websocket.http.response.start"
     assert sent[0]["status"] == 400
-    assert json.loads(sent[1]["body"]) == {"error": "missing tenant id"}
+    assert json.loads(sent[1]["body"]) == {
+        "error": "missing tenant id",
+        "expected": "header X-Tenant-ID",
+    }
 
 
 async def test_starlette_websocket_route(manager: CacheManager) -> None:

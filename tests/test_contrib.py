@@ -404,7 +404,7 @@ def test_flask_extension_config_errors() -> None:
     is refused."""
     with pytest.raises(ConfigError, match=r"^CACHEKIT\.store: unknown store 'redsi'"):
         CacheKit(flask_app(CACHEKIT={"store": "redsi"}))
-    with pytest.raises(ConfigError, match="not both"):
+    with pytest.raises(ConfigError, match=r"not CACHEKIT_CONFIG and CACHEKIT$"):
         CacheKit(flask_app(CACHEKIT={}, CACHEKIT_CONFIG="app-config.yaml"))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import string
 import uuid
@@ -226,6 +227,7 @@ def resolve(resolver: ScopeResolver, view: RequestView, manager: CacheManager) -
     return result.scope
 
 
+IDS = "an id matching [A-Za-z0-9._-]{1,64}"
 BAD_IDS = ["../x", "x" * 500, "", "a\x00b", "a\nb", "a\x7fb", "a b", "é", "a:b", "a/b"]
 
 
@@ -234,22 +236,27 @@ def test_bad_tenant_ids_are_rejected_with_400(bad: str, manager: CacheManager) -
     """Invalid tenant ids (traversal, 500 chars, empty, control characters, ...) -> 400."""
     resolver = ScopeResolver("catalog", header("X-Tenant-ID"))
     result = resolver.resolve(asgi_view("/", {"X-Tenant-ID": bad}), manager)
-    assert result == Rejection(400, "invalid tenant id")
-    assert result.body == b'{"error": "invalid tenant id"}'
+    expected = f"header X-Tenant-ID: {IDS}"
+    assert result == Rejection(400, "invalid tenant id", expected)
+    assert json.loads(result.body) == {"error": "invalid tenant id", "expected": expected}
 
 
 @pytest.mark.parametrize("bad", BAD_IDS)
 def test_bad_plugin_ids_are_rejected_with_400(bad: str, manager: CacheManager) -> None:
-    """A resolver returning an invalid plugin id -> 400."""
+    """A custom resolver returning an invalid plugin id -> 400 naming the accepted ids."""
     resolver = ScopeResolver(lambda view: bad)
-    assert resolver.resolve(asgi_view("/"), manager) == Rejection(400, "invalid plugin id")
+    assert resolver.resolve(asgi_view("/"), manager) == Rejection(400, "invalid plugin id", IDS)
 
 
 def test_unknown_plugin_is_404_and_missing_tenant_400(manager: CacheManager) -> None:
-    """No plugin -> 404; no tenant while required -> 400."""
-    resolver = ScopeResolver(path_prefix({"/api/a": "a"}), header("X-Tenant-ID"))
-    assert resolver.resolve(asgi_view("/b"), manager) == Rejection(404, "unknown plugin")
-    assert resolver.resolve(asgi_view("/api/a"), manager) == Rejection(400, "missing tenant id")
+    """No plugin -> 404; no tenant while required -> 400; each names what was expected."""
+    resolver = ScopeResolver(path_prefix({"/api/b": "b", "/api/a": "a"}), header("X-Tenant-ID"))
+    assert resolver.resolve(asgi_view("/b"), manager) == Rejection(
+        404, "unknown plugin", "path prefix /api/a or /api/b"
+    )
+    assert resolver.resolve(asgi_view("/api/a"), manager) == Rejection(
+        400, "missing tenant id", "header X-Tenant-ID"
+    )
     view = asgi_view("/api/a", {"X-Tenant-ID": "acme"})
     assert resolve(resolver, view, manager) == Scope("a", "acme")
 
@@ -259,7 +266,9 @@ def test_optional_tenant_falls_back_to_the_platform_scope(manager: CacheManager)
     resolver = ScopeResolver("a", header("X-Tenant-ID"), tenant_required=False)
     assert resolve(resolver, asgi_view("/"), manager) == Scope("a", None)
     bad = asgi_view("/", {"X-Tenant-ID": "../x"})
-    assert resolver.resolve(bad, manager) == Rejection(400, "invalid tenant id")
+    assert resolver.resolve(bad, manager) == Rejection(
+        400, "invalid tenant id", f"header X-Tenant-ID: {IDS}"
+    )
 
 
 def test_fixed_plugin_without_tenant_reads_nothing_from_the_request(

@@ -225,7 +225,10 @@ def test_bad_tenant_ids_get_400_before_the_app_runs(bad: str, manager: CacheMana
     body = b"".join(middleware(environ(headers={"X-Tenant-ID": bad}), start))
     assert start.status == "400 Bad Request"
     assert ("Content-Type", "application/json") in start.headers
-    assert json.loads(body) == {"error": "invalid tenant id"}
+    assert json.loads(body) == {
+        "error": "invalid tenant id",
+        "expected": "header X-Tenant-ID: an id matching [A-Za-z0-9._-]{1,64}",
+    }
     assert called == []
 
 
@@ -239,7 +242,7 @@ def test_unknown_plugin_404_and_missing_tenant_400(manager: CacheManager) -> Non
     )
     assert run(app, environ("/api/reviews")) == (
         "404 Not Found",
-        b'{"error": "unknown plugin"}',
+        b'{"error": "unknown plugin", "expected": "path prefix /api/catalog"}',
     )
     assert run(app, environ("/api/catalog"))[0] == "400 Bad Request"
     lenient = CacheMiddleware(
