@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
-import socket
 import threading
 from collections.abc import AsyncIterator, Iterator, MutableMapping, Sequence
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
+from http_servers import uvicorn_serving
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.middleware import Middleware
@@ -526,26 +524,6 @@ async def test_usable_in_starlettes_middleware_list(manager: CacheManager) -> No
 
 
 # --- over HTTP: a real uvicorn server ------------------------------------------------------
-
-
-@contextlib.contextmanager
-def uvicorn_serving(app: Any) -> Iterator[str]:
-    """Serve ``app`` with uvicorn from a thread of this process; on exit, shut it down
-    gracefully (in-flight requests finish first)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", ws="none"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        while not server.started:
-            thread.join(0.01)
-            assert thread.is_alive(), "uvicorn did not start"
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
 
 
 def test_no_scope_leaks_between_requests_over_http(manager: CacheManager) -> None:

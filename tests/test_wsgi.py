@@ -4,15 +4,14 @@ thread safety under a real threaded server (waitress)."""
 from __future__ import annotations
 
 import json
-import socket
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import httpx
 import pytest
-import waitress  # type: ignore[import-untyped]  # waitress ships no type hints
 from flask import Flask, Response
+from http_servers import Waitress
 
 from cachekit import CacheManager, NoScopeError, current_cache, current_scope
 from cachekit.resolvers import header, path_prefix, state
@@ -303,38 +302,6 @@ def test_repr_names_the_configuration(manager: CacheManager) -> None:
 
 
 # --- over HTTP: a real threaded server (waitress) -----------------------------------------
-
-
-class Waitress:
-    """waitress serving an app from a thread of this process."""
-
-    def __init__(self, app: WSGIApp, threads: int) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(128)
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.server = waitress.create_server(app, sockets=[self.sock], threads=threads)
-        self.stopping = False
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        try:
-            self.server.run()
-        except OSError:  # select() on the sockets stop() closed (EBADF), as WebTest allows
-            if not self.stopping:
-                raise
-
-    def stop(self) -> None:
-        self.stopping = True
-
-        def close_all() -> None:  # runs on the server's loop thread
-            for dispatcher in list(self.server._map.values()):
-                dispatcher.close()
-
-        self.server.trigger.pull_trigger(close_all)
-        self.thread.join(10)
-        self.server.task_dispatcher.shutdown()
 
 
 def probed(app: WSGIApp, probe: list[str]) -> WSGIApp:
