@@ -563,6 +563,8 @@ def excluded_paths(exclude: Exclude | None) -> Callable[[str], bool] | None:
         exclude = (exclude,)
     elif callable(exclude):
         return exclude
+    elif not isinstance(exclude, Iterable):
+        raise TypeError(f"exclude takes paths (str) or a callable, got {exclude!r}")
     exact: set[str] = set()
     prefixes: set[str] = set()
     for path in exclude:

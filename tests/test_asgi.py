@@ -523,6 +523,38 @@ async def test_usable_in_starlettes_middleware_list(manager: CacheManager) -> No
     assert answer.json() == {"tenant": "acme"}
 
 
+async def test_excluded_paths_reach_the_app_without_a_scope(manager: CacheManager) -> None:
+    """exclude=: /healthz and what is under /docs/ run with no scope bound and no tenant
+    asked for; /healthzz is not excluded and is refused as before."""
+    seen: list[str] = []
+
+    async def app(scope: Message, receive: Any, send: Any) -> None:
+        try:
+            seen.append(f"{scope['path']}:{current_scope().tenant}")
+        except NoScopeError:
+            seen.append(f"{scope['path']}:none")
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    middleware = CacheMiddleware(
+        app,
+        manager,
+        plugin="p",
+        tenant=header("X-Tenant-ID"),
+        exclude=["/healthz", "/docs/*"],
+    )
+    for path in ("/healthz", "/docs", "/docs/oauth2-redirect"):
+        assert status_and_body(await call(middleware, http_scope(path)))[0] == 200
+    refused = await call(middleware, http_scope("/healthzz"))
+    assert status_and_body(refused) == (
+        400,
+        {"error": "missing tenant id", "expected": "header X-Tenant-ID"},
+    )
+    bound = await call(middleware, http_scope("/api", headers={"X-Tenant-ID": b"acme"}))
+    assert status_and_body(bound)[0] == 200
+    assert seen == ["/healthz:none", "/docs:none", "/docs/oauth2-redirect:none", "/api:acme"]
+
+
 # --- over HTTP: a real uvicorn server ------------------------------------------------------
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 import string
 import uuid
@@ -20,6 +21,7 @@ from cachekit.resolvers import (
     Rejection,
     RequestView,
     ScopeResolver,
+    excluded_paths,
     header,
     path_prefix,
     path_segment,
@@ -445,3 +447,100 @@ def test_reprs_name_the_configuration() -> None:
     assert "header('X')" in text
     assert "tenant_required=True" in text
     assert repr(asgi_view("/p", {"Host": "h"})) == "RequestView(path='/p', host='h')"
+
+
+# --- exclude= -------------------------------------------------------------------------------
+
+
+def test_an_excluded_path_is_exact_and_a_trailing_star_is_a_prefix_of_whole_segments() -> None:
+    """ "/healthz" excludes only itself; "/docs/*" excludes /docs and what is under /docs/,
+    never a longer name such as /healthzz or /docsearch."""
+    excluded = excluded_paths(["/healthz", "/docs/*", "/openapi.json"])
+    assert excluded is not None
+    for path in ("/healthz", "/docs", "/docs/", "/docs/oauth2-redirect", "/openapi.json"):
+        assert excluded(path), path
+    for path in ("/healthzz", "/healthz/", "/healthz/x", "/docsearch", "/", "/api/docs"):
+        assert not excluded(path), path
+    assert excluded_paths("/metrics") is not None
+    assert excluded_paths("/metrics")("/metrics")  # type: ignore[misc]
+    assert excluded_paths("/*")("/anything/at/all")  # type: ignore[misc]
+    assert repr(excluded) == "exclude(['/docs/*', '/healthz', '/openapi.json'])"
+
+
+def test_exclude_takes_a_callable_of_the_path_and_nothing_means_no_check() -> None:
+    """A callable is used as given; None or no paths mean no exclusion check at all."""
+
+    def probes(path: str) -> bool:
+        return path.startswith("/-/")
+
+    assert excluded_paths(probes) is probes
+    assert excluded_paths(None) is None
+    assert excluded_paths([]) is None
+    assert ScopeResolver("p").exclude is None
+
+
+@pytest.mark.parametrize(
+    ("exclude", "error", "message"),
+    [
+        (["healthz"], ValueError, "start with '/'"),
+        (["/api/*/health"], ValueError, "trailing '/\\*'"),
+        (["/docs*"], ValueError, "trailing '/\\*'"),
+        ([b"/healthz"], TypeError, "paths \\(str\\) or a callable"),
+        (42, TypeError, "paths \\(str\\) or a callable, got 42"),
+    ],
+)
+def test_bad_exclusions_are_refused_at_construction(
+    exclude: Any, error: type[Exception], message: str
+) -> None:
+    """A relative path, a '*' other than a trailing '/*' or a non-string is refused."""
+    with pytest.raises(error, match=message):
+        ScopeResolver("p", exclude=exclude)
+
+
+def test_an_excluded_request_resolves_to_none_on_every_path(manager: CacheManager) -> None:
+    """resolve, resolve_asgi and resolve_wsgi give None for an excluded path (the app runs
+    without a scope) and still refuse the others, matching the path inside the app."""
+    resolver = ScopeResolver("p", header("X-Tenant-ID"), exclude=["/healthz"])
+    custom = ScopeResolver(lambda view: "p", exclude=["/healthz"])
+    asgi = {"type": "http", "path": "/app/healthz", "root_path": "/app", "headers": []}
+    assert resolver.resolve_asgi(asgi, manager) is None
+    assert custom.resolve_asgi(asgi, manager) is None
+    assert resolver.resolve_wsgi({"PATH_INFO": "/healthz"}, manager) is None
+    assert resolver.resolve(asgi_view("/healthz"), manager) is None
+    refused = resolver.resolve_wsgi({"PATH_INFO": "/healthzz"}, manager)
+    assert refused == Rejection(400, "missing tenant id", "header X-Tenant-ID")
+
+
+def test_rejections_name_their_source_for_every_builtin_resolver(manager: CacheManager) -> None:
+    """Each built-in resolver names where it looks; a custom callable names nothing."""
+    cases: list[tuple[ScopeResolver, str | None]] = [
+        (ScopeResolver("p", subdomain("example.com")), "subdomain of example.com"),
+        (ScopeResolver("p", subdomain()), "subdomain"),
+        (ScopeResolver("p", state("tenant")), "request state tenant"),
+        (ScopeResolver("p", lambda view: None), None),
+    ]
+    for resolver, expected in cases:
+        assert resolver.resolve(asgi_view("/"), manager) == Rejection(
+            400, "missing tenant id", expected
+        )
+    known = ScopeResolver(path_segment(1, known={"reviews", "catalog"}))
+    assert known.resolve(asgi_view("/api/x"), manager) == Rejection(
+        404, "unknown plugin", "path segment 1: catalog or reviews"
+    )
+    assert json.loads(Rejection(404, "unknown plugin").body) == {"error": "unknown plugin"}
+
+
+def test_each_refusal_is_logged_at_debug_with_its_reason(
+    manager: CacheManager, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A refused request logs, at DEBUG on logger cachekit, its path, status, reason and
+    what was expected."""
+    resolver = ScopeResolver("p", header("X-Tenant-ID"))
+    with caplog.at_level(logging.DEBUG, logger="cachekit"):
+        resolver.resolve_wsgi({"PATH_INFO": "/api/items"}, manager)
+    [record] = [r for r in caplog.records if r.name == "cachekit"]
+    assert record.levelno == logging.DEBUG
+    assert record.getMessage() == (
+        "cachekit: refused '/api/items' with 400: missing tenant id "
+        "(expected: header X-Tenant-ID; plugin='p', tenant=None)"
+    )

@@ -231,6 +231,30 @@ def test_bad_tenant_ids_get_400_before_the_app_runs(bad: str, manager: CacheMana
     assert called == []
 
 
+def test_excluded_paths_reach_the_app_without_a_scope(manager: CacheManager) -> None:
+    """exclude=: /healthz and what is under /static/ run with no scope bound and no tenant
+    asked for; /healthzz is not excluded and is refused as before."""
+
+    def app(env: Environ, start_response: Any) -> list[bytes]:
+        try:
+            tenant = str(current_scope().tenant)
+        except NoScopeError:
+            tenant = "none"
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [tenant.encode()]
+
+    middleware = CacheMiddleware(
+        app, manager, plugin="p", tenant=header("X-Tenant-ID"), exclude=["/healthz", "/static/*"]
+    )
+    for path in ("/healthz", "/static", "/static/app.css"):
+        assert run(middleware, environ(path)) == ("200 OK", b"none")
+    assert run(middleware, environ("/healthzz")) == (
+        "400 Bad Request",
+        b'{"error": "missing tenant id", "expected": "header X-Tenant-ID"}',
+    )
+    assert run(middleware, environ("/api", {"X-Tenant-ID": "acme"})) == ("200 OK", b"acme")
+
+
 def test_unknown_plugin_404_and_missing_tenant_400(manager: CacheManager) -> None:
     """No plugin -> 404; no tenant while required -> 400; optional -> platform scope."""
     app = CacheMiddleware(
