@@ -49,12 +49,13 @@ background thread or a CLI command uses it.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import weakref
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
-from cachekit.config import parse_cache_section
+from cachekit.config import CacheConfig, parse_cache_section
 from cachekit.config.schema import _reject_unknown
 from cachekit.context import ScopeContext, scope
 from cachekit.errors import ConfigError, RateLimitExceeded
@@ -148,11 +149,7 @@ class CacheKit:
         :raises ValueError: the plugin id is not a valid id, or an excluded path is bad.
         """
         config = app.config
-        _reject_unknown(
-            {key: None for key in config if str(key).startswith("CACHEKIT")},
-            set(CONFIG_KEYS),
-            "app.config",
-        )
+        _reject_unknown_keys(config)
         manager = self._manager
         if manager is None:
             manager = _manager_from(config, flask_caching="cache" in app.extensions)
@@ -247,6 +244,23 @@ def _manager_from(config: Mapping[str, Any], *, flask_caching: bool) -> CacheMan
     if not flask_caching:
         _reject_flask_caching(config)
     return CacheManager()
+
+
+def _reject_unknown_keys(config: Mapping[str, Any]) -> None:
+    """Unknown ``CACHEKIT_*`` keys: a ``backend.cache`` setting spelt as a flat key
+    (``CACHEKIT_STORE``, ``CACHEKIT_DEFAULT_TTL``) is told where it goes; any other gets the
+    closest known key."""
+    unknown = [key for key in config if str(key).startswith("CACHEKIT") and key not in CONFIG_KEYS]
+    section = {f.name: f.metadata.get("key", f.name) for f in dataclasses.fields(CacheConfig)}
+    for key in unknown:
+        setting = section.get(str(key).removeprefix("CACHEKIT_").lower())
+        if setting is not None:
+            raise ConfigError(
+                f"unknown key {key!r}: the store's settings go in the backend.cache section, "
+                f"CACHEKIT = {{{setting!r}: ...}} (or a YAML file, CACHEKIT_CONFIG)",
+                path=f"app.config.{key}",
+            )
+    _reject_unknown(dict.fromkeys(unknown), set(CONFIG_KEYS), "app.config")
 
 
 def _from_url(url: object) -> CacheManager:
