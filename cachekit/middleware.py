@@ -74,9 +74,11 @@ class ScopeMiddleware(Generic[App]):
             set_default_manager(manager)
 
     def __repr__(self) -> str:
+        exclude = self.resolver.exclude
+        excluded = "" if exclude is None else f", exclude={exclude!r}"
         return (
             f"{type(self).__name__}(app={self.app!r}, manager={self.manager!r}, "
-            f"plugin={self.resolver.plugin!r}, tenant={self.resolver.tenant!r})"
+            f"plugin={self.resolver.plugin!r}, tenant={self.resolver.tenant!r}{excluded})"
         )
 
     def request_manager(self) -> CacheManager:

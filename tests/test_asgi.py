@@ -588,3 +588,6 @@ def test_repr_names_the_configuration(manager: CacheManager) -> None:
     text = repr(CacheMiddleware(Recorder(), manager, plugin="catalog", tenant=header("X")))
     assert "plugin='catalog'" in text
     assert "header('X')" in text
+    assert "exclude" not in text
+    excluding = CacheMiddleware(Recorder(), manager, plugin="c", exclude=["/healthz", "/docs/*"])
+    assert repr(excluding).endswith(", exclude=exclude(['/docs/*', '/healthz']))")
