@@ -31,6 +31,7 @@ from cachekit.manager import CacheManager
 from cachekit.middleware import ScopeMiddleware, bind_request, unbind_request
 from cachekit.resolvers import (
     DEFAULT_ID_PATTERN,
+    Exclude,
     PluginResolver,
     Rejection,
     TenantResolver,
@@ -55,9 +56,11 @@ class CacheMiddleware(ScopeMiddleware[ASGIApp]):
     app's code can call :func:`cachekit.current_cache`. Other scope types pass through.
 
     A request whose ids cannot be resolved or are invalid never reaches the app: it gets a
-    400 (404 for an unknown plugin) with a JSON body ``{"error": "..."}``; a websocket is
-    refused the same way where the server supports denial responses, else closed with code
-    1008. The store is not touched per request.
+    400 (404 for an unknown plugin) with a JSON body ``{"error": "...", "expected": "..."}``
+    (``expected`` names where a built-in resolver looks, e.g. ``header X-Tenant-ID``); a
+    websocket is refused the same way where the server supports denial responses, else
+    closed with code 1008. Each refusal is logged at DEBUG. Excluded paths (``exclude=``)
+    reach the app without a scope. The store is not touched per request.
 
     On ``lifespan``, the manager is made active for the app's startup and shutdown code; the
     store is pinged at startup (a failure is logged, not raised: the cache is lossy) and
@@ -65,20 +68,26 @@ class CacheMiddleware(ScopeMiddleware[ASGIApp]):
 
     :param app: the ASGI app to wrap.
     :param manager: the manager to use (default: the active one at each request, see
-        :func:`cachekit.context.active_manager`).
+        :func:`cachekit.context.active_manager`); registered as the process default
+        (:func:`cachekit.set_default_manager`).
     :param plugin: a fixed plugin id or a resolver (:mod:`cachekit.resolvers`).
     :param tenant: a tenant resolver, or ``None`` for the platform scope. A tenant from a
         client header must be verified by an authentication layer first.
     :param tenant_required: refuse requests without a tenant (default: ``True`` when a
-        tenant resolver is given); when ``False`` they run in the platform scope.
+        tenant resolver is given); when ``False`` they run in the platform scope. A tenant
+        that is given but invalid is refused either way.
+    :param exclude: paths that reach the app without a scope — API docs, health probes,
+        metrics: ``["/healthz", "/docs/*"]`` (exact paths; a trailing ``/*`` is a prefix of
+        whole segments), or a callable of the path (:data:`cachekit.resolvers.Exclude`).
     :param id_pattern: accepted plugin and tenant ids (whole-string match; default 1-64
         characters of ``A-Za-z0-9._-``).
     :param manage_store: ping the store at lifespan startup and close it at shutdown.
     :param cache_header: add ``X-Cache: HIT`` or ``MISS`` to responses whose request ran
         ``@cached`` functions (``MISS`` if any call missed).
-    :raises TypeError: a resolver is not callable, or ``tenant`` is a plain string.
-    :raises ValueError: a fixed plugin id does not match ``id_pattern``, or
-        ``tenant_required=True`` without a tenant resolver.
+    :raises TypeError: a resolver is not callable, ``tenant`` is a plain string, or
+        ``exclude`` is neither paths nor a callable.
+    :raises ValueError: a fixed plugin id does not match ``id_pattern``,
+        ``tenant_required=True`` without a tenant resolver, or a bad excluded path.
     """
 
     def __init__(
@@ -92,6 +101,7 @@ class CacheMiddleware(ScopeMiddleware[ASGIApp]):
         id_pattern: str | re.Pattern[str] = DEFAULT_ID_PATTERN,
         manage_store: bool = True,
         cache_header: bool = False,
+        exclude: Exclude | None = None,
     ) -> None:
         super().__init__(
             app,
@@ -101,6 +111,7 @@ class CacheMiddleware(ScopeMiddleware[ASGIApp]):
             tenant_required=tenant_required,
             id_pattern=id_pattern,
             cache_header=cache_header,
+            exclude=exclude,
         )
         self.manage_store = manage_store
 
@@ -110,6 +121,9 @@ class CacheMiddleware(ScopeMiddleware[ASGIApp]):
         kind = scope["type"]
         if kind == "http" or kind == "websocket":
             result = self.resolver.resolve_asgi(scope, self.request_manager())
+            if result is None:  # an excluded path: no scope
+                await self.app(scope, receive, send)
+                return
             if isinstance(result, Rejection):
                 await _reject(kind, scope, send, result)
                 return

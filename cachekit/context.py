@@ -18,16 +18,26 @@ thread Starlette or anyio starts for it copies them, so sync endpoints in a thre
 streaming bodies and background tasks all see the request's scope, and nothing else does.
 
 Which manager is used: the one passed to :func:`scope` or the middleware; else the one an
-enclosing scope or middleware lifespan made active; else the process default set with
-:func:`set_default_manager`; else an in-memory :class:`~cachekit.CacheManager` created on
-first use.
+enclosing scope or middleware lifespan made active; else the process default; else an
+in-memory :class:`~cachekit.CacheManager` created on first use.
+
+One manager per process: the manager given to a middleware (ASGI or WSGI), the Flask
+extension, :func:`cachekit.contrib.starlette.install` or :func:`set_default_manager` becomes
+the process default, so :func:`scope` without ``manager=`` in a background job writes where
+the app's requests do. The first one registered stays: a later, *different* manager is not
+made the default (one warning is logged, logger ``cachekit``) unless it is passed with
+``set_default_manager(manager, replace=True)``. A process hosting several apps with their own
+managers keeps working: each middleware binds its own manager per request, and code outside
+requests passes ``manager=`` where the other manager is meant.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
+import logging
 import threading
+import weakref
 from collections.abc import Callable, Coroutine
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
@@ -150,31 +160,78 @@ nothing."""
 _binding: Final[ContextVar[Binding | None]] = ContextVar("cachekit.binding", default=None)
 _manager: Final[ContextVar[CacheManager | None]] = ContextVar("cachekit.manager", default=None)
 
+log = logging.getLogger("cachekit")
+
 _default_lock = threading.Lock()
 _default_manager: CacheManager | None = None
+_default_implicit = False  # the default is the in-memory manager made on first use
+_refused: weakref.WeakSet[CacheManager] = weakref.WeakSet()  # warned about once each
 
 
 def get_default_manager() -> CacheManager | None:
-    """The manager :func:`set_default_manager` set, or ``None`` (without creating one)."""
-    return _default_manager
+    """The process default manager, or ``None`` when none is registered (without creating
+    one). An in-memory manager created on first use counts as none."""
+    return None if _default_implicit else _default_manager
 
 
-def set_default_manager(manager: CacheManager | None) -> None:
-    """Make ``manager`` the process-wide default: the one :func:`scope` and the
-    middlewares use when they are given none. ``None`` goes back to an in-memory manager
-    created on first use."""
-    global _default_manager
+def set_default_manager(
+    manager: CacheManager | None, *, replace: bool = False
+) -> CacheManager | None:
+    """Register ``manager`` as the process default: the one :func:`scope` without
+    ``manager=``, :func:`current_cache` in background threads and tasks, and middlewares
+    given no manager use. The middlewares, the Flask extension and
+    :func:`cachekit.contrib.starlette.install` call this with the manager they are given.
+
+    The first manager registered stays the default: registering it again does nothing, and
+    a *different* manager is not made the default — one warning is logged (logger
+    ``cachekit``) naming both — unless ``replace=True``. The in-memory manager created on
+    first use (code ran :func:`scope` before any manager was registered) is replaced by the
+    first registered one, with a warning, as what was written to it stays in memory.
+
+    :param manager: the manager, or ``None`` to unregister (back to an in-memory manager
+        created on first use).
+    :param replace: replace a different default already registered.
+    :returns: the default in effect after the call (``manager`` unless it was refused).
+    """
+    global _default_manager, _default_implicit
     with _default_lock:
-        _default_manager = manager
+        current = _default_manager
+        if manager is None or replace or current is None or current is manager:
+            _default_manager, _default_implicit = manager, False
+            return manager
+        if _default_implicit:
+            _default_manager, _default_implicit = manager, False
+            log.warning(
+                "cachekit: %s is now the default manager; code ran scope() without a "
+                "manager before it was registered, and what it wrote went to an in-memory "
+                "manager: register the manager before that code runs",
+                _named(manager),
+            )
+            return manager
+        if manager not in _refused:
+            _refused.add(manager)
+            log.warning(
+                "cachekit: the default manager stays %s; %s was not made the default "
+                "(scope() without manager= and current_cache() outside requests keep using "
+                "the first). Pass manager= where the second is meant, or replace the default "
+                "explicitly: cachekit.set_default_manager(manager, replace=True)",
+                _named(current),
+                _named(manager),
+            )
+        return current
+
+
+def _named(manager: CacheManager) -> str:
+    return f"{manager!r} (id 0x{id(manager):x})"
 
 
 def _default() -> CacheManager:
-    global _default_manager
+    global _default_manager, _default_implicit
     manager = _default_manager
     if manager is None:
         with _default_lock:
             if _default_manager is None:
-                _default_manager = CacheManager()
+                _default_manager, _default_implicit = CacheManager(), True
             manager = _default_manager
     return manager
 

@@ -13,10 +13,23 @@ import re
 from contextvars import Token
 from typing import Generic, TypeVar
 
-from cachekit.context import Binding, CacheOutcome, active_manager, bind, unbind
+from cachekit.context import (
+    Binding,
+    CacheOutcome,
+    active_manager,
+    bind,
+    set_default_manager,
+    unbind,
+)
 from cachekit.context import outcome as request_outcome
 from cachekit.manager import CacheManager
-from cachekit.resolvers import DEFAULT_ID_PATTERN, PluginResolver, ScopeResolver, TenantResolver
+from cachekit.resolvers import (
+    DEFAULT_ID_PATTERN,
+    Exclude,
+    PluginResolver,
+    ScopeResolver,
+    TenantResolver,
+)
 
 __all__ = ["ScopeMiddleware", "bind_request", "unbind_request"]
 
@@ -25,11 +38,14 @@ App = TypeVar("App")
 
 class ScopeMiddleware(Generic[App]):
     """The protocol-free half of both ``CacheMiddleware`` classes, whose docstrings name
-    the parameters.
+    the parameters. A manager given here is registered as the process default
+    (:func:`cachekit.set_default_manager`, which keeps a different one registered earlier).
 
-    :raises TypeError: a resolver is not callable, or ``tenant`` is a plain string.
-    :raises ValueError: a fixed plugin id does not match ``id_pattern``, or
-        ``tenant_required=True`` without a tenant resolver.
+    :raises TypeError: a resolver is not callable, ``tenant`` is a plain string, or
+        ``exclude`` is neither paths nor a callable.
+    :raises ValueError: a fixed plugin id does not match ``id_pattern``,
+        ``tenant_required=True`` without a tenant resolver, or an excluded path does not
+        start with ``/``.
     """
 
     def __init__(
@@ -42,18 +58,27 @@ class ScopeMiddleware(Generic[App]):
         tenant_required: bool | None = None,
         id_pattern: str | re.Pattern[str] = DEFAULT_ID_PATTERN,
         cache_header: bool = False,
+        exclude: Exclude | None = None,
     ) -> None:
         self.app = app
         self.manager = manager
         self.resolver = ScopeResolver(
-            plugin, tenant, tenant_required=tenant_required, id_pattern=id_pattern
+            plugin,
+            tenant,
+            tenant_required=tenant_required,
+            id_pattern=id_pattern,
+            exclude=exclude,
         )
         self.cache_header = cache_header
+        if manager is not None:
+            set_default_manager(manager)
 
     def __repr__(self) -> str:
+        exclude = self.resolver.exclude
+        excluded = "" if exclude is None else f", exclude={exclude!r}"
         return (
             f"{type(self).__name__}(app={self.app!r}, manager={self.manager!r}, "
-            f"plugin={self.resolver.plugin!r}, tenant={self.resolver.tenant!r})"
+            f"plugin={self.resolver.plugin!r}, tenant={self.resolver.tenant!r}{excluded})"
         )
 
     def request_manager(self) -> CacheManager:

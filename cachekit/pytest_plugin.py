@@ -17,7 +17,8 @@ Fixtures:
 
 ``cachekit_manager``
     A fresh in-memory :class:`~cachekit.CacheManager` per test, made the process default
-    (:func:`cachekit.set_default_manager`) for the test and restored after.
+    (:func:`cachekit.set_default_manager` with ``replace=True``) for the test; the previous
+    default is restored after.
 ``cachekit_scope``
     Binds a plugin scope for the test (``"test-plugin"`` / ``"test-tenant"``; override
     with ``@pytest.mark.cachekit_scope(plugin=..., tenant=...)`` on a test, class or
@@ -27,6 +28,15 @@ Fixtures:
 ``fake_redis_manager``
     A manager on the Redis store backed by fakeredis (in-process, no server), made the
     default like ``cachekit_manager``; skips the test when fakeredis is not installed.
+
+The process default manager and tests: every test starts with the default it had before
+the test — the manager an app registered when its module was imported, or a session fixture
+— and whatever the test registers (an app built in the test or a function-scoped fixture
+registers its manager) is undone after it, so no test inherits another test's manager. Test
+an app together with its background code (``scope()`` without ``manager=``) without these
+fixtures: the app's manager is then the default. ``cachekit_manager``, ``cachekit_scope``
+and ``fake_redis_manager`` put a fresh manager in its place for the test: they are for
+plugin code tested on its own.
 
 To turn caching off in part of a test, use :func:`cachekit.testing.disabled` (importable
 without pytest, like the rest of :mod:`cachekit.testing`); to check a custom store against
@@ -44,7 +54,13 @@ from cachekit.cache import Cache
 from cachekit.context import get_default_manager, scope, set_default_manager
 from cachekit.manager import CacheManager
 
-__all__ = ["DEFAULT_PLUGIN", "DEFAULT_TENANT", "cachekit_manager", "cachekit_scope"]
+__all__ = [
+    "DEFAULT_PLUGIN",
+    "DEFAULT_TENANT",
+    "cachekit_default_manager_restored",
+    "cachekit_manager",
+    "cachekit_scope",
+]
 
 DEFAULT_PLUGIN: Final = "test-plugin"
 DEFAULT_TENANT: Final = "test-tenant"
@@ -60,15 +76,24 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
-def _as_default(manager: CacheManager) -> Iterator[CacheManager]:
-    # The previous default is read from its slot, not through active_manager(): that
-    # would create an in-memory default where there was none (None means "lazy").
+@pytest.fixture(autouse=True)
+def cachekit_default_manager_restored() -> Iterator[None]:
+    """Put the process default manager back, after each test, to what it was before it
+    (a manager an app registered during the test does not outlive the test)."""
+    # Read from its slot, not through active_manager(): that would create an in-memory
+    # default where there was none (None means "created on first use").
     previous = get_default_manager()
-    set_default_manager(manager)
+    yield
+    set_default_manager(previous, replace=True)
+
+
+def _as_default(manager: CacheManager) -> Iterator[CacheManager]:
+    previous = get_default_manager()
+    set_default_manager(manager, replace=True)
     try:
         yield manager
     finally:
-        set_default_manager(previous)
+        set_default_manager(previous, replace=True)
         manager.close()
 
 

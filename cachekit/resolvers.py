@@ -14,7 +14,12 @@ layer left — and ask two resolvers for ids:
 
 Every id is validated before the app runs (default :data:`DEFAULT_ID_PATTERN`: 1-64
 characters of ``A-Za-z0-9._-``); a bad one gets a 400 with a short JSON body
-``{"error": "..."}``.
+``{"error": "...", "expected": "..."}``: ``expected`` names where a built-in resolver looks
+(``"header X-Tenant-ID"``, ``"path prefix /api/catalog or /api/reviews"``; absent for a
+custom callable). Each refusal is logged at DEBUG (logger ``cachekit``) with its reason.
+
+Paths that belong to no plugin or tenant — API docs, health probes, metrics — are listed in
+the middleware's ``exclude=`` (see :data:`Exclude`): they run without a scope.
 
 .. warning::
 
@@ -31,6 +36,7 @@ import contextlib
 import functools
 import ipaddress
 import json
+import logging
 import re
 import threading
 import uuid
@@ -44,6 +50,7 @@ from cachekit.manager import CacheManager
 
 __all__ = [
     "DEFAULT_ID_PATTERN",
+    "Exclude",
     "PluginResolver",
     "Rejection",
     "RequestView",
@@ -63,6 +70,18 @@ PluginResolver = Callable[["RequestView"], str | None]
 """Finds the plugin id of a request; ``None``: unknown plugin (404)."""
 TenantResolver = Callable[["RequestView"], str | None]
 """Finds the tenant id of a request; ``None``: no tenant given."""
+Exclude = str | Iterable[str] | Callable[[str], bool]
+"""The requests a middleware passes to the app without a scope (``exclude=``): paths, or a
+callable of the path inside the app returning ``True`` to exclude it.
+
+* ``"/healthz"`` excludes that exact path only: not ``/healthzz``, not ``/healthz/``;
+* ``"/docs/*"`` (a trailing ``/*``) excludes ``/docs`` and every path under ``/docs/``:
+  whole segments, so not ``/docsearch``. ``*`` is a wildcard nowhere else.
+
+The path is the one resolvers see (ASGI ``path`` without ``root_path``, WSGI ``PATH_INFO``).
+"""
+
+log = logging.getLogger("cachekit")
 
 
 # --- reading a request: shared by the view and the built-in resolvers' direct paths ------
@@ -262,6 +281,11 @@ class _Builtin:
     def __call__(self, view: RequestView) -> str | None:
         raise NotImplementedError
 
+    @property
+    def source(self) -> str:
+        """Where this resolver looks, for the ``expected`` of a refusal: ``header X-Tenant-ID``."""
+        raise NotImplementedError
+
     def asgi(self, scope: Mapping[str, Any]) -> str | None:
         raise NotImplementedError
 
@@ -288,6 +312,10 @@ class _PathPrefix(_Builtin):
 
     def wsgi(self, environ: Mapping[str, Any]) -> str | None:
         return self.match(_wsgi_path(environ))
+
+    @property
+    def source(self) -> str:
+        return "path prefix " + " or ".join(sorted(prefix for prefix, _, _ in self.prefixes))
 
     def __repr__(self) -> str:
         prefixes = {prefix: plugin for prefix, _, plugin in self.prefixes}
@@ -343,6 +371,11 @@ class _PathSegment(_Builtin):
     def wsgi(self, environ: Mapping[str, Any]) -> str | None:
         return self.match(_wsgi_path(environ))
 
+    @property
+    def source(self) -> str:
+        where = f"path segment {self.index}"
+        return where if self.known is None else f"{where}: {' or '.join(sorted(self.known))}"
+
     def __repr__(self) -> str:
         known = None if self.known is None else sorted(self.known)
         return f"path_segment({self.index}, known={known!r}, default={self.default!r})"
@@ -383,6 +416,10 @@ class _Header(_Builtin):
     def wsgi(self, environ: Mapping[str, Any]) -> str | None:
         value: str | None = environ.get(self.wsgi_key)
         return value
+
+    @property
+    def source(self) -> str:
+        return f"header {self.name}"
 
     def __repr__(self) -> str:
         return f"header({self.name!r})"
@@ -429,6 +466,10 @@ class _Subdomain(_Builtin):
     def wsgi(self, environ: Mapping[str, Any]) -> str | None:
         return self.match(_host(environ.get("HTTP_HOST"), environ.get("SERVER_NAME", "")))
 
+    @property
+    def source(self) -> str:
+        return "subdomain" if self.base is None else f"subdomain of {self.base}"
+
     def __repr__(self) -> str:
         return f"subdomain({self.base!r})"
 
@@ -466,6 +507,10 @@ class _State(_Builtin):
     def wsgi(self, environ: Mapping[str, Any]) -> str | None:
         return self.convert(environ.get(self.key))
 
+    @property
+    def source(self) -> str:
+        return f"request state {self.key}"
+
     def __repr__(self) -> str:
         return f"state({self.key!r})"
 
@@ -483,49 +528,110 @@ def state(key: str) -> TenantResolver:
     return _State(key)
 
 
+# --- excluded paths ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _ExcludedPaths:
+    exact: frozenset[str]
+    prefixes: tuple[tuple[str, str], ...]  # (prefix, prefix + "/")
+
+    def __call__(self, path: str) -> bool:
+        if path in self.exact:
+            return True
+        for prefix, directory in self.prefixes:
+            if path.startswith(directory) or path == prefix:
+                return True
+        return False
+
+    def __repr__(self) -> str:
+        paths = sorted([*self.exact, *(prefix + "/*" for prefix, _ in self.prefixes)])
+        return f"exclude({paths!r})"
+
+
+def excluded_paths(exclude: Exclude | None) -> Callable[[str], bool] | None:
+    """The test for ``exclude=`` (see :data:`Exclude`), or ``None`` when nothing is
+    excluded, so a middleware without exclusions skips the check.
+
+    :raises TypeError: ``exclude`` is neither paths nor a callable.
+    :raises ValueError: a path does not start with ``/``, or has a ``*`` other than a
+        trailing ``/*``.
+    """
+    if exclude is None:
+        return None
+    if isinstance(exclude, str):
+        exclude = (exclude,)
+    elif callable(exclude):
+        return exclude
+    elif not isinstance(exclude, Iterable):
+        raise TypeError(f"exclude takes paths (str) or a callable, got {exclude!r}")
+    exact: set[str] = set()
+    prefixes: set[str] = set()
+    for path in exclude:
+        if not isinstance(path, str):
+            raise TypeError(f"exclude takes paths (str) or a callable, got {path!r}")
+        if not path.startswith("/"):
+            raise ValueError(f"excluded paths start with '/', got {path!r}")
+        prefix = path.endswith("/*")
+        base = path[:-2] if prefix else path
+        if "*" in base:
+            raise ValueError(
+                f"excluded path {path!r}: '*' is only allowed as a trailing '/*' (a prefix "
+                "of whole segments); use a callable for other patterns"
+            )
+        (prefixes if prefix else exact).add(base)
+    if not exact and not prefixes:
+        return None
+    ordered = tuple((prefix, prefix + "/") for prefix in sorted(prefixes))
+    return _ExcludedPaths(frozenset(exact), ordered)
+
+
 # --- the part both middlewares share ------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
 class Rejection:
-    """Why a request was refused before the app ran: an HTTP status and a short message,
-    sent as ``{"error": message}``."""
+    """Why a request was refused before the app ran: an HTTP status, a short message and,
+    when known, what was expected, sent as ``{"error": message, "expected": expected}``."""
 
     status: int
     message: str
+    expected: str | None = None
     body: bytes = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "body", json.dumps({"error": self.message}).encode())
+        body = {"error": self.message}
+        if self.expected is not None:
+            body["expected"] = self.expected
+        object.__setattr__(self, "body", json.dumps(body).encode())
 
-
-_UNKNOWN_PLUGIN: Final = Rejection(404, "unknown plugin")
-_INVALID_PLUGIN: Final = Rejection(400, "invalid plugin id")
-_MISSING_TENANT: Final = Rejection(400, "missing tenant id")
-_INVALID_TENANT: Final = Rejection(400, "invalid tenant id")
 
 _MEMO_SIZE: Final = 1024
 
 
 class ScopeResolver:
     """Resolves and validates the (plugin, tenant) of each request and hands back the
-    :class:`~cachekit.context.Binding` to bind, or a :class:`Rejection`. Both middlewares
-    are thin shells around one of these.
+    :class:`~cachekit.context.Binding` to bind, a :class:`Rejection`, or ``None`` for an
+    excluded path (run the app without a scope). Both middlewares are thin shells around
+    one of these.
 
     The per-request path is kept short: built-in resolvers read the ASGI scope or WSGI
     environ directly (a :class:`RequestView` is built only for custom callables), and the
     bindings of recently seen scopes are kept (at most 1024), so a request of a known scope
     costs the resolver calls and one dict lookup; ids are validated once, when first seen.
+    Without ``exclude``, no path is looked at for it.
 
     :param plugin: a fixed plugin id or a :data:`PluginResolver`.
     :param tenant: a :data:`TenantResolver`, or ``None`` for the platform scope.
-    :param tenant_required: reject requests whose tenant resolver finds nothing (default:
-        ``True`` when a tenant resolver is given).
+    :param tenant_required: what a request gets when the tenant resolver finds no tenant:
+        a 400 when ``True`` (the default with a tenant resolver), the platform scope when
+        ``False``. A tenant that is found but invalid is refused either way.
     :param id_pattern: the ids to accept (whole-string match).
-    :raises TypeError: ``tenant`` is a string (use ``header("...")`` or a callable), or a
-        resolver is not callable.
-    :raises ValueError: the fixed plugin id does not match ``id_pattern``, or
-        ``tenant_required=True`` without a tenant resolver.
+    :param exclude: paths that run without a scope (see :data:`Exclude`).
+    :raises TypeError: ``tenant`` is a string (use ``header("...")`` or a callable), a
+        resolver is not callable, or ``exclude`` is neither paths nor a callable.
+    :raises ValueError: the fixed plugin id does not match ``id_pattern``,
+        ``tenant_required=True`` without a tenant resolver, or a bad excluded path.
     """
 
     def __init__(
@@ -535,6 +641,7 @@ class ScopeResolver:
         *,
         tenant_required: bool | None = None,
         id_pattern: str | re.Pattern[str] = DEFAULT_ID_PATTERN,
+        exclude: Exclude | None = None,
     ) -> None:
         self.id_pattern = re.compile(id_pattern) if isinstance(id_pattern, str) else id_pattern
         if isinstance(plugin, str):
@@ -554,6 +661,7 @@ class ScopeResolver:
         self.plugin = plugin
         self.tenant = tenant
         self.tenant_required = tenant is not None if tenant_required is None else tenant_required
+        self.exclude = excluded_paths(exclude)
         self._fixed = plugin if isinstance(plugin, str) else None
         self._find_plugin = None if isinstance(plugin, str) else plugin
         self._builtin_plugin = plugin if isinstance(plugin, _Builtin) else None
@@ -565,11 +673,29 @@ class ScopeResolver:
         # (plugin, tenant) -> binding; only checked ids get in, so lookups with None miss.
         self._memo: dict[tuple[str | None, str | None], Binding] = {}
         self._lock = threading.Lock()
+        self._rejections = self._refusals(self._builtin_plugin, self._builtin_tenant)
+
+    def _refusals(
+        self, plugin: _Builtin | None, tenant: _Builtin | None
+    ) -> tuple[Rejection, Rejection, Rejection, Rejection]:
+        """The four refusals (unknown plugin, invalid plugin, missing tenant, invalid
+        tenant), each naming what was expected where the resolver is a built-in one."""
+        ids = f"an id matching {self.id_pattern.pattern}"
+        plugin_from = None if plugin is None else plugin.source
+        tenant_from = None if tenant is None else tenant.source
+        return (
+            Rejection(404, "unknown plugin", plugin_from),
+            Rejection(400, "invalid plugin id", ids if plugin is None else f"{plugin_from}: {ids}"),
+            Rejection(400, "missing tenant id", tenant_from),
+            Rejection(400, "invalid tenant id", ids if tenant is None else f"{tenant_from}: {ids}"),
+        )
 
     def __repr__(self) -> str:
+        excluded = "" if self.exclude is None else f", exclude={self.exclude!r}"
         return (
             f"ScopeResolver(plugin={self.plugin!r}, tenant={self.tenant!r}, "
-            f"tenant_required={self.tenant_required!r}, id_pattern={self.id_pattern.pattern!r})"
+            f"tenant_required={self.tenant_required!r}, "
+            f"id_pattern={self.id_pattern.pattern!r}{excluded})"
         )
 
     def _valid(self, value: object) -> bool:
@@ -577,60 +703,89 @@ class ScopeResolver:
             raise TypeError(f"an id resolver returned {type(value).__name__} {value!r}, not str")
         return self.id_pattern.fullmatch(value) is not None
 
-    def resolve(self, view: RequestView, manager: CacheManager) -> Binding | Rejection:
-        """The binding for the request seen through ``view``, or why it is refused.
+    def resolve(self, view: RequestView, manager: CacheManager) -> Binding | Rejection | None:
+        """The binding for the request seen through ``view``, why it is refused, or
+        ``None`` when its path is excluded (the app runs without a scope).
 
         :raises TypeError: a resolver returned something other than ``str`` or ``None``.
         """
+        exclude = self.exclude
+        if exclude is not None and exclude(view.path):
+            return None
         find = self._find_plugin
         plugin = self._fixed if find is None else find(view)
         tenant = None if self.tenant is None else self.tenant(view)
         binding = self._memo.get((plugin, tenant))
         if binding is not None and binding.manager is manager:
             return binding
-        return self._check_and_bind(plugin, tenant, manager)
+        return self._check_and_bind(plugin, tenant, manager, view.path)
 
-    def resolve_asgi(self, scope: Mapping[str, Any], manager: CacheManager) -> Binding | Rejection:
+    def resolve_asgi(
+        self, scope: Mapping[str, Any], manager: CacheManager
+    ) -> Binding | Rejection | None:
         """:meth:`resolve` for an ASGI ``http`` or ``websocket`` scope."""
         if not self._direct:
             return self.resolve(RequestView.from_asgi(scope), manager)
+        exclude = self.exclude
+        if exclude is not None and exclude(_asgi_path(scope)):
+            return None
         builtin = self._builtin_plugin
         plugin = self._fixed if builtin is None else builtin.asgi(scope)
         tenant = None if self._builtin_tenant is None else self._builtin_tenant.asgi(scope)
         binding = self._memo.get((plugin, tenant))
         if binding is not None and binding.manager is manager:
             return binding
-        return self._check_and_bind(plugin, tenant, manager)
+        return self._check_and_bind(plugin, tenant, manager, scope.get("path"))
 
     def resolve_wsgi(
         self, environ: Mapping[str, Any], manager: CacheManager
-    ) -> Binding | Rejection:
+    ) -> Binding | Rejection | None:
         """:meth:`resolve` for a WSGI environ."""
         if not self._direct:
             return self.resolve(RequestView.from_wsgi(environ), manager)
+        exclude = self.exclude
+        if exclude is not None and exclude(_wsgi_path(environ)):
+            return None
         builtin = self._builtin_plugin
         plugin = self._fixed if builtin is None else builtin.wsgi(environ)
         tenant = None if self._builtin_tenant is None else self._builtin_tenant.wsgi(environ)
         binding = self._memo.get((plugin, tenant))
         if binding is not None and binding.manager is manager:
             return binding
-        return self._check_and_bind(plugin, tenant, manager)
+        return self._check_and_bind(plugin, tenant, manager, environ.get("PATH_INFO"))
 
     def _check_and_bind(
-        self, plugin: str | None, tenant: str | None, manager: CacheManager
+        self, plugin: str | None, tenant: str | None, manager: CacheManager, path: object
     ) -> Binding | Rejection:
+        # ``path`` is only logged, with a refusal.
         # The memo missed. It only ever holds checked ids, so a hit needs no checks.
+        unknown_plugin, invalid_plugin, missing_tenant, invalid_tenant = self._rejections
         if plugin is None:
-            return _UNKNOWN_PLUGIN
+            return _refused(unknown_plugin, path, plugin, tenant)
         if tenant is None and self.tenant_required:
-            return _MISSING_TENANT
+            return _refused(missing_tenant, path, plugin, tenant)
         if self._fixed is None and not self._valid(plugin):
-            return _INVALID_PLUGIN
+            return _refused(invalid_plugin, path, plugin, tenant)
         if tenant is not None and not self._valid(tenant):
-            return _INVALID_TENANT
+            return _refused(invalid_tenant, path, plugin, tenant)
         binding = Binding(manager, Scope(plugin, tenant))
         with self._lock:
             if len(self._memo) >= _MEMO_SIZE:
                 del self._memo[next(iter(self._memo))]
             self._memo[plugin, tenant] = binding
         return binding
+
+
+def _refused(
+    rejection: Rejection, path: object, plugin: str | None, tenant: str | None
+) -> Rejection:
+    log.debug(
+        "cachekit: refused %.200r with %d: %s (expected: %s; plugin=%.80r, tenant=%.80r)",
+        path,
+        rejection.status,
+        rejection.message,
+        rejection.expected or "a custom resolver's id",
+        plugin,
+        tenant,
+    )
+    return rejection

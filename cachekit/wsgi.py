@@ -47,24 +47,32 @@ class CacheMiddleware(ScopeMiddleware[WSGIApplication]):
     request's scope into the next.
 
     A request whose ids cannot be resolved or are invalid never reaches the app: it gets a
-    400 (404 for an unknown plugin) with a JSON body ``{"error": "..."}``. The store is not
-    touched per request.
+    400 (404 for an unknown plugin) with a JSON body ``{"error": "...", "expected": "..."}``
+    (``expected`` names where a built-in resolver looks, e.g. ``header X-Tenant-ID``). Each
+    refusal is logged at DEBUG. Excluded paths (``exclude=``) reach the app without a scope.
+    The store is not touched per request.
 
     :param app: the WSGI app to wrap (for Flask: ``app.wsgi_app``).
     :param manager: the manager to use (default: the active one at each request, see
-        :func:`cachekit.context.active_manager`).
+        :func:`cachekit.context.active_manager`); registered as the process default
+        (:func:`cachekit.set_default_manager`).
     :param plugin: a fixed plugin id or a resolver (:mod:`cachekit.resolvers`).
     :param tenant: a tenant resolver, or ``None`` for the platform scope. A tenant from a
         client header must be verified by an authentication layer first.
     :param tenant_required: refuse requests without a tenant (default: ``True`` when a
-        tenant resolver is given); when ``False`` they run in the platform scope.
+        tenant resolver is given); when ``False`` they run in the platform scope. A tenant
+        that is given but invalid is refused either way.
+    :param exclude: paths that reach the app without a scope — health probes, metrics:
+        ``["/healthz", "/static/*"]`` (exact paths; a trailing ``/*`` is a prefix of whole
+        segments), or a callable of the path (:data:`cachekit.resolvers.Exclude`).
     :param cache_header: add ``X-Cache: HIT`` or ``MISS`` to responses whose request ran
         ``@cached`` functions before starting the response (``MISS`` if any call missed).
     :param id_pattern: accepted plugin and tenant ids (whole-string match; default 1-64
         characters of ``A-Za-z0-9._-``).
-    :raises TypeError: a resolver is not callable, or ``tenant`` is a plain string.
-    :raises ValueError: a fixed plugin id does not match ``id_pattern``, or
-        ``tenant_required=True`` without a tenant resolver.
+    :raises TypeError: a resolver is not callable, ``tenant`` is a plain string, or
+        ``exclude`` is neither paths nor a callable.
+    :raises ValueError: a fixed plugin id does not match ``id_pattern``,
+        ``tenant_required=True`` without a tenant resolver, or a bad excluded path.
     """
 
     # __init__: ScopeMiddleware's (the parameters above); WSGI needs nothing more
@@ -72,6 +80,8 @@ class CacheMiddleware(ScopeMiddleware[WSGIApplication]):
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         """Handle one request (PEP 3333): refuse it, or run the app in its scope."""
         result = self.resolver.resolve_wsgi(environ, self.request_manager())
+        if result is None:  # an excluded path: no scope
+            return self.app(environ, start_response)
         if isinstance(result, Rejection):
             return _reject(start_response, result)
         started = False

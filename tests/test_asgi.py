@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
-import socket
 import threading
 from collections.abc import AsyncIterator, Iterator, MutableMapping, Sequence
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
+from http_servers import uvicorn_serving
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.middleware import Middleware
@@ -146,7 +144,13 @@ async def test_bad_tenant_ids_get_400_before_the_app_runs(
     inner = Recorder()
     app = CacheMiddleware(inner, manager, plugin="catalog", tenant=header("X-Tenant-ID"))
     sent = await call(app, http_scope(headers={"X-Tenant-ID": bad}))
-    assert status_and_body(sent) == (400, {"error": "invalid tenant id"})
+    assert status_and_body(sent) == (
+        400,
+        {
+            "error": "invalid tenant id",
+            "expected": "header X-Tenant-ID: an id matching [A-Za-z0-9._-]{1,64}",
+        },
+    )
     assert (b"content-type", b"application/json") in sent[0]["headers"]
     assert inner.seen == []
 
@@ -158,7 +162,7 @@ async def test_bad_plugin_segment_gets_400_and_unknown_plugin_404(manager: Cache
     assert status_and_body(await call(app, http_scope("/api/..%2Fx/items")))[0] == 400
     assert status_and_body(await call(app, http_scope("/api"))) == (
         404,
-        {"error": "unknown plugin"},
+        {"error": "unknown plugin", "expected": "path segment 1"},
     )
     app = CacheMiddleware(inner, manager, plugin=path_prefix({"/api/catalog": "catalog"}))
     assert status_and_body(await call(app, http_scope("/api/reviews/x")))[0] == 404
@@ -171,7 +175,7 @@ async def test_missing_tenant_is_400_unless_optional(manager: CacheManager) -> N
     strict = CacheMiddleware(inner, manager, plugin="catalog", tenant=header("X-Tenant-ID"))
     assert status_and_body(await call(strict, http_scope())) == (
         400,
-        {"error": "missing tenant id"},
+        {"error": "missing tenant id", "expected": "header X-Tenant-ID"},
     )
     lenient = CacheMiddleware(
         inner, manager, plugin="catalog", tenant=header("X-Tenant-ID"), tenant_required=False
@@ -303,7 +307,10 @@ async def test_websocket_denial_response_when_the_server_supports_it(
     sent = await call(app, scope, [{"type": "websocket.connect"}])
     assert sent[0]["type"] == "websocket.http.response.start"
     assert sent[0]["status"] == 400
-    assert json.loads(sent[1]["body"]) == {"error": "missing tenant id"}
+    assert json.loads(sent[1]["body"]) == {
+        "error": "missing tenant id",
+        "expected": "header X-Tenant-ID",
+    }
 
 
 async def test_starlette_websocket_route(manager: CacheManager) -> None:
@@ -516,27 +523,39 @@ async def test_usable_in_starlettes_middleware_list(manager: CacheManager) -> No
     assert answer.json() == {"tenant": "acme"}
 
 
+async def test_excluded_paths_reach_the_app_without_a_scope(manager: CacheManager) -> None:
+    """exclude=: /healthz and what is under /docs/ run with no scope bound and no tenant
+    asked for; /healthzz is not excluded and is refused as before."""
+    seen: list[str] = []
+
+    async def app(scope: Message, receive: Any, send: Any) -> None:
+        try:
+            seen.append(f"{scope['path']}:{current_scope().tenant}")
+        except NoScopeError:
+            seen.append(f"{scope['path']}:none")
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    middleware = CacheMiddleware(
+        app,
+        manager,
+        plugin="p",
+        tenant=header("X-Tenant-ID"),
+        exclude=["/healthz", "/docs/*"],
+    )
+    for path in ("/healthz", "/docs", "/docs/oauth2-redirect"):
+        assert status_and_body(await call(middleware, http_scope(path)))[0] == 200
+    refused = await call(middleware, http_scope("/healthzz"))
+    assert status_and_body(refused) == (
+        400,
+        {"error": "missing tenant id", "expected": "header X-Tenant-ID"},
+    )
+    bound = await call(middleware, http_scope("/api", headers={"X-Tenant-ID": b"acme"}))
+    assert status_and_body(bound)[0] == 200
+    assert seen == ["/healthz:none", "/docs:none", "/docs/oauth2-redirect:none", "/api:acme"]
+
+
 # --- over HTTP: a real uvicorn server ------------------------------------------------------
-
-
-@contextlib.contextmanager
-def uvicorn_serving(app: Any) -> Iterator[str]:
-    """Serve ``app`` with uvicorn from a thread of this process; on exit, shut it down
-    gracefully (in-flight requests finish first)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", ws="none"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        while not server.started:
-            thread.join(0.01)
-            assert thread.is_alive(), "uvicorn did not start"
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
 
 
 def test_no_scope_leaks_between_requests_over_http(manager: CacheManager) -> None:
@@ -569,3 +588,6 @@ def test_repr_names_the_configuration(manager: CacheManager) -> None:
     text = repr(CacheMiddleware(Recorder(), manager, plugin="catalog", tenant=header("X")))
     assert "plugin='catalog'" in text
     assert "header('X')" in text
+    assert "exclude" not in text
+    excluding = CacheMiddleware(Recorder(), manager, plugin="c", exclude=["/healthz", "/docs/*"])
+    assert repr(excluding).endswith(", exclude=exclude(['/docs/*', '/healthz']))")

@@ -238,13 +238,14 @@ def test_without_any_manager_an_in_memory_one_is_created_once() -> None:
 
 
 def test_default_manager_change_is_seen_by_an_existing_scope_object() -> None:
-    """A scope() made before set_default_manager() uses the new default on next entry."""
+    """A scope() made before set_default_manager(..., replace=True) uses the new default on
+    next entry."""
     job_scope = scope(plugin="catalog")
     first, second = CacheManager(), CacheManager()
     set_default_manager(first)
     with job_scope as cache:
         cache.set("k", "first")
-    set_default_manager(second)
+    set_default_manager(second, replace=True)
     with job_scope as cache:
         assert cache.get("k") is None
     assert first.for_plugin("catalog").get("k") == "first"

@@ -180,7 +180,7 @@ def test_bad_tenant_ids_get_400(url: str, bad: str) -> None:
     with httpx.Client(base_url=url) as http:
         answer = http.put("/api/catalog/items/bad", json=1, headers=tenant(bad))
         assert answer.status_code == 400
-        assert answer.json() == {"error": "invalid tenant id"}
+        assert answer.json()["error"] == "invalid tenant id"
         assert http.get("/api/catalog/stats", headers=tenant(bad)).status_code == 400
 
 

@@ -204,6 +204,85 @@ def test_cachekit_manager_restores_the_previous_default(fast_pytester: pytest.Py
     result.assert_outcomes(passed=2)
 
 
+def test_an_apps_manager_is_the_default_in_its_tests_and_none_leaks(
+    fast_pytester: pytest.Pytester,
+) -> None:
+    """A manager an app registered on import is the default in every test (scope() without
+    a manager uses it); one registered inside a test is gone in the next; cachekit_manager
+    takes its place for its test only."""
+    fast_pytester.makepyfile(
+        app="""
+        from cachekit import CacheManager, CacheMiddleware
+
+        async def inner(scope, receive, send): ...
+
+        MANAGER = CacheManager()
+        app = CacheMiddleware(inner, MANAGER, plugin="shop")
+        """
+    )
+    fast_pytester.makepyfile(
+        """
+        from app import MANAGER
+        from cachekit import CacheManager, CacheMiddleware, current_cache, scope
+        from cachekit.context import active_manager
+
+
+        def test_1_background_code_uses_the_apps_manager():
+            with scope(plugin="jobs"):
+                current_cache().set("k", 1)
+            assert MANAGER.for_plugin("jobs").get("k") == 1
+
+
+        def test_2_a_test_registers_its_own_app():
+            from cachekit import set_default_manager
+            own = CacheManager()
+            set_default_manager(own, replace=True)
+            assert active_manager() is own
+
+
+        def test_3_the_apps_manager_is_back():
+            assert active_manager() is MANAGER
+
+
+        def test_4_cachekit_manager_is_fresh(cachekit_manager, cachekit_scope):
+            assert active_manager() is cachekit_manager is not MANAGER
+            assert cachekit_scope.get("k") is None
+
+
+        def test_5_and_the_apps_manager_is_back_again():
+            assert active_manager() is MANAGER
+        """
+    )
+    result = fast_pytester.runpytest(*FAST)
+    result.assert_outcomes(passed=5)
+
+
+def test_a_middleware_built_in_a_test_does_not_outlive_it(fast_pytester: pytest.Pytester) -> None:
+    """With no app registered on import, each test's middleware manager is the default in
+    that test only, and the next test's middleware registers without a refusal."""
+    fast_pytester.makepyfile(
+        """
+        import logging
+        import pytest
+        from cachekit import CacheManager, CacheMiddleware
+        from cachekit.context import get_default_manager
+
+
+        async def inner(scope, receive, send): ...
+
+
+        @pytest.mark.parametrize("run", [1, 2])
+        def test_builds_an_app(run, caplog):
+            manager = CacheManager()
+            CacheMiddleware(inner, manager, plugin="shop")
+            assert get_default_manager() is manager
+            assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+        """
+    )
+    result = fast_pytester.runpytest(*FAST)
+    result.assert_outcomes(passed=2)
+
+
 @pytest.mark.parametrize(
     ("marker", "message"),
     [

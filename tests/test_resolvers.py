@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import re
 import string
 import uuid
@@ -19,6 +21,7 @@ from cachekit.resolvers import (
     Rejection,
     RequestView,
     ScopeResolver,
+    excluded_paths,
     header,
     path_prefix,
     path_segment,
@@ -226,6 +229,7 @@ def resolve(resolver: ScopeResolver, view: RequestView, manager: CacheManager) -
     return result.scope
 
 
+IDS = "an id matching [A-Za-z0-9._-]{1,64}"
 BAD_IDS = ["../x", "x" * 500, "", "a\x00b", "a\nb", "a\x7fb", "a b", "é", "a:b", "a/b"]
 
 
@@ -234,22 +238,27 @@ def test_bad_tenant_ids_are_rejected_with_400(bad: str, manager: CacheManager) -
     """Invalid tenant ids (traversal, 500 chars, empty, control characters, ...) -> 400."""
     resolver = ScopeResolver("catalog", header("X-Tenant-ID"))
     result = resolver.resolve(asgi_view("/", {"X-Tenant-ID": bad}), manager)
-    assert result == Rejection(400, "invalid tenant id")
-    assert result.body == b'{"error": "invalid tenant id"}'
+    expected = f"header X-Tenant-ID: {IDS}"
+    assert result == Rejection(400, "invalid tenant id", expected)
+    assert json.loads(result.body) == {"error": "invalid tenant id", "expected": expected}
 
 
 @pytest.mark.parametrize("bad", BAD_IDS)
 def test_bad_plugin_ids_are_rejected_with_400(bad: str, manager: CacheManager) -> None:
-    """A resolver returning an invalid plugin id -> 400."""
+    """A custom resolver returning an invalid plugin id -> 400 naming the accepted ids."""
     resolver = ScopeResolver(lambda view: bad)
-    assert resolver.resolve(asgi_view("/"), manager) == Rejection(400, "invalid plugin id")
+    assert resolver.resolve(asgi_view("/"), manager) == Rejection(400, "invalid plugin id", IDS)
 
 
 def test_unknown_plugin_is_404_and_missing_tenant_400(manager: CacheManager) -> None:
-    """No plugin -> 404; no tenant while required -> 400."""
-    resolver = ScopeResolver(path_prefix({"/api/a": "a"}), header("X-Tenant-ID"))
-    assert resolver.resolve(asgi_view("/b"), manager) == Rejection(404, "unknown plugin")
-    assert resolver.resolve(asgi_view("/api/a"), manager) == Rejection(400, "missing tenant id")
+    """No plugin -> 404; no tenant while required -> 400; each names what was expected."""
+    resolver = ScopeResolver(path_prefix({"/api/b": "b", "/api/a": "a"}), header("X-Tenant-ID"))
+    assert resolver.resolve(asgi_view("/b"), manager) == Rejection(
+        404, "unknown plugin", "path prefix /api/a or /api/b"
+    )
+    assert resolver.resolve(asgi_view("/api/a"), manager) == Rejection(
+        400, "missing tenant id", "header X-Tenant-ID"
+    )
     view = asgi_view("/api/a", {"X-Tenant-ID": "acme"})
     assert resolve(resolver, view, manager) == Scope("a", "acme")
 
@@ -259,7 +268,9 @@ def test_optional_tenant_falls_back_to_the_platform_scope(manager: CacheManager)
     resolver = ScopeResolver("a", header("X-Tenant-ID"), tenant_required=False)
     assert resolve(resolver, asgi_view("/"), manager) == Scope("a", None)
     bad = asgi_view("/", {"X-Tenant-ID": "../x"})
-    assert resolver.resolve(bad, manager) == Rejection(400, "invalid tenant id")
+    assert resolver.resolve(bad, manager) == Rejection(
+        400, "invalid tenant id", f"header X-Tenant-ID: {IDS}"
+    )
 
 
 def test_fixed_plugin_without_tenant_reads_nothing_from_the_request(
@@ -436,3 +447,100 @@ def test_reprs_name_the_configuration() -> None:
     assert "header('X')" in text
     assert "tenant_required=True" in text
     assert repr(asgi_view("/p", {"Host": "h"})) == "RequestView(path='/p', host='h')"
+
+
+# --- exclude= -------------------------------------------------------------------------------
+
+
+def test_an_excluded_path_is_exact_and_a_trailing_star_is_a_prefix_of_whole_segments() -> None:
+    """ "/healthz" excludes only itself; "/docs/*" excludes /docs and what is under /docs/,
+    never a longer name such as /healthzz or /docsearch."""
+    excluded = excluded_paths(["/healthz", "/docs/*", "/openapi.json"])
+    assert excluded is not None
+    for path in ("/healthz", "/docs", "/docs/", "/docs/oauth2-redirect", "/openapi.json"):
+        assert excluded(path), path
+    for path in ("/healthzz", "/healthz/", "/healthz/x", "/docsearch", "/", "/api/docs"):
+        assert not excluded(path), path
+    assert excluded_paths("/metrics") is not None
+    assert excluded_paths("/metrics")("/metrics")  # type: ignore[misc]
+    assert excluded_paths("/*")("/anything/at/all")  # type: ignore[misc]
+    assert repr(excluded) == "exclude(['/docs/*', '/healthz', '/openapi.json'])"
+
+
+def test_exclude_takes_a_callable_of_the_path_and_nothing_means_no_check() -> None:
+    """A callable is used as given; None or no paths mean no exclusion check at all."""
+
+    def probes(path: str) -> bool:
+        return path.startswith("/-/")
+
+    assert excluded_paths(probes) is probes
+    assert excluded_paths(None) is None
+    assert excluded_paths([]) is None
+    assert ScopeResolver("p").exclude is None
+
+
+@pytest.mark.parametrize(
+    ("exclude", "error", "message"),
+    [
+        (["healthz"], ValueError, "start with '/'"),
+        (["/api/*/health"], ValueError, "trailing '/\\*'"),
+        (["/docs*"], ValueError, "trailing '/\\*'"),
+        ([b"/healthz"], TypeError, "paths \\(str\\) or a callable"),
+        (42, TypeError, "paths \\(str\\) or a callable, got 42"),
+    ],
+)
+def test_bad_exclusions_are_refused_at_construction(
+    exclude: Any, error: type[Exception], message: str
+) -> None:
+    """A relative path, a '*' other than a trailing '/*' or a non-string is refused."""
+    with pytest.raises(error, match=message):
+        ScopeResolver("p", exclude=exclude)
+
+
+def test_an_excluded_request_resolves_to_none_on_every_path(manager: CacheManager) -> None:
+    """resolve, resolve_asgi and resolve_wsgi give None for an excluded path (the app runs
+    without a scope) and still refuse the others, matching the path inside the app."""
+    resolver = ScopeResolver("p", header("X-Tenant-ID"), exclude=["/healthz"])
+    custom = ScopeResolver(lambda view: "p", exclude=["/healthz"])
+    asgi = {"type": "http", "path": "/app/healthz", "root_path": "/app", "headers": []}
+    assert resolver.resolve_asgi(asgi, manager) is None
+    assert custom.resolve_asgi(asgi, manager) is None
+    assert resolver.resolve_wsgi({"PATH_INFO": "/healthz"}, manager) is None
+    assert resolver.resolve(asgi_view("/healthz"), manager) is None
+    refused = resolver.resolve_wsgi({"PATH_INFO": "/healthzz"}, manager)
+    assert refused == Rejection(400, "missing tenant id", "header X-Tenant-ID")
+
+
+def test_rejections_name_their_source_for_every_builtin_resolver(manager: CacheManager) -> None:
+    """Each built-in resolver names where it looks; a custom callable names nothing."""
+    cases: list[tuple[ScopeResolver, str | None]] = [
+        (ScopeResolver("p", subdomain("example.com")), "subdomain of example.com"),
+        (ScopeResolver("p", subdomain()), "subdomain"),
+        (ScopeResolver("p", state("tenant")), "request state tenant"),
+        (ScopeResolver("p", lambda view: None), None),
+    ]
+    for resolver, expected in cases:
+        assert resolver.resolve(asgi_view("/"), manager) == Rejection(
+            400, "missing tenant id", expected
+        )
+    known = ScopeResolver(path_segment(1, known={"reviews", "catalog"}))
+    assert known.resolve(asgi_view("/api/x"), manager) == Rejection(
+        404, "unknown plugin", "path segment 1: catalog or reviews"
+    )
+    assert json.loads(Rejection(404, "unknown plugin").body) == {"error": "unknown plugin"}
+
+
+def test_each_refusal_is_logged_at_debug_with_its_reason(
+    manager: CacheManager, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A refused request logs, at DEBUG on logger cachekit, its path, status, reason and
+    what was expected."""
+    resolver = ScopeResolver("p", header("X-Tenant-ID"))
+    with caplog.at_level(logging.DEBUG, logger="cachekit"):
+        resolver.resolve_wsgi({"PATH_INFO": "/api/items"}, manager)
+    [record] = [r for r in caplog.records if r.name == "cachekit"]
+    assert record.levelno == logging.DEBUG
+    assert record.getMessage() == (
+        "cachekit: refused '/api/items' with 400: missing tenant id "
+        "(expected: header X-Tenant-ID; plugin='p', tenant=None)"
+    )

@@ -4,15 +4,14 @@ thread safety under a real threaded server (waitress)."""
 from __future__ import annotations
 
 import json
-import socket
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import httpx
 import pytest
-import waitress  # type: ignore[import-untyped]  # waitress ships no type hints
 from flask import Flask, Response
+from http_servers import Waitress
 
 from cachekit import CacheManager, NoScopeError, current_cache, current_scope
 from cachekit.resolvers import header, path_prefix, state
@@ -225,8 +224,35 @@ def test_bad_tenant_ids_get_400_before_the_app_runs(bad: str, manager: CacheMana
     body = b"".join(middleware(environ(headers={"X-Tenant-ID": bad}), start))
     assert start.status == "400 Bad Request"
     assert ("Content-Type", "application/json") in start.headers
-    assert json.loads(body) == {"error": "invalid tenant id"}
+    assert json.loads(body) == {
+        "error": "invalid tenant id",
+        "expected": "header X-Tenant-ID: an id matching [A-Za-z0-9._-]{1,64}",
+    }
     assert called == []
+
+
+def test_excluded_paths_reach_the_app_without_a_scope(manager: CacheManager) -> None:
+    """exclude=: /healthz and what is under /static/ run with no scope bound and no tenant
+    asked for; /healthzz is not excluded and is refused as before."""
+
+    def app(env: Environ, start_response: Any) -> list[bytes]:
+        try:
+            tenant = str(current_scope().tenant)
+        except NoScopeError:
+            tenant = "none"
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [tenant.encode()]
+
+    middleware = CacheMiddleware(
+        app, manager, plugin="p", tenant=header("X-Tenant-ID"), exclude=["/healthz", "/static/*"]
+    )
+    for path in ("/healthz", "/static", "/static/app.css"):
+        assert run(middleware, environ(path)) == ("200 OK", b"none")
+    assert run(middleware, environ("/healthzz")) == (
+        "400 Bad Request",
+        b'{"error": "missing tenant id", "expected": "header X-Tenant-ID"}',
+    )
+    assert run(middleware, environ("/api", {"X-Tenant-ID": "acme"})) == ("200 OK", b"acme")
 
 
 def test_unknown_plugin_404_and_missing_tenant_400(manager: CacheManager) -> None:
@@ -239,7 +265,7 @@ def test_unknown_plugin_404_and_missing_tenant_400(manager: CacheManager) -> Non
     )
     assert run(app, environ("/api/reviews")) == (
         "404 Not Found",
-        b'{"error": "unknown plugin"}',
+        b'{"error": "unknown plugin", "expected": "path prefix /api/catalog"}',
     )
     assert run(app, environ("/api/catalog"))[0] == "400 Bad Request"
     lenient = CacheMiddleware(
@@ -300,38 +326,6 @@ def test_repr_names_the_configuration(manager: CacheManager) -> None:
 
 
 # --- over HTTP: a real threaded server (waitress) -----------------------------------------
-
-
-class Waitress:
-    """waitress serving an app from a thread of this process."""
-
-    def __init__(self, app: WSGIApp, threads: int) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(128)
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.server = waitress.create_server(app, sockets=[self.sock], threads=threads)
-        self.stopping = False
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        try:
-            self.server.run()
-        except OSError:  # select() on the sockets stop() closed (EBADF), as WebTest allows
-            if not self.stopping:
-                raise
-
-    def stop(self) -> None:
-        self.stopping = True
-
-        def close_all() -> None:  # runs on the server's loop thread
-            for dispatcher in list(self.server._map.values()):
-                dispatcher.close()
-
-        self.server.trigger.pull_trigger(close_all)
-        self.thread.join(10)
-        self.server.task_dispatcher.shutdown()
 
 
 def probed(app: WSGIApp, probe: list[str]) -> WSGIApp:

@@ -23,24 +23,40 @@ Config keys read by :meth:`CacheKit.init_app`:
 ==============================  =========================================================
 ``CACHEKIT_CONFIG``             app-config YAML path, or a list of them (merged in order)
 ``CACHEKIT``                    or the ``backend.cache`` section itself, as a mapping
+``CACHEKIT_URL``                or a store URL (``redis://host:6379/0``), through
+                                ``CacheManager.from_url``
 ``CACHEKIT_PLUGIN``             the plugin id (default: ``app.name``)
 ``CACHEKIT_TENANT_HEADER``      a header naming the tenant (default: the platform scope)
 ``CACHEKIT_TENANT_REQUIRED``    refuse requests without a tenant (default: when a tenant
-                                header is set)
+                                header is set); ``False``: the platform scope instead
+``CACHEKIT_EXCLUDE``            paths served without a scope (health probes, metrics):
+                                ``["/healthz", "/static/*"]``, see ``exclude=``
 ``CACHEKIT_CACHE_HEADER``       add ``X-Cache: HIT|MISS`` to responses (default: off)
 ==============================  =========================================================
 
-With neither ``CACHEKIT_CONFIG`` nor ``CACHEKIT``, the in-memory store is used.
+Any other ``CACHEKIT_*`` key is a :class:`~cachekit.errors.ConfigError` (with the closest
+known key), never silently ignored. With no store config (none of ``CACHEKIT_CONFIG``,
+``CACHEKIT``, ``CACHEKIT_URL``, nor a ``manager=``), the in-memory store is used, and
+Flask-Caching's ``CACHE_*`` keys (``CACHE_TYPE``, ``CACHE_REDIS_URL``, ...) are a
+``ConfigError`` naming the cachekit equivalent, as the app meant a store it would not get;
+with a store config, or when Flask-Caching is set up on the app first, they are left to
+Flask-Caching, which may serve the app alongside.
+
+The manager serving the app is registered as the process default
+(:func:`cachekit.set_default_manager`): :func:`cachekit.scope` without ``manager=`` in a
+background thread or a CLI command uses it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import weakref
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
-from cachekit.config import parse_cache_section
+from cachekit.config import CacheConfig, parse_cache_section
+from cachekit.config.schema import _reject_unknown
 from cachekit.context import ScopeContext, scope
 from cachekit.errors import ConfigError, RateLimitExceeded
 from cachekit.http import rate_limit_response
@@ -54,6 +70,37 @@ if TYPE_CHECKING:
 __all__ = ["CacheKit", "rate_limit_handler"]
 
 EXTENSION_KEY = "cachekit"
+
+CONFIG_KEYS: Final = frozenset(
+    {
+        "CACHEKIT",
+        "CACHEKIT_CONFIG",
+        "CACHEKIT_URL",
+        "CACHEKIT_PLUGIN",
+        "CACHEKIT_TENANT_HEADER",
+        "CACHEKIT_TENANT_REQUIRED",
+        "CACHEKIT_EXCLUDE",
+        "CACHEKIT_CACHE_HEADER",
+    }
+)
+"""The ``app.config`` keys the extension reads."""
+
+_STORE = "CACHEKIT = {'store': ...}"
+_FLASK_CACHING: Final[Mapping[str, str]] = {
+    "CACHE_TYPE": f"CACHEKIT_URL = 'redis://...', or {_STORE} (memory, redis, valkey, memcache)",
+    "CACHE_REDIS_URL": "CACHEKIT_URL = 'redis://...'",
+    "CACHE_REDIS_HOST": "CACHEKIT_URL = 'redis://host:port/db'",
+    "CACHE_REDIS_PORT": "CACHEKIT_URL = 'redis://host:port/db'",
+    "CACHE_REDIS_DB": "CACHEKIT_URL = 'redis://host:port/db'",
+    "CACHE_REDIS_PASSWORD": "CACHEKIT_URL = 'redis://:password@host:port/db'",
+    "CACHE_MEMCACHED_SERVERS": "CACHEKIT = {'store': 'memcache', 'connection': [...]}",
+    "CACHE_DEFAULT_TIMEOUT": "CACHEKIT = {'defaultTtl': ...} (seconds or '5m')",
+    "CACHE_KEY_PREFIX": (
+        "CACHEKIT = {'redis': {'client': {'namespace': ...}}}; each plugin and tenant "
+        "gets its own prefix without it"
+    ),
+    "CACHE_THRESHOLD": "CACHEKIT = {'memory': {'maxEntries': ...}}",
+}
 
 
 class CacheKit:
@@ -96,12 +143,16 @@ class CacheKit:
         """Wrap ``app.wsgi_app`` in the middleware, register the 429 handler, and store
         this extension in ``app.extensions["cachekit"]``.
 
-        :raises ConfigError: the app's ``CACHEKIT`` / ``CACHEKIT_CONFIG`` is invalid, or
-            both are set.
-        :raises ValueError: the plugin id is not a valid id.
+        :raises ConfigError: an unknown ``CACHEKIT_*`` key; the app's ``CACHEKIT`` /
+            ``CACHEKIT_CONFIG`` / ``CACHEKIT_URL`` is invalid, or more than one is set;
+            Flask-Caching's ``CACHE_*`` keys without a cachekit store config.
+        :raises ValueError: the plugin id is not a valid id, or an excluded path is bad.
         """
         config = app.config
-        manager = self._manager if self._manager is not None else _manager_from(config)
+        _reject_unknown_keys(config)
+        manager = self._manager
+        if manager is None:
+            manager = _manager_from(config, flask_caching="cache" in app.extensions)
         plugin = self._plugin or config.get("CACHEKIT_PLUGIN") or app.name
         tenant = self._tenant
         if tenant is None and config.get("CACHEKIT_TENANT_HEADER"):
@@ -109,6 +160,7 @@ class CacheKit:
         options: dict[str, Any] = {
             "tenant_required": config.get("CACHEKIT_TENANT_REQUIRED"),
             "cache_header": bool(config.get("CACHEKIT_CACHE_HEADER", False)),
+            "exclude": config.get("CACHEKIT_EXCLUDE"),
             **self._options,
         }
         app.wsgi_app = CacheMiddleware(  # type: ignore[method-assign]
@@ -167,17 +219,73 @@ def rate_limit_handler(exc: RateLimitExceeded) -> tuple[bytes, int, list[tuple[s
     return body, status, headers
 
 
-def _manager_from(config: Mapping[str, Any]) -> CacheManager:
+def _manager_from(config: Mapping[str, Any], *, flask_caching: bool) -> CacheManager:
     files = config.get("CACHEKIT_CONFIG")
     section = config.get("CACHEKIT")
-    if files is not None and section is not None:
+    url = config.get("CACHEKIT_URL")
+    given = [
+        key
+        for key, value in (("CACHEKIT_CONFIG", files), ("CACHEKIT", section), ("CACHEKIT_URL", url))
+        if value is not None
+    ]
+    if len(given) > 1:
         raise ConfigError(
-            "set CACHEKIT_CONFIG (a YAML file) or CACHEKIT (the backend.cache section), not both",
-            path="CACHEKIT_CONFIG",
+            "set one of CACHEKIT_CONFIG (YAML files), CACHEKIT (the backend.cache section) "
+            f"or CACHEKIT_URL (a store URL), not {' and '.join(given)}",
+            path=given[0],
         )
     if files is not None:
         paths = [files] if isinstance(files, str | os.PathLike) else list(files)
         return CacheManager.from_yaml(*paths)
     if section is not None:
         return CacheManager(parse_cache_section(section, "CACHEKIT"))
+    if url is not None:
+        return _from_url(url)
+    if not flask_caching:
+        _reject_flask_caching(config)
     return CacheManager()
+
+
+def _reject_unknown_keys(config: Mapping[str, Any]) -> None:
+    """Unknown ``CACHEKIT_*`` keys: a ``backend.cache`` setting spelt as a flat key
+    (``CACHEKIT_STORE``, ``CACHEKIT_DEFAULT_TTL``) is told where it goes; any other gets the
+    closest known key."""
+    unknown = [key for key in config if str(key).startswith("CACHEKIT") and key not in CONFIG_KEYS]
+    section = {f.name: f.metadata.get("key", f.name) for f in dataclasses.fields(CacheConfig)}
+    for key in unknown:
+        setting = section.get(str(key).removeprefix("CACHEKIT_").lower())
+        if setting is not None:
+            raise ConfigError(
+                f"unknown key {key!r}: the store's settings go in the backend.cache section, "
+                f"CACHEKIT = {{{setting!r}: ...}} (or a YAML file, CACHEKIT_CONFIG)",
+                path=f"app.config.{key}",
+            )
+    _reject_unknown(dict.fromkeys(unknown), set(CONFIG_KEYS), "app.config")
+
+
+def _from_url(url: object) -> CacheManager:
+    # CacheManager.from_url is being added in cachekit.manager; until it is there, say so.
+    from_url = getattr(CacheManager, "from_url", None)
+    if from_url is None:
+        raise ConfigError(
+            "this cachekit has no CacheManager.from_url: set CACHEKIT = {'store': ..., "
+            "'connection': url} instead",
+            path="CACHEKIT_URL",
+        )
+    manager: CacheManager = from_url(url)
+    return manager
+
+
+def _reject_flask_caching(config: Mapping[str, Any]) -> None:
+    """Flask-Caching's keys in an app with no cachekit store config: the app meant a store
+    that the in-memory default would silently replace."""
+    for key in config:
+        if not str(key).startswith("CACHE_"):
+            continue
+        instead = _FLASK_CACHING.get(key, f"{_STORE} or CACHEKIT_URL")
+        raise ConfigError(
+            f"{key} is a Flask-Caching key, which cachekit does not read; set {instead}. "
+            "(With a cachekit store config, or Flask-Caching set up on the app first, CACHE_* "
+            "keys are left to Flask-Caching.)",
+            path=f"app.config.{key}",
+        )

@@ -38,7 +38,12 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 from cachekit.asgi import CacheMiddleware, lifespan_shutdown, lifespan_startup
 from cachekit.cache import Cache
-from cachekit.context import activate_manager, current_cache, deactivate_manager
+from cachekit.context import (
+    activate_manager,
+    current_cache,
+    deactivate_manager,
+    set_default_manager,
+)
 from cachekit.errors import RateLimitExceeded
 from cachekit.http import rate_limit_response
 from cachekit.keys import escape_segment
@@ -115,15 +120,22 @@ def install(
     ``app.add_middleware``) and turn :class:`~cachekit.errors.RateLimitExceeded` into a 429
     (:func:`rate_limit_handler`). Call it before the app starts.
 
+    ``manager`` is registered as the process default now
+    (:func:`cachekit.set_default_manager`), not when Starlette builds the middleware at the
+    app's first call, so background code started before the server sees it too.
+
     :param manager: the manager (default: the active one at each request).
     :param plugin: a fixed plugin id or a resolver (:mod:`cachekit.resolvers`).
     :param tenant: a tenant resolver, or ``None`` for the platform scope.
     :param options: more :class:`~cachekit.CacheMiddleware` options (``tenant_required``,
-        ``id_pattern``, ``manage_store``, ``cache_header``).
+        ``id_pattern``, ``manage_store``, ``cache_header``, ``exclude`` — for FastAPI,
+        ``exclude=["/docs/*", "/redoc", "/openapi.json"]``).
     :returns: ``app``.
     :raises RuntimeError: the app has already started (Starlette 0.24 and later refuse
         new middleware then; older releases rebuild the middleware stack).
     """
+    if manager is not None:
+        set_default_manager(manager)
     app.add_middleware(CacheMiddleware, manager=manager, plugin=plugin, tenant=tenant, **options)
     app.add_exception_handler(RateLimitExceeded, rate_limit_handler)
     return app
