@@ -528,11 +528,6 @@ def test_flask_url_and_another_store_config_are_refused_together() -> None:
         CacheKit(flask_app(CACHEKIT={}, CACHEKIT_URL="redis://localhost"))
 
 
-@pytest.mark.xfail(
-    not hasattr(CacheManager, "from_url"),
-    reason="CacheManager.from_url is being added on another branch",
-    raises=ConfigError,
-)
 def test_flask_url_builds_the_manager_through_from_url(redis_server: Any) -> None:
     """CACHEKIT_URL builds the manager with CacheManager.from_url: the app's writes land in
     that Redis."""

@@ -55,7 +55,7 @@ import weakref
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
-from cachekit.config import CacheConfig, parse_cache_section
+from cachekit.config import CacheConfig
 from cachekit.config.schema import _reject_unknown
 from cachekit.context import ScopeContext, scope
 from cachekit.errors import ConfigError, RateLimitExceeded
@@ -238,9 +238,13 @@ def _manager_from(config: Mapping[str, Any], *, flask_caching: bool) -> CacheMan
         paths = [files] if isinstance(files, str | os.PathLike) else list(files)
         return CacheManager.from_yaml(*paths)
     if section is not None:
-        return CacheManager(parse_cache_section(section, "CACHEKIT"))
+        return CacheManager.from_section(section, path="CACHEKIT")
     if url is not None:
-        return _from_url(url)
+        if not isinstance(url, str):
+            raise ConfigError(
+                f"expected a store URL string, got {type(url).__name__}", path="CACHEKIT_URL"
+            )
+        return CacheManager.from_url(url)
     if not flask_caching:
         _reject_flask_caching(config)
     return CacheManager()
@@ -261,19 +265,6 @@ def _reject_unknown_keys(config: Mapping[str, Any]) -> None:
                 path=f"app.config.{key}",
             )
     _reject_unknown(dict.fromkeys(unknown), set(CONFIG_KEYS), "app.config")
-
-
-def _from_url(url: object) -> CacheManager:
-    # CacheManager.from_url is being added in cachekit.manager; until it is there, say so.
-    from_url = getattr(CacheManager, "from_url", None)
-    if from_url is None:
-        raise ConfigError(
-            "this cachekit has no CacheManager.from_url: set CACHEKIT = {'store': ..., "
-            "'connection': url} instead",
-            path="CACHEKIT_URL",
-        )
-    manager: CacheManager = from_url(url)
-    return manager
 
 
 def _reject_flask_caching(config: Mapping[str, Any]) -> None:
