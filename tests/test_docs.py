@@ -194,14 +194,40 @@ def flask_app(env: Env) -> Iterator[dict[str, Any]]:
     yield {"app": Flask("docs")}
 
 
-@setup("served")
-@contextlib.contextmanager
-def served(env: Env) -> Iterator[dict[str, Any]]:
-    """The block builds ``app``; then the app starts and stops (its lifespan runs: the store
-    is pinged at startup and closed at shutdown)."""
-    namespace: dict[str, Any] = {}
-    yield namespace
-    asyncio.run(in_lifespan(namespace["app"], lambda client: asyncio.sleep(0)))
+def served(requests: Callable[[httpx.AsyncClient], Awaitable[None]] | None = None) -> Setup:
+    """The block builds ``app``; then the app starts (its lifespan runs: the store is pinged),
+    answers ``requests`` (which assert what they get), and stops (the store is closed)."""
+
+    @contextlib.contextmanager
+    def serve(env: Env) -> Iterator[dict[str, Any]]:
+        namespace: dict[str, Any] = {}
+        yield namespace
+        asyncio.run(in_lifespan(namespace["app"], requests or (lambda client: asyncio.sleep(0))))
+
+    return serve
+
+
+async def items_cached_docs_open(client: httpx.AsyncClient) -> None:
+    """The fastapi-cache2 block's app: a @cached endpoint answers X-Cache MISS, then HIT;
+    the excluded /docs and /openapi.json answer without a tenant."""
+    tenant = {"X-Tenant-ID": f"docs-{uuid.uuid4().hex}"}
+    answers = [await client.get("/items/1", headers=tenant) for _ in range(2)]
+    assert [(a.status_code, a.json()) for a in answers] == [(200, {"id": 1})] * 2
+    assert [a.headers["X-Cache"] for a in answers] == ["MISS", "HIT"]
+    assert (await client.get("/docs")).status_code == 200
+    assert (await client.get("/openapi.json")).status_code == 200
+
+
+async def sixth_search_refused(client: httpx.AsyncClient) -> None:
+    """The slowapi block's app: five searches a minute pass, the sixth answers 429."""
+    tenant = {"X-Tenant-ID": f"docs-{uuid.uuid4().hex}"}
+    codes = [(await client.get("/search", headers=tenant)).status_code for _ in range(6)]
+    assert codes == [200] * 5 + [429]
+
+
+setup("served")(served())
+setup("fastapi-cache2-app")(served(items_cached_docs_open))
+setup("slowapi-app")(served(sixth_search_refused))
 
 
 async def in_lifespan(app: Any, requests: Callable[[httpx.AsyncClient], Awaitable[T]]) -> T:
