@@ -8,14 +8,16 @@ import json
 import os
 import re
 import select
+import shlex
 import signal
 import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import httpx
 import pytest
@@ -341,3 +343,141 @@ def test_flask_plugin_index_and_host_routes(flask_url: str) -> None:
     with httpx.Client(base_url=flask_url) as http:
         assert http.get("/api/reviews/", headers=tenant("a")).json()["plugin"] == "reviews"
         assert "Flask example" in http.get("/").text
+
+
+# --- examples/README.md's curl lines, run for real -------------------------------------------
+
+
+@dataclass(frozen=True)
+class CurlAnswer:
+    """What ``curl`` printed: the status, the headers (with ``-i``) and the body."""
+
+    status: int
+    headers: dict[str, str]
+    body: str
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def curl_lines() -> list[str]:
+    """The ``curl`` commands of examples/README.md's ``sh`` blocks, as written, without
+    their comments."""
+    text = (ROOT / "examples" / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"^```sh\n(.*?)^```", text, flags=re.MULTILINE | re.DOTALL)
+    return [
+        re.split(r"\s+# ", line)[0].strip()
+        for block in blocks
+        for line in block.splitlines()
+        if line.startswith("curl ")
+    ]
+
+
+def run_curl(command: str, base: str) -> CurlAnswer:
+    """Run a README curl command (``localhost:8000`` pointed at ``base``) with the real
+    ``curl``; the status is appended with ``-w``."""
+    args = shlex.split(command.replace("localhost:8000", base.removeprefix("http://")))
+    done = subprocess.run(
+        [*args, "-sS", "-w", "\n%{http_code}"], capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 0, done.stderr
+    output, _, status = done.stdout.rpartition("\n")
+    headers: dict[str, str] = {}
+    if "-i" in args:
+        head, _, output = output.partition("\n\n")  # text mode: CRLF read as LF
+        for line in head.splitlines()[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+    return CurlAnswer(int(status), headers, output)
+
+
+Check = Callable[[CurlAnswer], None]
+
+
+def expect_json(expected: object, status: int = 200) -> Check:
+    def check(answer: CurlAnswer) -> None:
+        assert (answer.status, answer.json()) == (status, expected)
+
+    return check
+
+
+def expect_value(value: object) -> Check:
+    def check(answer: CurlAnswer) -> None:
+        assert (answer.status, answer.json()["value"]) == (200, value)
+
+    return check
+
+
+def expect_404(answer: CurlAnswer) -> None:
+    assert answer.status == 404, answer.body
+
+
+def expect_stream(answer: CurlAnswer) -> None:
+    lines = [json.loads(line) for line in answer.body.splitlines() if line]
+    assert lines == [{"key": "color", "value": "red", "tenant": "acme"}]
+
+
+def expect_bad_tenant(answer: CurlAnswer) -> None:
+    assert (answer.status, answer.json()["error"]) == (400, "invalid tenant id")
+
+
+def expect_cached(x_cache: str) -> Check:
+    def check(answer: CurlAnswer) -> None:
+        assert (answer.status, answer.headers["x-cache"], answer.json()["lookups"]) == (
+            200,
+            x_cache,
+            1,
+        )
+
+    return check
+
+
+def expect_429(answer: CurlAnswer) -> None:
+    assert answer.status == 429, answer.body
+    assert {"retry-after", "ratelimit-limit", "ratelimit-remaining"} <= answer.headers.keys()
+
+
+BASE = "localhost:8000/api/catalog"
+ACME = "-H 'X-Tenant-ID: acme'"
+# examples/README.md's curl lines in order, each with what its comment says it answers and
+# how many times in a row it is sent (the search line's comment speaks of the 6th)
+CURL_EXPECTATIONS: list[tuple[str, Check, int]] = [
+    (f"""curl -X PUT {BASE}/items/color {ACME} -d '"red"'""", expect_value("red"), 1),
+    (f"curl {BASE}/items/color {ACME}", expect_value("red"), 1),
+    (f"curl {BASE}/items/color -H 'X-Tenant-ID: globex'", expect_404, 1),
+    (f"curl localhost:8000/api/reviews/items/color {ACME}", expect_404, 1),
+    (f"curl '{BASE}/stream?keys=color' {ACME}", expect_stream, 1),
+    (
+        f"curl {BASE}/scope/sync {ACME}",
+        expect_json({"plugin": "catalog", "tenant": "acme", "in_thread_pool": True}),
+        1,
+    ),
+    (f"curl {BASE}/stats {ACME}", expect_json({"writes": 1}), 1),
+    (f"curl -i {BASE}/stats -H 'X-Tenant-ID: ../x'", expect_bad_tenant, 1),
+    (f"curl -i {BASE}/products/7 {ACME}", expect_cached("MISS"), 1),
+    (f"curl -i {BASE}/products/7 {ACME}", expect_cached("HIT"), 1),
+    (f"curl -X POST {BASE}/hits {ACME}", expect_json({"hits": 1}), 1),
+    (f"curl -i '{BASE}/search?q=x' {ACME}", expect_429, 6),
+]
+
+
+def test_readme_curl_lines_are_all_checked() -> None:
+    """The curl lines of examples/README.md are exactly the ones the next test runs, in
+    order: a line added, changed or removed there fails here."""
+    assert curl_lines() == [command for command, _, _ in CURL_EXPECTATIONS]
+
+
+@pytest.mark.parametrize("kind", ["starlette", "flask"])
+def test_readme_curl_lines_answer_as_their_comments_say(kind: str, tmp_path: Path) -> None:
+    """Each curl line of examples/README.md, run in order with the real curl against a fresh
+    server of the example, answers what its comment says (the @cached lines with
+    X-Cache: MISS, then HIT)."""
+    with (tmp_path / "stderr").open("w+b") as log:
+        server = ExampleServer(sys.executable, "-m", f"examples.{kind}_app", log=log)
+        try:
+            for command, check, times in CURL_EXPECTATIONS:
+                answers = [run_curl(command, server.url) for _ in range(times)]
+                assert [a.status for a in answers[:-1]] == [200] * (times - 1), command
+                check(answers[-1])
+        finally:
+            server.stop()

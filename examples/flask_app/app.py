@@ -16,6 +16,7 @@ Try it (``python -m examples.flask_app``, then)::
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -56,6 +57,20 @@ def scope_info() -> Response:
     """The scope this request runs in."""
     scope = current_scope()
     return jsonify({"plugin": scope.plugin, "tenant": scope.tenant})
+
+
+@plugin.get("/scope/sync")
+def scope_info_sync() -> Response:
+    """The same, named as the Starlette example's ``def`` endpoint: every Flask view is a
+    ``def``, run in one of waitress's worker threads."""
+    scope = current_scope()
+    return jsonify(
+        {
+            "plugin": scope.plugin,
+            "tenant": scope.tenant,
+            "in_thread_pool": threading.current_thread() is not threading.main_thread(),
+        }
+    )
 
 
 @plugin.put("/items/<key>")
@@ -144,10 +159,12 @@ def search() -> Response:
 # --- the host ---------------------------------------------------------------------------
 
 
-def create_app(manager: CacheManager | None = None) -> Flask:
+def create_app(manager: CacheManager | None = None, *, cache_middleware: bool = True) -> Flask:
     """The host app, its WSGI entry point wrapped in ``CacheMiddleware``.
 
     :param manager: the cache manager (default: built from ``app-config.yaml``).
+    :param cache_middleware: wrap in ``CacheMiddleware`` (``False`` only for tests that wrap
+        it themselves, as ``examples/README.md`` shows).
     """
     app = Flask(__name__)
     # Flask answers an endpoint's exception with a 500 itself: this turns a refused rate
@@ -165,6 +182,8 @@ def create_app(manager: CacheManager | None = None) -> Flask:
     def healthz() -> Response:
         return jsonify({"ok": True})
 
+    if not cache_middleware:
+        return app
     app.wsgi_app = CacheMiddleware(  # type: ignore[method-assign]  # Flask's documented way
         app.wsgi_app,
         manager=manager if manager is not None else CacheManager.from_yaml(CONFIG),
@@ -174,6 +193,7 @@ def create_app(manager: CacheManager | None = None) -> Flask:
         # scope (tenant None); drop tenant_required=False to answer 400 instead.
         tenant=header("X-Tenant-ID"),
         tenant_required=False,
+        cache_header=True,  # X-Cache: HIT|MISS on responses that ran @cached functions
     )
     return app
 

@@ -226,6 +226,7 @@ def create_app(manager: CacheManager | None = None, *, cache_middleware: bool = 
         # scope (tenant None); drop tenant_required=False to answer 400 instead.
         tenant=header("X-Tenant-ID"),
         tenant_required=False,
+        cache_header=True,  # X-Cache: HIT|MISS on responses that ran @cached functions
     )
 
 
