@@ -248,8 +248,10 @@ class Cache:
 
         :raises CacheValueError: the value cannot be encoded (or is not of ``type``).
         """
+        if type is not None:
+            value = as_shape(type).dump(value)
         try:
-            return self._codec.encode(value if type is None else as_shape(type).dump(value))
+            return self._codec.encode(value)
         except CacheValueError as exc:
             raise untyped(value, exc) from None
 

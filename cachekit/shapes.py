@@ -585,7 +585,7 @@ def untyped(value: Any, error: CacheValueError) -> CacheValueError:
         return error
     name = cls.__qualname__
     return CacheValueError(
-        f"cannot cache a {name} without its type: cachekit stores structured values only "
+        f"cannot cache {name} without its type: cachekit stores structured values only "
         f"by annotation. Annotate the @cached function's return type (-> {name}, "
         f"-> list[{name}], ...), or pass the type to the cache: cache.set(key, value, "
         f"type={name}) and cache.get(key, type={name})"
