@@ -245,7 +245,9 @@ class _Policy:
         # the return annotation's shape (cachekit.shapes), None for plain values: what a
         # stored entry is rebuilt by, and the result written as
         shape = returned_shape(fn)
-        self.shape = stale_entry(shape) if shape and self.stale_ttl is not None else shape
+        if shape is not None and self.stale_ttl is not None:
+            shape = stale_entry(shape)  # entries are [value, fresh_until]
+        self.shape = shape
 
     # -- shared, I/O-free steps --
 

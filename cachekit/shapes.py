@@ -450,19 +450,31 @@ _MAPPINGS: Final = frozenset({dict, collections.abc.Mapping, collections.abc.Mut
 _shapes: dict[Any, Shape | None] = {}
 
 
+def _build(annotation: Any) -> Shape | None:
+    node = _Builder().build(annotation)
+    if node.plain:
+        return None
+    name, inner = _name(annotation), node.load
+
+    def load(plain: Any) -> Any:
+        try:
+            return inner(plain)
+        except ShapeMismatch as exc:  # what the log line says
+            raise ShapeMismatch(f"the stored value does not fit {name} (now): {exc}") from None
+
+    return Shape(annotation, node.dump, load)
+
+
 def _shape(annotation: Any) -> Shape | None:
     """The shape of a resolved annotation, or ``None`` when it needs none; raises
     ``NameError`` for a forward reference that does not resolve (yet)."""
     try:
         return _shapes[annotation]
     except KeyError:
-        pass
-    except TypeError:  # unhashable metadata (Annotated[X, {...}]): build it every time
-        node = _Builder().build(annotation)
-        return None if node.plain else Shape(annotation, node.dump, node.load)
-    node = _Builder().build(annotation)
-    shape = _shapes[annotation] = None if node.plain else Shape(annotation, node.dump, node.load)
-    return shape
+        shape = _shapes[annotation] = _build(annotation)
+        return shape
+    except TypeError:  # unhashable metadata (Annotated[X, {...}]): built every time
+        return _build(annotation)
 
 
 def shape_of(annotation: Any) -> Shape | None:
