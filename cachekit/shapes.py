@@ -33,6 +33,7 @@ from __future__ import annotations
 import collections.abc
 import dataclasses
 import enum
+import operator
 import sys
 import types
 import typing
@@ -288,36 +289,14 @@ class _Builder:
         return _Node(dump, load, plain=key.plain and value.plain)
 
     def union(self, tp: Any, arms: list[_Node]) -> _Node:
+        name = _name(tp)
+        load = _first(arms, _load, ShapeMismatch, f"fits none of {name}")
         if all(arm.plain for arm in arms):
-            free = any(arm.free for arm in arms)
-            return _ANY if free else _Node(_same, self.first_fit(tp, arms), plain=True)
+            return _ANY if any(arm.free for arm in arms) else _Node(_same, load, plain=True)
         # dump: the structured arms check their class, the plain ones pass anything: first
         by_dump = [arm for arm in arms if not arm.plain] + [arm for arm in arms if arm.plain]
-        name = _name(tp)
-
-        def dump(value: Any) -> Any:
-            for arm in by_dump:
-                try:
-                    return arm.dump(value)
-                except CacheValueError:
-                    continue
-            raise CacheValueError(f"expected {name}, got {_got(value)}")
-
-        return _Node(dump, self.first_fit(tp, arms), plain=False)
-
-    @staticmethod
-    def first_fit(tp: Any, arms: list[_Node]) -> _Fn:
-        name = _name(tp)
-
-        def load(value: Any) -> Any:
-            for arm in arms:
-                try:
-                    return arm.load(value)
-                except ShapeMismatch:
-                    continue
-            raise ShapeMismatch(f"fits none of {name}: got {_got(value)}")
-
-        return load
+        dump = _first(by_dump, _dump, CacheValueError, f"expected {name}")
+        return _Node(dump, load, plain=False)
 
     @staticmethod
     def literal(values: tuple[Any, ...]) -> _Node:
@@ -419,6 +398,26 @@ class _Builder:
 
         node.dump, node.load = dump, load
         return node
+
+
+_dump: Final = operator.attrgetter("dump")  # read when called: a recursive type's node
+_load: Final = operator.attrgetter("load")  # is filled in after its union is built
+
+
+def _first(
+    arms: list[_Node], pick: Callable[[_Node], _Fn], fails: type[Exception], none: str
+) -> _Fn:
+    """A union's dump or load: the first arm's that does not fail."""
+
+    def first(value: Any) -> Any:
+        for arm in arms:
+            try:
+                return pick(arm)(value)
+            except fails:
+                continue
+        raise fails(f"{none}, got {_got(value)}")
+
+    return first
 
 
 _SEQUENCES: Final = frozenset(

@@ -7,20 +7,16 @@ FastAPI needs a newer Starlette than the oldest lane pins: this file runs in the
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import socket
-import threading
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pydantic
 import pytest
-import uvicorn
 from fastapi import Depends, FastAPI
 from servers import RedisServer
+from test_asgi import uvicorn_serving
 
 from cachekit import CacheManager, CacheMiddleware, cached
 from cachekit.resolvers import header
@@ -71,31 +67,26 @@ def app_for(manager: CacheManager, model: type[pydantic.BaseModel], loads: list[
     )
 
 
-@contextlib.contextmanager
-def uvicorn_serving(app: Any) -> Iterator[str]:
-    """Serve ``app`` with uvicorn from a thread, lifespan on: the middleware closes the
-    store's connections in the server's loop at shutdown (tests/test_asgi.py serves
-    lifespan-less apps the same way)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", ws="none"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        while not server.started:
-            thread.join(0.01)
-            assert thread.is_alive(), "uvicorn did not start"
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
-
-
 def redis_manager(server: RedisServer) -> CacheManager:
     return CacheManager.from_config(
         {"backend": {"cache": {"store": "redis", "connection": server.url}}}
     )
+
+
+def deployment(
+    server: RedisServer, model: type[pydantic.BaseModel], tenant: str
+) -> tuple[list[httpx.Response], list[int]]:
+    """Serve one deployment of the app (its own manager on ``server``) and request item 7
+    twice: the responses, and the item ids its dependency computed."""
+    loads: list[int] = []
+    manager = redis_manager(server)
+    with (
+        uvicorn_serving(app_for(manager, model, loads), lifespan="on") as url,
+        httpx.Client() as http,
+    ):
+        responses = [http.get(f"{url}/items/7", headers={"X-Tenant-ID": tenant}) for _ in "12"]
+    manager.close()
+    return responses, loads
 
 
 def test_cached_pydantic_dependency_over_http(
@@ -104,35 +95,22 @@ def test_cached_pydantic_dependency_over_http(
     """The second request is a hit with an identical response; after a redeploy whose model
     gained a required field, the old entry is a miss (one warning), the response is the new
     model, and the next request is a hit again."""
-    tenant = {"X-Tenant-ID": uuid.uuid4().hex}
-    first_loads: list[int] = []
-    manager = redis_manager(redis_server)
-    with uvicorn_serving(app_for(manager, Item, first_loads)) as url, httpx.Client() as http:
-        miss = http.get(f"{url}/items/7", headers=tenant)
-        hit = http.get(f"{url}/items/7", headers=tenant)
-    manager.close()
+    tenant = uuid.uuid4().hex
+    (miss, hit), loads = deployment(redis_server, Item, tenant)
     assert miss.status_code == 200
     assert miss.json() == {"id": 7, "name": "item 7", "tags": ["a", "b"]}
     assert (miss.headers["X-Cache"], hit.headers["X-Cache"]) == ("MISS", "HIT")
     assert hit.content == miss.content
-    assert first_loads == [7]
+    assert loads == [7]
 
-    # the redeploy: another app, another manager, the same Redis and the same entries
-    second_loads: list[int] = []
-    manager = redis_manager(redis_server)
-    with (
-        caplog.at_level(logging.WARNING, logger="cachekit"),
-        uvicorn_serving(app_for(manager, PricedItem, second_loads)) as url,
-        httpx.Client() as http,
-    ):
-        stale = http.get(f"{url}/items/7", headers=tenant)
-        again = http.get(f"{url}/items/7", headers=tenant)
-    manager.close()
+    # the redeploy: another app and manager, the same Redis, the same tenant and entries
+    with caplog.at_level(logging.WARNING, logger="cachekit"):
+        (stale, again), loads = deployment(redis_server, PricedItem, tenant)
     assert stale.status_code == 200
     assert stale.json() == {"id": 7, "name": "item 7", "tags": ["a", "b"], "price": 9.5}
     assert (stale.headers["X-Cache"], again.headers["X-Cache"]) == ("MISS", "HIT")
     assert again.content == stale.content
-    assert second_loads == [7]
+    assert loads == [7]
     warnings = [r.getMessage() for r in caplog.records if "unreadable" in r.getMessage()]
     assert len(warnings) == 1
     assert "price" in warnings[0]
