@@ -9,7 +9,7 @@ import logging
 import socket
 import threading
 from collections.abc import AsyncIterator, Iterator, MutableMapping, Sequence
-from typing import Any, Literal
+from typing import Any
 
 import httpx
 import pytest
@@ -520,14 +520,12 @@ async def test_usable_in_starlettes_middleware_list(manager: CacheManager) -> No
 
 
 @contextlib.contextmanager
-def uvicorn_serving(app: Any, lifespan: Literal["on", "off"] = "off") -> Iterator[str]:
+def uvicorn_serving(app: Any) -> Iterator[str]:
     """Serve ``app`` with uvicorn from a thread of this process; on exit, shut it down
-    gracefully (in-flight requests finish first). ``lifespan="on"`` runs the app's startup
-    and shutdown (a middleware closing its store's connections in the server's loop)."""
+    gracefully (in-flight requests finish first)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(app, log_level="warning", lifespan=lifespan, ws="none")
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", ws="none"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     try:

@@ -15,10 +15,10 @@ import httpx
 import pydantic
 import pytest
 from fastapi import Depends, FastAPI
+from http_servers import uvicorn_serving
 from servers import RedisServer
-from test_asgi import uvicorn_serving
 
-from cachekit import CacheManager, CacheMiddleware, cached
+from cachekit import CacheManager, CacheMiddleware, cached, set_default_manager
 from cachekit.resolvers import header
 
 
@@ -76,8 +76,9 @@ def redis_manager(server: RedisServer) -> CacheManager:
 def deployment(
     server: RedisServer, model: type[pydantic.BaseModel], tenant: str
 ) -> tuple[list[httpx.Response], list[int]]:
-    """Serve one deployment of the app (its own manager on ``server``) and request item 7
-    twice: the responses, and the item ids its dependency computed."""
+    """Serve one deployment of the app (its own manager on ``server``, as another process
+    would have) and request item 7 twice: the responses, and the ids its dependency
+    computed."""
     loads: list[int] = []
     manager = redis_manager(server)
     with (
@@ -85,6 +86,7 @@ def deployment(
         httpx.Client() as http,
     ):
         responses = [http.get(f"{url}/items/7", headers={"X-Tenant-ID": tenant}) for _ in "12"]
+    set_default_manager(None)  # the middleware registered it: the next deployment is another
     manager.close()
     return responses, loads
 
