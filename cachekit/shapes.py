@@ -256,7 +256,7 @@ class _Builder:
         return _Node(dump, load, plain=item.plain)
 
     def fixed_tuple(self, items: list[_Node]) -> _Node:
-        count = len(items)
+        count, plain = len(items), all(node.plain for node in items)
 
         def dump(value: Any) -> Any:
             return [node.dump(v) for node, v in zip(items, value, strict=True)]
@@ -266,7 +266,7 @@ class _Builder:
                 raise ShapeMismatch(f"expected a tuple of {count}, got {_got(value)}")
             return tuple(node.load(v) for node, v in zip(items, value, strict=True))
 
-        return _Node(dump, load, plain=False)
+        return _Node(_same if plain else dump, load, plain=plain)
 
     def mapping(self, key: _Node, value: _Node) -> _Node:
         if key.plain and value.plain:
