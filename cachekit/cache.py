@@ -23,6 +23,7 @@ from cachekit.durations import TTL, store_ttl
 from cachekit.errors import CacheKeyError, CacheValueError, StoreError
 from cachekit.keys import ANY, KeySelector, KeySpace, check_key, unencodable_key
 from cachekit.metrics import Metrics
+from cachekit.shapes import Shape, as_shape, untyped
 
 if TYPE_CHECKING:
     from cachekit.stores.base import Store
@@ -210,12 +211,15 @@ class Cache:
     def _ttl(self, ttl: TTL | None) -> float | None:
         return self._default_ttl if ttl is None else store_ttl(ttl)
 
-    def _decode(self, full_key: str, raw: bytes | None, default: Any) -> Any:
+    def _decode(
+        self, full_key: str, raw: bytes | None, default: Any, shape: Shape | None = None
+    ) -> Any:
         if raw is None:
             return default
         try:
-            return self._codec.decode(raw)
-        except DecodeError as exc:
+            value = self._codec.decode(raw)
+            return value if shape is None else shape.load(value)
+        except DecodeError as exc:  # a ShapeMismatch too: a value that no longer fits
             return self._unreadable(full_key, exc, default)
 
     @staticmethod
@@ -239,9 +243,21 @@ class Cache:
                 check_key(key)
         return keys, full
 
-    def _encode_many(self, items: Mapping[str, Any]) -> dict[str, bytes]:
+    def _encode(self, value: Any, type: Any = None) -> bytes:
+        """``value`` as bytes; with ``type`` (an annotation), in that type's plain form.
+
+        :raises CacheValueError: the value cannot be encoded (or is not of ``type``).
+        """
+        if type is not None:
+            value = as_shape(type).dump(value)
+        try:
+            return self._codec.encode(value)
+        except CacheValueError as exc:
+            raise untyped(value, exc) from None
+
+    def _encode_many(self, items: Mapping[str, Any], type: Any = None) -> dict[str, bytes]:
         # Everything is encoded before anything is written: one bad value writes nothing.
-        return {self._key(key): self._codec.encode(value) for key, value in items.items()}
+        return {self._key(key): self._encode(value, type) for key, value in items.items()}
 
     @staticmethod
     def _delta(delta: int) -> int:
@@ -291,23 +307,31 @@ class Cache:
         stats.timed += 1
         return result
 
-    def _read(self, full: str, raw: bytes | None, default: Any) -> Any:
-        """Count a single read's hit or miss and decode it."""
+    def _read(self, full: str, raw: bytes | None, default: Any, shape: Shape | None) -> Any:
+        """Count a single read's hit or miss and decode it (rebuilt by ``shape``)."""
         if raw is None:
             self._stats.misses += 1
             return default
         self._stats.hits += 1
-        return self._decode(full, raw, default)
+        return self._decode(full, raw, default, shape)
 
     def _read_many(
-        self, keys: list[str], full: list[str], read: Sequence[bytes | None] | Mapping[str, bytes]
+        self,
+        keys: list[str],
+        full: list[str],
+        read: Sequence[bytes | None] | Mapping[str, bytes],
+        type: Any = None,
     ) -> dict[str, Any]:
         """Count a batch read's hits and misses and decode what was found, by user key (an
         unreadable value is left out, like a miss). ``read`` is the store's answer: one
-        value per key in order, or a mapping of the full keys found."""
+        value per key in order, or a mapping of the full keys found; ``type`` the values'
+        annotation, if any."""
         values: Sequence[bytes | None]
         values = [read.get(f) for f in full] if isinstance(read, Mapping) else read
-        decode = self._codec.decode
+        decode: Callable[[bytes], Any] = self._codec.decode
+        if type is not None:
+            load, plain = as_shape(type).load, decode
+            decode = lambda raw: load(plain(raw))  # noqa: E731
         try:  # one comprehension while every value decodes: the common case
             pairs = zip(keys, values, strict=True)
             out = {key: decode(raw) for key, raw in pairs if raw is not None}
@@ -331,17 +355,29 @@ class Cache:
     def get(self, key: str) -> Any: ...
     @overload
     def get(self, key: str, default: D) -> Any | D: ...
+    @overload
+    def get(self, key: str, default: D, type: type[T]) -> T | D: ...
+    @overload
+    def get(self, key: str, *, type: type[T]) -> T | None: ...
+    @overload
+    def get(self, key: str, default: D = ..., type: Any = None) -> Any | D: ...
 
-    def get(self, key: str, default: Any = None) -> Any:
+    def get(self, key: str, default: Any = None, type: Any = None) -> Any:
         """The value at ``key``, or ``default`` on a miss (pass :data:`cachekit.MISS` to
         tell a cached ``None`` from a miss).
+
+        ``type`` (a dataclass, ``NamedTuple``, ``TypedDict``, pydantic model, ``Enum``, or
+        ``list[...]``/``dict[str, ...]``/``X | None`` of them) rebuilds the stored plain form
+        as that type (:mod:`cachekit.shapes`); a stored value that does not fit it (the type
+        changed since) is a miss, logged once per key and minute.
 
         A key that is not valid unicode (a lone surrogate) is not looked for on this path:
         a store that must encode it raises :class:`~cachekit.errors.CacheKeyError`, others
         miss (every write refuses such a key, so nothing can be stored under it).
         """
-        if type(key) is not str or not key:
+        if key.__class__ is not str or not key:  # `type` is the parameter here
             check_key(key)
+        shape = None if type is None else as_shape(type)  # a bad annotation: before any I/O
         full = self._prefix + key  # _key(), _call() and _read() inlined: the hit path
         stats = self._stats
         try:
@@ -362,23 +398,36 @@ class Cache:
             return default
         stats.hits += 1
         try:
-            return self._codec.decode(raw)
-        except DecodeError as exc:
+            if shape is None:
+                return self._codec.decode(raw)
+            return shape.load(self._codec.decode(raw))
+        except DecodeError as exc:  # a ShapeMismatch too: a value that no longer fits
             return self._unreadable(full, exc, default)
 
-    def set(self, key: str, value: Any, ttl: TTL | None = None) -> None:
-        """Store ``value`` at ``key``.
+    def set(self, key: str, value: Any, ttl: TTL | None = None, type: Any = None) -> None:
+        """Store ``value`` at ``key``. A dataclass, ``NamedTuple``, ``TypedDict``, pydantic
+        model or ``Enum`` value (or a container of them) needs its ``type``, which stores
+        its plain form; read it back with ``get(key, type=...)``.
 
-        :raises CacheValueError: the value cannot be encoded, or the TTL is invalid.
+        :raises CacheValueError: the value cannot be encoded (is not of ``type``), or the
+            TTL is invalid.
         """
         full = self._key(key)
-        self._call(self._store.set, full, self._codec.encode(value), self._ttl(ttl))
+        if type is None:  # _encode() inlined: a plain set stays one codec call
+            try:
+                data = self._codec.encode(value)
+            except CacheValueError as exc:
+                raise untyped(value, exc) from None
+        else:
+            data = self._encode(value, type)
+        self._call(self._store.set, full, data, self._ttl(ttl))
         self._stats.sets += 1
 
-    def add(self, key: str, value: Any, ttl: TTL | None = None) -> bool:
-        """Store ``value`` only if ``key`` holds nothing; ``True`` if it was stored."""
+    def add(self, key: str, value: Any, ttl: TTL | None = None, type: Any = None) -> bool:
+        """Store ``value`` only if ``key`` holds nothing; ``True`` if it was stored
+        (``type`` as for :meth:`set`)."""
         full = self._key(key)
-        added = self._call(self._store.add, full, self._codec.encode(value), self._ttl(ttl))
+        added = self._call(self._store.add, full, self._encode(value, type), self._ttl(ttl))
         self._stats.sets += added
         return added
 
@@ -404,14 +453,18 @@ class Cache:
         self._stats.deletes += deleted
         return deleted
 
-    def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
-        """The values found for ``keys`` (misses are left out), in one round trip."""
+    def get_many(self, keys: Iterable[str], type: Any = None) -> dict[str, Any]:
+        """The values found for ``keys`` (misses are left out), in one round trip; with
+        ``type``, rebuilt as in :meth:`get` (a value that does not fit is left out)."""
         keys, full = self._keys(keys)
-        return self._read_many(keys, full, self._call(self._read_batch, full))
+        if type is not None:
+            as_shape(type)  # a bad annotation: before any I/O
+        return self._read_many(keys, full, self._call(self._read_batch, full), type)
 
-    def set_many(self, items: Mapping[str, Any], ttl: TTL | None = None) -> None:
-        """Store several values with one TTL, in one round trip where the store allows."""
-        encoded, seconds = self._encode_many(items), self._ttl(ttl)
+    def set_many(self, items: Mapping[str, Any], ttl: TTL | None = None, type: Any = None) -> None:
+        """Store several values with one TTL, in one round trip where the store allows
+        (``type``, the values' annotation, as for :meth:`set`)."""
+        encoded, seconds = self._encode_many(items, type), self._ttl(ttl)
         self._call(self._store.set_many, encoded, seconds)
         self._stats.sets += len(encoded)
 
@@ -459,13 +512,15 @@ class Cache:
         and nothing else. Returns the number removed, or ``None`` if the store cannot tell."""
         return self._call(self._store.clear, self._selector())
 
-    def get_or_set(self, key: str, default: Callable[[], T] | T, ttl: TTL | None = None) -> T:
+    def get_or_set(
+        self, key: str, default: Callable[[], T] | T, ttl: TTL | None = None, type: Any = None
+    ) -> T:
         """The value at ``key``; on a miss, store and return ``default`` (called first if
-        callable)."""
-        value = self.get(key, MISS)
+        callable). ``type`` as for :meth:`get` and :meth:`set`."""
+        value = self.get(key, MISS, type)
         if value is MISS:
             value = default() if callable(default) else default
-            self.set(key, value, ttl)
+            self.set(key, value, ttl, type)
         return value
 
     # --- async API: the same steps around the store's async calls ----------------------
@@ -474,22 +529,29 @@ class Cache:
     async def aget(self, key: str) -> Any: ...
     @overload
     async def aget(self, key: str, default: D) -> Any | D: ...
+    @overload
+    async def aget(self, key: str, default: D, type: type[T]) -> T | D: ...
+    @overload
+    async def aget(self, key: str, *, type: type[T]) -> T | None: ...
+    @overload
+    async def aget(self, key: str, default: D = ..., type: Any = None) -> Any | D: ...
 
-    async def aget(self, key: str, default: Any = None) -> Any:
+    async def aget(self, key: str, default: Any = None, type: Any = None) -> Any:
         """Async :meth:`get`."""
         full = self._key(key)
-        return self._read(full, await self._acall(self._store.aget, full), default)
+        shape = None if type is None else as_shape(type)
+        return self._read(full, await self._acall(self._store.aget, full), default, shape)
 
-    async def aset(self, key: str, value: Any, ttl: TTL | None = None) -> None:
+    async def aset(self, key: str, value: Any, ttl: TTL | None = None, type: Any = None) -> None:
         """Async :meth:`set`."""
         full = self._key(key)
-        await self._acall(self._store.aset, full, self._codec.encode(value), self._ttl(ttl))
+        await self._acall(self._store.aset, full, self._encode(value, type), self._ttl(ttl))
         self._stats.sets += 1
 
-    async def aadd(self, key: str, value: Any, ttl: TTL | None = None) -> bool:
+    async def aadd(self, key: str, value: Any, ttl: TTL | None = None, type: Any = None) -> bool:
         """Async :meth:`add`."""
         full = self._key(key)
-        encoded = self._codec.encode(value)
+        encoded = self._encode(value, type)
         added = await self._acall(self._store.aadd, full, encoded, self._ttl(ttl))
         self._stats.sets += added
         return added
@@ -513,14 +575,18 @@ class Cache:
         self._stats.deletes += deleted
         return deleted
 
-    async def aget_many(self, keys: Iterable[str]) -> dict[str, Any]:
+    async def aget_many(self, keys: Iterable[str], type: Any = None) -> dict[str, Any]:
         """Async :meth:`get_many`."""
         keys, full = self._keys(keys)
-        return self._read_many(keys, full, await self._acall(self._aread_batch, full))
+        if type is not None:
+            as_shape(type)  # a bad annotation: before any I/O
+        return self._read_many(keys, full, await self._acall(self._aread_batch, full), type)
 
-    async def aset_many(self, items: Mapping[str, Any], ttl: TTL | None = None) -> None:
+    async def aset_many(
+        self, items: Mapping[str, Any], ttl: TTL | None = None, type: Any = None
+    ) -> None:
         """Async :meth:`set_many`."""
-        encoded, seconds = self._encode_many(items), self._ttl(ttl)
+        encoded, seconds = self._encode_many(items, type), self._ttl(ttl)
         await self._acall(self._store.aset_many, encoded, seconds)
         self._stats.sets += len(encoded)
 
@@ -557,13 +623,17 @@ class Cache:
         return await self._acall(self._store.aclear, self._selector())
 
     async def aget_or_set(
-        self, key: str, default: Callable[[], Awaitable[T] | T] | T, ttl: TTL | None = None
+        self,
+        key: str,
+        default: Callable[[], Awaitable[T] | T] | T,
+        ttl: TTL | None = None,
+        type: Any = None,
     ) -> T:
         """Async :meth:`get_or_set`; a callable ``default`` may return an awaitable."""
-        value = await self.aget(key, MISS)
+        value = await self.aget(key, MISS, type)
         if value is MISS:
             value = default() if callable(default) else default
             if inspect.isawaitable(value):
                 value = await value
-            await self.aset(key, value, ttl)
+            await self.aset(key, value, ttl, type)
         return value

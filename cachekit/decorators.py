@@ -64,6 +64,7 @@ from cachekit.context import active_manager, caching_disabled, current_cache
 from cachekit.context import outcome as request_outcome
 from cachekit.durations import TTL, store_ttl
 from cachekit.errors import CacheKeyError, StoreError
+from cachekit.shapes import returned_shape, stale_entry
 from cachekit.steps import Step, Steps, arun, run, sleep, twin
 
 __all__ = ["cached"]
@@ -205,6 +206,7 @@ class _Policy:
         "locks_guard",
         "namespace",
         "refreshing",
+        "shape",
         "stale_ttl",
         "ttl",
         "unless",
@@ -240,6 +242,12 @@ class _Policy:
         self.locks_guard = threading.Lock()
         self.inflight: dict[tuple[int, _Scoped], asyncio.Future[Any]] = {}  # (loop, key)
         self.refreshing: set[_Scoped] = set()
+        # the return annotation's shape (cachekit.shapes), None for plain values: what a
+        # stored entry is rebuilt by, and the result written as
+        shape = returned_shape(fn)
+        if shape is not None and self.stale_ttl is not None:
+            shape = stale_entry(shape)  # entries are [value, fresh_until]
+        self.shape = shape
 
     # -- shared, I/O-free steps --
 
@@ -306,7 +314,7 @@ class _Policy:
     def read(self, cache: Cache, key: str) -> Steps[Step, Any]:
         """The stored entry, or ``MISS`` (also when the store fails and we fail open)."""
         try:
-            entry = yield twin(cache, "get", key, MISS)
+            entry = yield twin(cache, "get", key, MISS, self.shape)
         except StoreError as exc:
             _store_failed(cache, exc, self.fn)
             return MISS
@@ -319,7 +327,7 @@ class _Policy:
         keep, entry, ttl = self.to_store(cache, result)
         if keep:
             try:
-                yield twin(cache, "set", key, entry, ttl or 0)
+                yield twin(cache, "set", key, entry, ttl or 0, self.shape)
             except StoreError as exc:
                 _store_failed(cache, exc, self.fn)
 
@@ -479,6 +487,7 @@ def _sync_hit(policy: _Policy) -> Callable[..., Any]:
     hit path is written out flat (no helper calls): it is what @cached costs. Everything
     but a plain hit goes to :meth:`_Policy.settle`, shared with the async call."""
     keys, namespace, stale = policy.keys, policy.namespace, policy.stale_ttl is not None
+    shape = policy.shape
     miss, failed, outages, noting = MISS, _FAILED, _outages, request_outcome.get
 
     def call(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -489,7 +498,7 @@ def _sync_hit(policy: _Policy) -> Callable[..., Any]:
         if stale:
             key += _SWR_SUFFIX
         try:
-            entry = cache.get(key, miss)
+            entry = cache.get(key, miss, shape)
         except StoreError as exc:
             entry = policy.failed(cache, exc)
         # anything but a plain hit is settled by the code shared with the async call
@@ -516,7 +525,7 @@ def _async_hit(policy: _Policy) -> Callable[..., Any]:
         cache = policy.cache()
         key = policy.key(instance, args, kwargs)
         try:
-            entry = await cache.aget(key, MISS)
+            entry = await cache.aget(key, MISS, policy.shape)
         except StoreError as exc:
             entry = policy.failed(cache, exc)
         value, todo = policy.settle(cache, entry)
@@ -666,6 +675,14 @@ def cached(
         inject a fake one in tests.
     :raises CacheKeyError: ``ignore`` names an unknown argument (when applied), or an
         argument cannot form a stable key (when called).
+    :raises CacheValueError: the return annotation names a type that cannot be cached
+        (a pydantic model without pydantic installed, a pydantic v1 model), when applied.
+
+    A structured return annotation — a dataclass, ``NamedTuple``, ``TypedDict``, pydantic
+    model or ``Enum``, or ``list[...]``/``dict[str, ...]``/``X | None`` of them — is
+    stored in its plain form and rebuilt, validated, on a hit (:mod:`cachekit.shapes`); an
+    entry that no longer fits it (the type changed since) is a miss: recomputed and
+    overwritten. Plain annotations cost nothing.
     """
     if lock_timeout <= 0:
         raise ValueError(f"lock_timeout must be > 0, got {lock_timeout}")
