@@ -462,13 +462,6 @@ class Codec:
         self._enum_names[name] = cls
         return cls
 
-    def _writer(self) -> _Writer:
-        try:
-            writer: _Writer = self._local.writer
-        except AttributeError:
-            writer = self._local.writer = _Writer(self._encoders, self._enums)
-        return writer
-
     def encode(self, value: Any) -> bytes:
         """Encode ``value``.
 
@@ -479,7 +472,10 @@ class Codec:
             if INT_MIN <= value <= INT_MAX:
                 return b"%d" % value
             raise CacheValueError(f"cannot cache int value out of range: {_RANGE_HINT}")
-        writer = self._writer()
+        try:
+            writer: _Writer = self._local.writer
+        except AttributeError:
+            writer = self._local.writer = _Writer(self._encoders, self._enums)
         writer.emitted = 0
         packer = writer.packer
         try:
