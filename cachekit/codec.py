@@ -68,8 +68,10 @@ _RANGE_HINT: Final = (
 # 0xff byte is (a memchr-fast test), and looked for in the decoded value only when found.
 _TIMESTAMP_MARK: Final = re.compile(rb"[\xd6\xd7]\xff|\xc7\x0c\xff")
 # The first byte of every msgpack extension (fixext 1-16, ext 8/16/32). Packed bytes without
-# one hold no extension value at all, so they need no check that they read back.
+# one hold no extension value at all, so they need no check that they read back. The scan
+# costs about 2.5 ns a byte, more than the check itself beyond _SCAN_LIMIT bytes.
 _EXT_MARK: Final = re.compile(rb"[\xc7-\xc9\xd4-\xd8]")
+_SCAN_LIMIT: Final = 512
 
 USER_CODES: Final = range(0, 100)
 """Extension codes :meth:`Codec.register` takes."""
@@ -335,14 +337,27 @@ class _Writer:
     """One thread's packers (the top-level one, spares for nested payloads) and the number
     of extension values the current :meth:`Codec.encode` wrote."""
 
-    __slots__ = ("emitted", "encoders", "enums", "packer", "spares")
+    __slots__ = ("count_hook", "emitted", "encoders", "enums", "packer", "seen", "spares")
 
     def __init__(self, encoders: dict[type, tuple[int, _Encoder]], enums: dict[type, str]) -> None:
         self.encoders = encoders
         self.enums = enums
-        self.emitted = 0
+        self.emitted = self.seen = 0
         self.spares: list[msgpack.Packer] = []
         self.packer = self.new_packer()
+        self.count_hook = self.count_extension  # bound once
+
+    def count_extensions(self, packed: bytes) -> int:
+        """The number of extension values in ``packed``, those inside built-in payloads too
+        (``msgpack.Timestamp`` aside)."""
+        self.seen = 0
+        msgpack.unpackb(packed, strict_map_key=False, ext_hook=self.count_hook)
+        return self.seen
+
+    def count_extension(self, code: int, data: bytes) -> None:
+        self.seen += 1
+        if code in _NESTED:
+            msgpack.unpackb(data, strict_map_key=False, ext_hook=self.count_hook)
 
     def new_packer(self) -> msgpack.Packer:
         # strict_types: subclasses (and tuples) come to default() instead of being written
@@ -421,7 +436,16 @@ class Codec:
             )
         if code in self._decoders:
             raise CacheValueError(f"extension code {code} is already registered")
-        self._encoders[cls] = (code, lambda value, _writer: encode(value))
+        local = self._local
+
+        def encode_registered(value: Any, writer: _Writer) -> bytes:
+            del local.writer  # an encode() called by ``encode`` gets a writer of its own
+            try:
+                return encode(value)
+            finally:
+                local.writer = writer
+
+        self._encoders[cls] = (code, encode_registered)
         self._decoders[code] = decode
         self._user[cls] = code
 
@@ -499,19 +523,21 @@ class Codec:
         except (TypeError, ValueError) as exc:
             packer.reset()
             raise CacheValueError(f"cannot cache {type(value).__name__} value: {exc}") from None
-        # A container or an extension: are there extension values we did not write? (Packed
-        # bytes without an extension's first byte hold none: most plain values stop here.)
-        if type(value) not in _PLAIN and (writer.emitted or _EXT_MARK.search(packed)):
-            self._check_readable(value, packed, writer.emitted)
+        # A container or an extension: are there extension values we did not write? (Small
+        # packed bytes without an extension's first byte hold none: they stop here.)
+        if type(value) not in _PLAIN and (
+            writer.emitted or len(packed) > _SCAN_LIMIT or _EXT_MARK.search(packed)
+        ):
+            self._check_readable(value, packed, writer)
         return packed
 
-    def _check_readable(self, value: Any, packed: bytes, emitted: int) -> None:
+    def _check_readable(self, value: Any, packed: bytes, writer: _Writer) -> None:
         """Refuse a packed value holding extension values this codec did not write (a raw
         ``msgpack.ExtType`` or ``msgpack.Timestamp``, which msgpack packs by itself)."""
         problem = None
         if isinstance(value, msgpack.ExtType | msgpack.Timestamp):
             problem = f"a {type(value).__name__} is msgpack's, not a cacheable type"
-        elif _count_extensions(packed) != emitted:
+        elif writer.count_extensions(packed) != writer.emitted:
             problem = (
                 "it holds a msgpack ExtType, which would read back as another type or not at "
                 "all; register the type with manager.codec.register"
@@ -571,17 +597,3 @@ class Codec:
         if cls is None:
             raise DecodeError(f"enum {name!r} is not registered (manager.codec.register_enum)")
         return cls(value)
-
-
-def _count_extensions(packed: bytes) -> int:
-    """The number of extension values in ``packed``, those inside built-in payloads too."""
-    count = 0
-
-    def hook(code: int, data: bytes) -> None:
-        nonlocal count
-        count += 1
-        if code in _NESTED:
-            msgpack.unpackb(data, strict_map_key=False, ext_hook=hook)
-
-    msgpack.unpackb(packed, strict_map_key=False, ext_hook=hook)
-    return count

@@ -209,3 +209,23 @@ def test_pickled_payload_is_not_executed() -> None:
 def test_parse_int_takes_only_the_canonical_form(data: bytes) -> None:
     """Stores' incr reads only the decimal form the codec writes."""
     assert parse_int(data) is None
+
+
+class _Box:
+    def __init__(self, content: object) -> None:
+        self.content = content
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Box) and other.content == self.content
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def test_registered_encoder_may_call_the_codec_itself() -> None:
+    """A registered type whose encode/decode use the codec for its content (re-entrant,
+    mid-pack) reads back whole, and the codec stays usable."""
+    local = Codec()
+    local.register(_Box, 7, lambda box: local.encode(box.content), lambda b: _Box(local.decode(b)))
+    value = [_Box({"at": dt.date(2024, 1, 1), "pair": (1, _Box("x"))}), (2, 3)]
+    assert local.decode(local.encode(value)) == value
+    assert local.decode(local.encode((4, 5))) == (4, 5)
