@@ -49,6 +49,7 @@ __all__ = [
     "BUILTIN_CODES",
     "INT_MAX",
     "INT_MIN",
+    "MAX_NESTING",
     "MISS",
     "USER_CODES",
     "Codec",
@@ -90,6 +91,10 @@ SET: Final = 107  # msgpack array of the items
 FROZENSET: Final = 108  # msgpack array of the items
 ENUM: Final = 109  # msgpack [registered name, member value]
 _NESTED: Final = frozenset({TUPLE, SET, FROZENSET, ENUM})  # payloads holding encoded values
+MAX_NESTING: Final = 16
+"""How deep extension payloads may nest (a tuple in a tuple in ...): each level of reading
+takes a msgpack unpacker on the C stack (tens of KiB), so hostile bytes nesting hundreds of
+levels would overflow a thread's stack. Deeper values are refused on write, misses on read."""
 
 _NEVER_WRITTEN: Final = frozenset({int, msgpack.Timestamp})  # as a top-level msgpack value
 _UTC: Final = dt.UTC
@@ -337,12 +342,21 @@ class _Writer:
     """One thread's packers (the top-level one, spares for nested payloads) and the number
     of extension values the current :meth:`Codec.encode` wrote."""
 
-    __slots__ = ("count_hook", "emitted", "encoders", "enums", "packer", "seen", "spares")
+    __slots__ = (
+        "count_hook",
+        "depth",
+        "emitted",
+        "encoders",
+        "enums",
+        "packer",
+        "seen",
+        "spares",
+    )
 
     def __init__(self, encoders: dict[type, tuple[int, _Encoder]], enums: dict[type, str]) -> None:
         self.encoders = encoders
         self.enums = enums
-        self.emitted = self.seen = 0
+        self.emitted = self.seen = self.depth = 0
         self.spares: list[msgpack.Packer] = []
         self.packer = self.new_packer()
         self.count_hook = self.count_extension  # bound once
@@ -366,10 +380,19 @@ class _Writer:
 
     def pack_nested(self, value: Any) -> bytes:
         """Pack an extension's payload (a packer is busy at every level of nesting)."""
+        if self.depth >= MAX_NESTING:
+            raise CacheValueError(
+                f"cannot cache a value with tuples, sets, frozensets, timedeltas or enum "
+                f"members nested more than {MAX_NESTING} deep; use lists"
+            )
         spares = self.spares
         packer = spares.pop() if spares else self.new_packer()
-        packed: bytes = packer.pack(value)  # on an error the packer is dropped, not reused
-        spares.append(packer)
+        self.depth += 1
+        try:
+            packed: bytes = packer.pack(value)
+        finally:
+            self.depth -= 1
+        spares.append(packer)  # not after an error: that packer is dropped, not reused
         return packed
 
     def default(self, obj: Any) -> msgpack.ExtType:
@@ -577,7 +600,15 @@ class Codec:
         return decode(data)
 
     def _items(self, data: bytes) -> list[Any]:
-        items = msgpack.unpackb(data, strict_map_key=False, ext_hook=self._hook)
+        local = self._local  # the nesting depth of this thread's decode
+        depth = getattr(local, "depth", 0)
+        if depth >= MAX_NESTING:
+            raise DecodeError(f"extension values nested more than {MAX_NESTING} deep")
+        local.depth = depth + 1
+        try:
+            items = msgpack.unpackb(data, strict_map_key=False, ext_hook=self._hook)
+        finally:
+            local.depth = depth
         if type(items) is not list:
             raise DecodeError("a tuple, set or frozenset payload is not an array")
         return items

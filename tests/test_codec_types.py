@@ -9,6 +9,7 @@ import dataclasses
 import datetime as dt
 import enum
 import re
+import threading
 import uuid
 from decimal import Decimal
 from pathlib import Path
@@ -21,7 +22,7 @@ from hypothesis import given, settings
 from typed_values import Color, assert_same, register_enums, values
 
 from cachekit import Codec
-from cachekit.codec import DecodeError
+from cachekit.codec import MAX_NESTING, DecodeError
 from cachekit.errors import CacheValueError
 
 DOC = (Path(__file__).resolve().parent.parent / "docs" / "values.md").read_text()
@@ -402,3 +403,46 @@ def test_an_enum_the_reader_did_not_register_is_a_decode_error() -> None:
     class is never looked up anywhere but the registry."""
     with pytest.raises(DecodeError, match="not registered"):
         Codec().decode(codec.encode([Color.RED]))
+
+
+def nested_tuples(depth: int) -> Any:
+    value: Any = ()
+    for _ in range(depth - 1):
+        value = (value,)
+    return value
+
+
+def test_nesting_up_to_the_limit_round_trips_and_deeper_is_refused() -> None:
+    """Tuples nested MAX_NESTING deep read back; one level more is a CacheValueError."""
+    value = nested_tuples(MAX_NESTING)
+    assert codec.decode(codec.encode(value)) == value
+    with pytest.raises(CacheValueError, match=f"nested more than {MAX_NESTING} deep"):
+        codec.encode([nested_tuples(MAX_NESTING + 1)])
+
+
+def test_a_nesting_bomb_is_a_decode_error_even_on_a_small_thread_stack() -> None:
+    """Stored bytes nesting tuples 3,000 deep read as DecodeError in a thread with a 1 MiB
+    stack, where unbounded nesting would crash the process (each level is a C unpacker)."""
+    payload = b"\x90"
+    for _ in range(3000):
+        payload = msgpack.packb([msgpack.ExtType(106, payload)])
+    data = msgpack.packb(msgpack.ExtType(106, payload))
+    outcome: list[BaseException | None] = []
+
+    def read() -> None:
+        try:
+            codec.decode(data)
+        except BaseException as exc:  # handed to the test thread
+            outcome.append(exc)
+        else:
+            outcome.append(None)
+
+    previous = threading.stack_size(1024 * 1024)
+    try:
+        thread = threading.Thread(target=read)
+        thread.start()
+        thread.join()
+    finally:
+        threading.stack_size(previous)
+    assert len(outcome) == 1
+    assert isinstance(outcome[0], DecodeError)
