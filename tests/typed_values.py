@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 from hypothesis import strategies as st
 
 from cachekit import Codec
+from cachekit.codec import MAX_NESTING
 
 
 class Color(enum.Enum):
@@ -71,6 +72,20 @@ hashables = st.recursive(
     lambda inner: st.lists(inner, max_size=3).map(tuple) | st.frozensets(inner, max_size=3),
     max_leaves=6,
 )
+
+
+def nesting(value: Any) -> int:
+    """How deep tuples, sets and frozensets nest in ``value`` (the codec's MAX_NESTING)."""
+    if isinstance(value, dict):
+        return max((max(nesting(k), nesting(v)) for k, v in value.items()), default=0)
+    inner = max((nesting(item) for item in value), default=0) if _iterable(value) else 0
+    return inner + 1 if isinstance(value, tuple | set | frozenset) else inner
+
+
+def _iterable(value: Any) -> bool:
+    return isinstance(value, list | tuple | set | frozenset)
+
+
 values = st.recursive(
     hashable_leaves | decimals,
     lambda inner: (
@@ -81,7 +96,7 @@ values = st.recursive(
         | st.frozensets(hashables, max_size=4)
     ),
     max_leaves=16,
-)
+).filter(lambda value: nesting(value) <= MAX_NESTING - 2)  # room for an enum or timedelta
 
 
 def assert_same(got: Any, want: Any) -> None:
