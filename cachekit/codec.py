@@ -13,16 +13,17 @@
 What :meth:`Codec.encode` accepts reads back equal and of the same type, and nothing else is
 written: a subclass of a supported type (``OrderedDict``, an ``int`` or ``str`` subclass,
 a ``NamedTuple``), an enum member of an unregistered enum, a tzinfo that cannot be named on
-the wire, extension values nested more than :data:`MAX_NESTING` deep, integers outside msgpack's 64 bits (``-2**63`` to ``2**64 - 1``, top-level and
-nested alike), ``msgpack.Timestamp`` and raw ``msgpack.ExtType`` values are refused with
+the wire, extension values nested more than :data:`MAX_NESTING` deep, integers outside
+msgpack's 64 bits (``-2**63`` to ``2**64 - 1``, top-level and nested alike),
+``msgpack.Timestamp`` and raw ``msgpack.ExtType`` values are refused with
 :class:`CacheValueError` naming the fix. (``bytearray`` and ``memoryview``, which msgpack
 writes itself, read back as ``bytes``.) Reading is as strict: integers only in the
 canonical decimal form :func:`format_int` writes (not ``b"4_2"``, ``b" 42"`` or
 ``b"042"``), and not as a top-level msgpack integer or Timestamp, which cachekit never
 writes; an extension payload that is not in its documented layout or nests too deep, or an
-enum that is not registered, raises :class:`DecodeError` (the cache reads a miss), never a half-built value.
-(A Timestamp *nested* in another writer's bytes is not looked for on reads, which would cost
-every hit: it reads back as ``msgpack.Timestamp``.)
+enum that is not registered, raises :class:`DecodeError` (the cache reads a miss), never a
+half-built value. (A Timestamp *nested* in another writer's bytes is not looked for on
+reads, which would cost every hit: it reads back as ``msgpack.Timestamp``.)
 
 No class is ever looked up by a name found in stored bytes (an enum is found in this
 codec's registry only), and pickle is never used: with a shared store, unpickling lets one
