@@ -13,6 +13,8 @@ import logging
 import sys
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from typing import Any, NamedTuple, Optional, TypedDict
 
 import pydantic
@@ -93,6 +95,35 @@ class Order(pydantic.BaseModel):
     owner: User | None = None
 
 
+@dataclasses.dataclass
+class Invoice:
+    """Fields of the codec's built-in types (datetime, date, timedelta, Decimal, UUID)."""
+
+    id: uuid.UUID
+    issued: datetime
+    due: date
+    term: timedelta
+    total: Decimal
+
+
+class Receipt(pydantic.BaseModel):
+    id: uuid.UUID
+    paid: datetime
+    amount: Decimal
+    lines: tuple[str, ...] = ()
+
+
+INVOICE = Invoice(
+    uuid.UUID(int=7),
+    datetime(2026, 12, 3, 9, 30, 0, 123456, tzinfo=UTC),
+    date(2027, 1, 2),
+    timedelta(days=30),
+    Decimal("19.90"),
+)
+RECEIPT = Receipt(
+    id=uuid.UUID(int=8), paid=datetime(2026, 12, 3, 10, 0), amount=Decimal("1.10"), lines=("a",)
+)
+
 ANN = User("ann", Address("Oslo", 150), ("admin",), Color.BLUE, [User("bob", Address("Bergen"))])
 
 # (id, annotation, value, plain form the codec stores)
@@ -138,6 +169,8 @@ CASES: list[tuple[str, Any, Any, Any]] = [
     ("fixed-tuple", tuple[Point, Color], (Point(1, 2), Color.RED), [{"x": 1, "y": 2}, "red"]),
     ("set-of-enum", set[Color], {Color.RED, Color.BLUE}, None),
     ("list-of-optional-model", list[Item | None], [None, Item(id=3, name="c")], None),
+    ("dataclass-builtin-types", Invoice, INVOICE, None),
+    ("pydantic-builtin-types", Receipt, RECEIPT, None),
 ]
 IDS = [case[0] for case in CASES]
 
