@@ -79,9 +79,15 @@ unreadable_log = UnreadableLog()
 class Cache:
     """A cache bound to one (plugin, tenant) scope and, optionally, one namespace.
 
-    Get one from :meth:`CacheManager.for_plugin <cachekit.CacheManager.for_plugin>` or,
-    inside a request, from :func:`cachekit.current_cache`. TTLs are seconds (``int``,
-    ``float``) or ``timedelta``; ``ttl=None`` means the default TTL, ``ttl=0`` no expiry.
+    Plugin code gets one from :func:`cachekit.current_cache`; the host from
+    :meth:`CacheManager.for_plugin <cachekit.host.CacheManager.for_plugin>`. TTLs are
+    seconds (``int``, ``float``) or ``timedelta``; ``ttl=None`` means the default TTL,
+    ``ttl=0`` no expiry.
+
+    It is the plugin surface: it exposes its ids and operations, never its store, its
+    manager or its full keys, and every call stays in its scope (the host's views are
+    :meth:`CacheManager.full_key <cachekit.host.CacheManager.full_key>` and
+    ``manager.store``).
 
     Direct calls raise :class:`~cachekit.errors.StoreError` subclasses when the store
     fails: a failed write never looks like success.
@@ -158,11 +164,6 @@ class Cache:
         """Seconds applied when ``ttl=None``; ``None`` means no expiry."""
         return self._default_ttl
 
-    @property
-    def store(self) -> Store:
-        """The store behind this cache (shared by every cache of its manager)."""
-        return self._store
-
     # --- views ------------------------------------------------------------------------
 
     def namespace(self, name: str) -> Cache:
@@ -192,13 +193,6 @@ class Cache:
             "metrics": self._metrics,
         }
         return Cache(self._store, **(args | changes))
-
-    def full_key(self, key: str) -> str:
-        """The store key this cache uses for ``key`` (what ``redis-cli`` shows).
-
-        :raises CacheKeyError: ``key`` is empty or not a ``str``.
-        """
-        return self._key(key)
 
     # --- shared, I/O-free steps -------------------------------------------------------
 

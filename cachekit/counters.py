@@ -46,7 +46,7 @@ from cachekit import gcra
 from cachekit.breaker import OutageLog
 from cachekit.cache import Cache
 from cachekit.codec import parse_int
-from cachekit.context import current_cache
+from cachekit.context import active_manager, current_cache
 from cachekit.durations import TTL, store_ttl
 from cachekit.errors import CacheValueError, RateLimitExceeded, StoreError
 from cachekit.steps import Step, Steps, arun, run, twin
@@ -259,8 +259,8 @@ class RateLimit:
         retry = 0.0 if allowed else max(0.0, (tat + interval - period - now) / 1e6)
         return RateLimitResult(allowed, self.limit, remaining, max(0, tat - now) / 1e6, retry)
 
-    def _failed(self, exc: StoreError, store: object) -> RateLimitResult:
-        if _outages.first_failure(store):
+    def _failed(self, exc: StoreError) -> RateLimitResult:
+        if _outages.first_failure(active_manager().store):
             log.warning(
                 "cachekit: rate limit %r %s hits while the store fails: %s",
                 self.name,
@@ -272,9 +272,9 @@ class RateLimit:
         return RateLimitResult(False, self.limit, 0, self.per, self.per)
 
     @staticmethod
-    def _ok(cache: Cache) -> None:
+    def _ok() -> None:
         if _outages.active:
-            _outages.recovered(cache.store)
+            _outages.recovered(active_manager().store)
 
     # --- the orchestrations, written once (cachekit.steps) -------------------------------
 
@@ -287,11 +287,14 @@ class RateLimit:
             if self.algorithm == "gcra":
                 interval, period = self._gcra_params()
                 now_us = round(now * 1e6)
-                full = cache.full_key(self._base())
-                allowed, tat = yield twin(cache.store, "gcra", full, now_us, interval, period, cost)
+                # a store operation on the store key: the host's manager builds both (the
+                # plugin's Cache hands out neither)
+                manager = active_manager()
+                full, store = manager.full_key(cache, self._base()), manager.store
+                allowed, tat = yield twin(store, "gcra", full, now_us, interval, period, cost)
                 result = self._gcra(allowed, tat, now_us)
                 if allowed:  # a step of -cost moves the TAT back by what this hit added
-                    undo = twin(cache.store, "gcra", full, now_us, interval, period, -cost)
+                    undo = twin(store, "gcra", full, now_us, interval, period, -cost)
             else:
                 current, previous, into = self._windows(now)
                 count = yield twin(cache, "incr", current, cost, 2 * self.per)
@@ -305,8 +308,8 @@ class RateLimit:
                     yield undo
                     undo = None
         except StoreError as exc:
-            return self._failed(exc, cache.store), None
-        self._ok(cache)
+            return self._failed(exc), None
+        self._ok()
         return result, undo
 
     async def _take_back(self, hit: asyncio.Future[tuple[RateLimitResult, Step | None]]) -> None:
@@ -335,7 +338,7 @@ class RateLimit:
             found = yield twin(cache, "get_many", [current, previous])
             return self._peek_windows(found, current, previous, into)
         except StoreError as exc:
-            return self._failed(exc, cache.store)
+            return self._failed(exc)
 
     # --- sync and async: thin shells ----------------------------------------------------
 
@@ -351,7 +354,7 @@ class RateLimit:
         mid-hit: it needs no task."""
         cache = current_cache(RATE_LIMIT_NAMESPACE)
         steps = self._hit(cache, cost)
-        if not getattr(cache.store, "blocking", True):
+        if not getattr(active_manager().store, "blocking", True):
             return (await arun(steps))[0]
         hit = asyncio.ensure_future(arun(steps))
         try:

@@ -9,7 +9,7 @@
     def price_list(region: str) -> list: ...
 
 The decorator is applied at import time and resolves the cache at call time, from the
-scope a middleware or :func:`cachekit.scope` bound (:func:`cachekit.current_cache`): the
+scope a middleware or :func:`cachekit.host.scope` bound (:func:`cachekit.current_cache`): the
 same function caches per plugin and per tenant with no code of its own.
 
 How a call goes:
@@ -173,17 +173,26 @@ def _key_maker(
 _outages = OutageLog()
 
 
-def _store_failed(cache: Cache, exc: StoreError, fn: Callable[..., Any]) -> None:
+# The store is the bound scope's manager's: a plugin's Cache does not hand out its store.
+
+
+def _store_failed(exc: StoreError, fn: Callable[..., Any]) -> None:
     """Fail open (log once per outage) or, with failOpen: false, re-raise."""
-    if not active_manager().config.fail_open:
+    manager = active_manager()
+    if not manager.config.fail_open:
         raise exc
-    if _outages.first_failure(cache.store):
+    if _outages.first_failure(manager.store):
         log.warning(
             "cachekit: @cached %s calls through while the %s store fails: %s",
             fn.__qualname__,
-            cache.store.name,
+            manager.store.name,
             exc,
         )
+
+
+def _store_answered() -> None:
+    """The store answered while an outage was reported: its next outage gets a warning."""
+    _outages.recovered(active_manager().store)
 
 
 # --- the decorated function -----------------------------------------------------------
@@ -195,17 +204,17 @@ class _Policy:
     """Everything about one decorated function that does not change per call."""
 
     __slots__ = (
+        "_inflight",
+        "_locks",
+        "_locks_guard",
+        "_refreshing",
         "cache_none",
         "clock",
         "fn",
-        "inflight",
         "keys",
         "lock",
         "lock_timeout",
-        "locks",
-        "locks_guard",
         "namespace",
-        "refreshing",
         "shape",
         "stale_ttl",
         "ttl",
@@ -238,10 +247,10 @@ class _Policy:
         self.lock = lock
         self.lock_timeout = lock_timeout
         self.stale_ttl = None if stale_ttl is None else store_ttl(stale_ttl)
-        self.locks: dict[_Scoped, list[Any]] = {}  # key -> [threading.Lock, waiters]
-        self.locks_guard = threading.Lock()
-        self.inflight: dict[tuple[int, _Scoped], asyncio.Future[Any]] = {}  # (loop, key)
-        self.refreshing: set[_Scoped] = set()
+        self._locks: dict[_Scoped, list[Any]] = {}  # key -> [threading.Lock, waiters]
+        self._locks_guard = threading.Lock()
+        self._inflight: dict[tuple[int, _Scoped], asyncio.Future[Any]] = {}  # (loop, key)
+        self._refreshing: set[_Scoped] = set()
         # the return annotation's shape (cachekit.shapes), None for plain values: what a
         # stored entry is rebuilt by, and the result written as
         shape = returned_shape(fn)
@@ -279,7 +288,7 @@ class _Policy:
 
     def failed(self, cache: Cache, exc: StoreError) -> Any:
         """A hit-path read failed: fail open (or raise); the entry is ``_FAILED``."""
-        _store_failed(cache, exc, self.fn)
+        _store_failed(exc, self.fn)
         return _FAILED
 
     def settle(self, cache: Cache, entry: Any) -> tuple[Any, object]:
@@ -289,8 +298,8 @@ class _Policy:
         counts the call for a middleware's ``X-Cache`` header."""
         if entry is _FAILED:
             entry = MISS
-        elif _outages.active:  # the store answers again: a next outage gets its warning
-            _outages.recovered(cache.store)
+        elif _outages.active:
+            _store_answered()
         noted = request_outcome.get()
         if noted is not None:  # a middleware asked for an X-Cache header
             noted.note(entry is MISS)
@@ -304,9 +313,9 @@ class _Policy:
     def claim_refresh(self, cache: Cache, key: str) -> bool:
         """Whether this caller refreshes a stale entry (``False``: one already does)."""
         scoped = _scoped(cache, key)
-        if scoped in self.refreshing:
+        if scoped in self._refreshing:
             return False
-        self.refreshing.add(scoped)
+        self._refreshing.add(scoped)
         return True
 
     # -- the I/O orchestrations, written once (cachekit.steps): run() or arun() them --
@@ -316,10 +325,10 @@ class _Policy:
         try:
             entry = yield twin(cache, "get", key, MISS, self.shape)
         except StoreError as exc:
-            _store_failed(cache, exc, self.fn)
+            _store_failed(exc, self.fn)
             return MISS
-        if _outages.active:  # the store answers again: a next outage gets its warning
-            _outages.recovered(cache.store)
+        if _outages.active:
+            _store_answered()
         return entry
 
     def store(self, cache: Cache, key: str, result: Any) -> Steps[Step, None]:
@@ -329,7 +338,7 @@ class _Policy:
             try:
                 yield twin(cache, "set", key, entry, ttl or 0, self.shape)
             except StoreError as exc:
-                _store_failed(cache, exc, self.fn)
+                _store_failed(exc, self.fn)
 
     def call_and_store(self, cache: Cache, key: str, call: Callable[[], Any]) -> Steps[Step, Any]:
         """Call the function (a step: sync calls it, async awaits what it returns) and
@@ -356,7 +365,7 @@ class _Policy:
             try:
                 held = yield twin(cache, "add", lock_key, token, self.lock_timeout)
             except StoreError as exc:
-                _store_failed(cache, exc, self.fn)
+                _store_failed(exc, self.fn)
                 return (yield Step(call, call))
             if held:
                 try:
@@ -378,7 +387,7 @@ class _Policy:
         except Exception:
             log.exception("cachekit: background refresh of %s failed", self.fn.__qualname__)
         finally:
-            self.refreshing.discard(_scoped(cache, key))
+            self._refreshing.discard(_scoped(cache, key))
 
     # -- the in-process de-duplication: threads and asyncio tasks differ by nature --
 
@@ -391,17 +400,17 @@ class _Policy:
         to other threads, each retries in turn.
         """
         scoped = _scoped(cache, key)
-        with self.locks_guard:
-            slot = self.locks.setdefault(scoped, [threading.Lock(), 0])
+        with self._locks_guard:
+            slot = self._locks.setdefault(scoped, [threading.Lock(), 0])
             slot[1] += 1
         try:
             with slot[0]:
                 return run(self.recheck(cache, key, call))  # filled while we waited?
         finally:
-            with self.locks_guard:
+            with self._locks_guard:
                 slot[1] -= 1
                 if not slot[1]:
-                    del self.locks[scoped]
+                    del self._locks[scoped]
 
     async def miss_async(self, cache: Cache, key: str, call: Callable[[], Any]) -> Any:
         """Tasks of this loop computing one key await the first caller's (the leader's)
@@ -417,7 +426,7 @@ class _Policy:
         """
         loop = asyncio.get_running_loop()
         slot = (id(loop), _scoped(cache, key))
-        while (waiting := self.inflight.get(slot)) is not None:
+        while (waiting := self._inflight.get(slot)) is not None:
             # wait() leaves `waiting` alone when this waiter is cancelled, and raises
             # nothing of the leader's: its outcome is read below
             await asyncio.wait((waiting,))
@@ -425,7 +434,7 @@ class _Policy:
                 return waiting.result()
             # the leader was cancelled (not us): take over, or wait on whoever did
         future: asyncio.Future[Any] = loop.create_future()
-        self.inflight[slot] = future
+        self._inflight[slot] = future
         try:
             result = await arun(self.compute(cache, key, call))
         except asyncio.CancelledError:
@@ -439,8 +448,8 @@ class _Policy:
             future.set_result(result)
             return result
         finally:
-            if self.inflight.get(slot) is future:
-                del self.inflight[slot]
+            if self._inflight.get(slot) is future:
+                del self._inflight[slot]
 
     def revalidate_sync(self, cache: Cache, key: str, call: Callable[[], Any]) -> None:
         """Refresh a stale entry in a thread, in a copy of the caller's context."""
@@ -545,15 +554,15 @@ class _Helpers:
     and ``uncached``. ``instance`` is the bound object of a method (``None`` otherwise)
     and ``target`` what ``refresh`` calls."""
 
-    __slots__ = ("instance", "policy", "target")
+    __slots__ = ("_instance", "_policy", "_target")
 
     def __init__(self, policy: _Policy, instance: Any, target: Callable[..., Any]) -> None:
-        self.policy = policy
-        self.instance = instance
-        self.target = target
+        self._policy = policy
+        self._instance = instance
+        self._target = target
 
     def _parts(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Cache, str]:
-        return self.policy.cache(), self.policy.key(self.instance, args, kwargs)
+        return self._policy.cache(), self._policy.key(self._instance, args, kwargs)
 
     def invalidate(self, *args: Any, **kwargs: Any) -> bool:
         """Delete the entry these arguments map to, in the current scope."""
@@ -568,9 +577,9 @@ class _Helpers:
     def refresh(self, *args: Any, **kwargs: Any) -> Any:
         """Call the function now and store its result (a coroutine for async functions)."""
         cache, key = self._parts(args, kwargs)
-        call = functools.partial(self.target, *args, **kwargs)
-        steps = self.policy.compute(cache, key, call)
-        return arun(steps) if inspect.iscoroutinefunction(self.policy.fn) else run(steps)
+        call = functools.partial(self._target, *args, **kwargs)
+        steps = self._policy.compute(cache, key, call)
+        return arun(steps) if inspect.iscoroutinefunction(self._policy.fn) else run(steps)
 
 
 class _WraptHelpers:

@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 from flaky_store import FlakyStore
 
-from cachekit import CacheManager
 from cachekit.codec import MISS
 from cachekit.context import current_cache, scope
 from cachekit.decorators import cached
 from cachekit.errors import CacheKeyError, NoScopeError, StoreUnavailable
+from cachekit.host import CacheManager
 from cachekit.stores.memory import MemoryStore
 from cachekit.testing import FakeClock
 
@@ -404,7 +404,7 @@ def test_thread_stampede_computes_once(bound: CacheManager) -> None:
         t.join()
     assert results == [3] * 50
     assert calls.count == 1
-    assert slow.invalidate.__self__.policy.locks == {}  # type: ignore[attr-defined]
+    assert slow.invalidate.__self__._policy._locks == {}  # type: ignore[attr-defined]
 
 
 def test_failed_computation_reaches_every_waiter_and_is_not_cached(bound: CacheManager) -> None:
