@@ -23,6 +23,7 @@ from cachekit.durations import TTL, store_ttl
 from cachekit.errors import CacheKeyError, CacheValueError, StoreError
 from cachekit.keys import ANY, KeySelector, KeySpace, check_key, unencodable_key
 from cachekit.metrics import Metrics
+from cachekit.policy import Policy, PolicyStore
 
 if TYPE_CHECKING:
     from cachekit.stores.base import Store
@@ -90,16 +91,19 @@ class Cache:
         "_aread_batch",
         "_codec",
         "_default_ttl",
+        "_encode",
         "_keyspace",
         "_metrics",
         "_namespace",
         "_plugin",
+        "_policy",
         "_prefix",
         "_read_batch",
         "_stats",
         "_store",
         "_tenant",
         "_timed",
+        "_ttl_of",
     )
 
     def __init__(
@@ -113,8 +117,8 @@ class Cache:
         codec: Codec | None = None,
         keyspace: KeySpace | None = None,
         metrics: Metrics | None = None,
+        policy: Policy | None = None,
     ) -> None:
-        self._store = store
         self._codec = codec if codec is not None else Codec()
         self._keyspace = keyspace if keyspace is not None else KeySpace(store.key_prefix)
         self._plugin = plugin
@@ -124,6 +128,17 @@ class Cache:
         self._prefix = self._keyspace.scope_prefix(plugin, tenant, namespace)
         self._metrics = metrics if metrics is not None else Metrics()
         self._stats = self._metrics.slot(plugin, tenant, namespace, store.name)
+        # the policy's pieces, chosen once: a read pays nothing for it (cachekit.policy)
+        self._policy = policy
+        self._store = store
+        self._encode: Callable[[Any], bytes] = self._codec.encode
+        self._ttl_of: Callable[[TTL], float | None] = store_ttl
+        if policy is not None:
+            self._default_ttl = policy.bound(self._default_ttl)
+            self._store, self._encode, self._ttl_of = policy.enforce(
+                store, self._codec.encode, self._stats
+            )
+        store = self._store
         self._timed = bool(getattr(store, "blocking", True))  # time network stores only
         # a batch read: one value per key in order where the store can (AlignedStore)
         self._read_batch: Callable[[list[str]], Any] = store.get_many
@@ -159,8 +174,19 @@ class Cache:
 
     @property
     def store(self) -> Store:
-        """The store behind this cache (shared by every cache of its manager)."""
+        """The store behind this cache (shared by every cache of its manager), as the
+        plugin's policy lets it be used (:class:`cachekit.policy.PolicyStore`)."""
         return self._store
+
+    @property
+    def policy(self) -> Policy | None:
+        """The effective policy of this scope, or ``None`` when built without one."""
+        return self._policy
+
+    @property
+    def fail_open(self) -> bool:
+        """Whether ``@cached`` calls through on a store outage (the policy's ``failOpen``)."""
+        return self._policy is None or self._policy.fail_open
 
     # --- views ------------------------------------------------------------------------
 
@@ -189,8 +215,10 @@ class Cache:
             "codec": self._codec,
             "keyspace": self._keyspace,
             "metrics": self._metrics,
+            "policy": self._policy,
         }
-        return Cache(self._store, **(args | changes))
+        store = self._store.origin if isinstance(self._store, PolicyStore) else self._store
+        return Cache(store, **(args | changes))
 
     def full_key(self, key: str) -> str:
         """The store key this cache uses for ``key`` (what ``redis-cli`` shows).
@@ -208,7 +236,7 @@ class Cache:
         return self._prefix + key
 
     def _ttl(self, ttl: TTL | None) -> float | None:
-        return self._default_ttl if ttl is None else store_ttl(ttl)
+        return self._default_ttl if ttl is None else self._ttl_of(ttl)
 
     def _decode(self, full_key: str, raw: bytes | None, default: Any) -> Any:
         if raw is None:
@@ -241,7 +269,7 @@ class Cache:
 
     def _encode_many(self, items: Mapping[str, Any]) -> dict[str, bytes]:
         # Everything is encoded before anything is written: one bad value writes nothing.
-        return {self._key(key): self._codec.encode(value) for key, value in items.items()}
+        return {self._key(key): self._encode(value) for key, value in items.items()}
 
     @staticmethod
     def _delta(delta: int) -> int:
@@ -372,13 +400,13 @@ class Cache:
         :raises CacheValueError: the value cannot be encoded, or the TTL is invalid.
         """
         full = self._key(key)
-        self._call(self._store.set, full, self._codec.encode(value), self._ttl(ttl))
+        self._call(self._store.set, full, self._encode(value), self._ttl(ttl))
         self._stats.sets += 1
 
     def add(self, key: str, value: Any, ttl: TTL | None = None) -> bool:
         """Store ``value`` only if ``key`` holds nothing; ``True`` if it was stored."""
         full = self._key(key)
-        added = self._call(self._store.add, full, self._codec.encode(value), self._ttl(ttl))
+        added = self._call(self._store.add, full, self._encode(value), self._ttl(ttl))
         self._stats.sets += added
         return added
 
@@ -434,7 +462,7 @@ class Cache:
             check_key(key)
         if type(delta) is not int:
             self._delta(delta)
-        seconds = self._default_ttl if ttl is None else store_ttl(ttl)
+        seconds = self._default_ttl if ttl is None else self._ttl_of(ttl)
         value = self._call(self._store.incr, self._prefix + key, delta, seconds)
         self._stats.sets += 1
         return value
@@ -447,7 +475,7 @@ class Cache:
         """Give an existing key a new TTL; ``ttl=0`` removes its expiry. ``False`` if the
         key is missing."""
         full = self._key(key)
-        return self._call(self._store.expire, full, store_ttl(ttl))
+        return self._call(self._store.expire, full, self._ttl_of(ttl))
 
     def touch(self, key: str, ttl: TTL | None = None) -> bool:
         """Refresh an existing key to ``ttl`` (the default TTL when ``None``)."""
@@ -483,13 +511,13 @@ class Cache:
     async def aset(self, key: str, value: Any, ttl: TTL | None = None) -> None:
         """Async :meth:`set`."""
         full = self._key(key)
-        await self._acall(self._store.aset, full, self._codec.encode(value), self._ttl(ttl))
+        await self._acall(self._store.aset, full, self._encode(value), self._ttl(ttl))
         self._stats.sets += 1
 
     async def aadd(self, key: str, value: Any, ttl: TTL | None = None) -> bool:
         """Async :meth:`add`."""
         full = self._key(key)
-        encoded = self._codec.encode(value)
+        encoded = self._encode(value)
         added = await self._acall(self._store.aadd, full, encoded, self._ttl(ttl))
         self._stats.sets += added
         return added
@@ -545,7 +573,7 @@ class Cache:
     async def aexpire(self, key: str, ttl: TTL) -> bool:
         """Async :meth:`expire`."""
         full = self._key(key)
-        return await self._acall(self._store.aexpire, full, store_ttl(ttl))
+        return await self._acall(self._store.aexpire, full, self._ttl_of(ttl))
 
     async def atouch(self, key: str, ttl: TTL | None = None) -> bool:
         """Async :meth:`touch`."""
