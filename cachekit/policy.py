@@ -194,10 +194,9 @@ class Policy:
 
         return ttl_within
 
-    def refuse(self, method: str, stats: OpStats) -> NoReturn:
-        """Count and raise the refusal of store method ``method`` (an operation not in
-        ``operations``)."""
-        group = next(g for g, names in METHODS.items() if method.removeprefix("a") in names)
+    def refuse(self, group: str, method: str, stats: OpStats) -> NoReturn:
+        """Count and raise the refusal of store method ``method`` of operation ``group``
+        (not in ``operations``)."""
         _count(stats, "operations")
         raise CachePolicyError(
             f"plugin {self.plugin!r} may not call {method}(): operation {group!r} is not in "
@@ -314,7 +313,7 @@ class PolicyStore:
                     if not hasattr(store, method):  # get_values: an AlignedStore only
                         continue
                     if group not in policy.operations:
-                        setattr(self, method, _refusal(policy, method, stats))
+                        setattr(self, method, _refusal(policy, group, method, stats))
                     elif not policy.enabled:
                         setattr(self, method, _NOTHING[name][twin])
                     else:
@@ -332,11 +331,11 @@ class PolicyStore:
         return f"PolicyStore({self.origin!r}, plugin={self.policy.plugin!r}, {state})"
 
 
-def _refusal(policy: Policy, method: str, stats: OpStats) -> Callable[..., NoReturn]:
+def _refusal(policy: Policy, group: str, method: str, stats: OpStats) -> Callable[..., NoReturn]:
     # A plain function for the async twins too: it raises when called, before the caller
     # awaits anything, so no coroutine is left behind.
     def refuse(*args: Any) -> NoReturn:
-        policy.refuse(method, stats)
+        policy.refuse(group, method, stats)
 
     return refuse
 
