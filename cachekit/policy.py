@@ -80,6 +80,9 @@ counters ``count``, rate limits ``count`` (GCRA too), ``@cached(lock=True)`` ``w
 and ``delete``."""
 
 
+_ALL: Final = frozenset(OPERATIONS)
+
+
 def _shorter(a: float, b: float) -> float:
     """The shorter of two TTLs, ``0`` being no expiry."""
     return min(a, b, key=lambda ttl: ttl or float("inf"))
@@ -126,7 +129,7 @@ class Policy:
     default_ttl: float | None = None
     max_ttl: float | None = None
     max_value_bytes: int | None = DEFAULT_MAX_VALUE_BYTES
-    operations: frozenset[str] = frozenset(OPERATIONS)
+    operations: frozenset[str] = _ALL
     fail_open: bool = True
 
     def describe(self) -> str:
@@ -148,14 +151,18 @@ class Policy:
 
     def enforce(
         self, store: Store, encode: Callable[[Any], bytes], stats: OpStats
-    ) -> tuple[Store, Callable[[Any], bytes], Callable[[TTL], float | None]]:
-        """What a cache of this scope calls instead of ``store``, ``encode`` and
-        :func:`~cachekit.durations.store_ttl` (for a TTL the caller gave): each one is
-        returned as it is when this policy does not restrict it. Violations are counted
+    ) -> tuple[Store, Store, Callable[[Any], bytes], Callable[[TTL], float | None]]:
+        """What a cache of this scope uses in place of ``store`` (for reads, and for every
+        other call), ``encode`` and :func:`~cachekit.durations.store_ttl` (for a TTL the
+        caller gave); each is ``store``, ``encode`` or ``store_ttl`` itself where this
+        policy does not restrict it. Reads get the store itself unless they are refused or
+        the plugin is disabled: a read pays nothing for a policy. Violations are counted
         on ``stats``."""
-        if not self.enabled or self.operations != frozenset(OPERATIONS):
-            store = cast("Store", PolicyStore(store, self, stats))
-        return store, self._encoder(encode, stats), self._ttl_rule(stats)
+        others = store
+        if not self.enabled or self.operations != _ALL:
+            others = cast("Store", PolicyStore(store, self, stats))
+        reads = store if self.enabled and "read" in self.operations else others
+        return reads, others, self._encoder(encode, stats), self._ttl_rule(stats)
 
     def _encoder(self, encode: Callable[[Any], bytes], stats: OpStats) -> Callable[[Any], bytes]:
         limit = self.max_value_bytes
@@ -361,7 +368,7 @@ def resolve(config: CacheConfig, plugin: str, tenant: str | None = None) -> Poli
             if limits.max_value_bytes is None
             else limits.max_value_bytes
         ),
-        operations=frozenset(OPERATIONS) if limits.operations is None else limits.operations,
+        operations=_ALL if limits.operations is None else limits.operations,
         fail_open=config.fail_open if limits.fail_open is None else limits.fail_open,
     )
     default_ttl = config.default_ttl if limits.default_ttl is None else limits.default_ttl
