@@ -75,7 +75,7 @@ class StatsRow:
     errors: int
     latency_seconds: float
     timed_calls: int
-    policy_violations: Mapping[str, int] = field(default_factory=dict)
+    policy_violations: Mapping[str, int] = field(default_factory=dict, hash=False)
     """Calls the plugin's policy refused or cut, by limit (``maxTtl``, ``maxValueBytes``,
     ``operations``; see :mod:`cachekit.policy`); only limits that were hit appear."""
 

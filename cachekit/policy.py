@@ -327,6 +327,8 @@ class PolicyStore:
                         setattr(self, method, getattr(store, method))
 
     def __getattr__(self, name: str) -> Any:
+        if name == "origin":  # not set yet (a copy being built): no recursion
+            raise AttributeError(name)
         return getattr(self.origin, name)
 
     def __repr__(self) -> str:
