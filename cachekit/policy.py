@@ -29,7 +29,7 @@ Violations are counted per cache row (``StatsRow.policy_violations``, by limit).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any, Final, NoReturn, cast
 
@@ -233,67 +233,36 @@ def _count(stats: OpStats, limit: str) -> None:
 # --- the store view ---------------------------------------------------------------------
 
 
-async def _anone(*args: Any) -> None:
-    return None
+def _answering(answer: Callable[..., Any]) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """A do-nothing method and its async twin, both returning ``answer(*args)``."""
 
+    async def async_answer(*args: Any) -> Any:
+        return answer(*args)
 
-async def _afalse(*args: Any) -> bool:
-    return False
-
-
-async def _atrue(*args: Any) -> bool:
-    return True
-
-
-async def _azero(*args: Any) -> int:
-    return 0
-
-
-async def _aempty(*args: Any) -> dict[str, bytes]:
-    return {}
-
-
-def _nones(keys: Sequence[str]) -> list[bytes | None]:
-    return [None] * len(keys)
-
-
-async def _anones(keys: Sequence[str]) -> list[bytes | None]:
-    return [None] * len(keys)
-
-
-def _new_count(key: str, delta: int, ttl: float | None) -> int:
-    return delta
-
-
-async def _anew_count(key: str, delta: int, ttl: float | None) -> int:
-    return delta
+    return answer, async_answer
 
 
 def _new_gcra(key: str, now: int, interval: int, period: int, cost: int) -> tuple[bool, int]:
     return gcra.step(None, now, interval, period, cost)
 
 
-async def _anew_gcra(key: str, now: int, interval: int, period: int, cost: int) -> tuple[bool, int]:
-    return gcra.step(None, now, interval, period, cost)
-
-
-# A disabled plugin's store: what each method answers when the store holds nothing and
-# keeps nothing (sync, async).
+# A disabled plugin's store: what each method (sync, async) answers when the store holds
+# nothing and keeps nothing.
 _NOTHING: Final[dict[str, tuple[Callable[..., Any], Callable[..., Any]]]] = {
-    "get": (lambda key: None, _anone),
-    "get_many": (lambda keys: {}, _aempty),
-    "get_values": (_nones, _anones),
-    "set": (lambda key, value, ttl: None, _anone),
-    "set_many": (lambda items, ttl: None, _anone),
-    "add": (lambda key, value, ttl: True, _atrue),  # "stored": a @cached lock is taken
-    "delete": (lambda key: False, _afalse),
-    "delete_many": (lambda keys: 0, _azero),
-    "delete_if_equals": (lambda key, value: False, _afalse),
-    "incr": (_new_count, _anew_count),
-    "gcra": (_new_gcra, _anew_gcra),
-    "expire": (lambda key, ttl: False, _afalse),
-    "touch": (lambda key, ttl: False, _afalse),
-    "clear": (lambda selector: 0, _azero),
+    "get": _answering(lambda key: None),
+    "get_many": _answering(lambda keys: {}),
+    "get_values": _answering(lambda keys: [None] * len(keys)),
+    "set": _answering(lambda key, value, ttl: None),
+    "set_many": _answering(lambda items, ttl: None),
+    "add": _answering(lambda key, value, ttl: True),  # "stored": a @cached lock is taken
+    "delete": _answering(lambda key: False),
+    "delete_many": _answering(lambda keys: 0),
+    "delete_if_equals": _answering(lambda key, value: False),
+    "incr": _answering(lambda key, delta, ttl: delta),  # as if the key were new
+    "gcra": _answering(_new_gcra),
+    "expire": _answering(lambda key, ttl: False),
+    "touch": _answering(lambda key, ttl: False),
+    "clear": _answering(lambda selector: 0),
 }
 
 
