@@ -17,9 +17,9 @@ a read pays nothing for it:
   ``maxTtl`` violation; the default TTL is bounded by it too (not counted).
 * ``maxValueBytes`` (default :data:`DEFAULT_MAX_VALUE_BYTES`, memcached's item limit, so
   what works on the memory store in development works on memcached; on memcached,
-  ``memcache.maxValueSize``): a larger encoded
-  value raises :class:`~cachekit.errors.ValueTooLarge` (a ``CacheValueError``) before
-  anything is written.
+  ``memcache.maxValueSize``): a larger encoded value raises
+  :class:`~cachekit.errors.ValueTooLarge` (a ``CacheValueError``) before anything is
+  written.
 
 Where a tenant sets limits too, the stricter of the two applies: disabled wins, the
 shorter TTLs and the smaller size, the operations both allow, ``failOpen: false``.
@@ -177,7 +177,7 @@ class Policy:
                     f"plugin {self.plugin!r}: the value encodes to {len(data)} bytes, over "
                     f"its maxValueBytes of {limit}; nothing was written. Store less (split "
                     "it, or cache a smaller projection), or raise maxValueBytes in "
-                    f"backend.cache.plugins.{self.plugin}",
+                    f"backend.cache ({self._where()})",
                     plugin=self.plugin,
                     tenant=self.tenant,
                     limit="maxValueBytes",
@@ -207,13 +207,20 @@ class Policy:
         _count(stats, "operations")
         raise CachePolicyError(
             f"plugin {self.plugin!r} may not call {method}(): operation {group!r} is not in "
-            f"its operations ({', '.join(sorted(self.operations)) or 'none'}); add it to "
-            f"backend.cache.plugins.{self.plugin}.operations if the plugin needs it",
+            f"its operations ({', '.join(sorted(self.operations)) or 'none'}); if the plugin "
+            f"needs it, allow it in backend.cache ({self._where()})",
             plugin=self.plugin,
             tenant=self.tenant,
             limit="operations",
             value=group,
         )
+
+    def _where(self) -> str:
+        """Where this scope's limits are set."""
+        places = [f"plugins.{self.plugin}", "pluginDefaults"]
+        if self.tenant is not None:
+            places.append(f"tenants.{self.tenant}")
+        return ", ".join(places)
 
 
 def _seconds(ttl: float | None, none: str = "no expiry") -> str:
