@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Final, NoReturn, cast
 
 from cachekit import gcra
@@ -104,12 +104,12 @@ def _merge(a: LimitsConfig, b: LimitsConfig | None, *, stricter: bool) -> Limits
     if b is None:
         return a
     merged = {}
-    for f in fields(LimitsConfig):
-        x, y = getattr(a, f.name), getattr(b, f.name)
+    for name in _STRICTER:
+        x, y = getattr(a, name), getattr(b, name)
         if x is None or y is None:
-            merged[f.name] = x if y is None else y
+            merged[name] = x if y is None else y
         else:
-            merged[f.name] = _STRICTER[f.name](x, y) if stricter else y
+            merged[name] = _STRICTER[name](x, y) if stricter else y
     return LimitsConfig(**merged)
 
 
@@ -145,9 +145,7 @@ class Policy:
 
     def bound(self, default_ttl: float | None) -> float | None:
         """A default TTL (``None``: no expiry) within ``max_ttl``."""
-        if self.max_ttl is None or (default_ttl is not None and default_ttl <= self.max_ttl):
-            return default_ttl
-        return self.max_ttl
+        return _bound(default_ttl, self.max_ttl)
 
     def enforce(
         self, store: Store, encode: Callable[[Any], bytes], stats: OpStats
@@ -221,6 +219,12 @@ class Policy:
         if self.tenant is not None:
             places.append(f"tenants.{self.tenant}")
         return ", ".join(places)
+
+
+def _bound(default_ttl: float | None, max_ttl: float | None) -> float | None:
+    if max_ttl is None or (default_ttl is not None and default_ttl <= max_ttl):
+        return default_ttl
+    return max_ttl
 
 
 def _seconds(ttl: float | None, none: str = "no expiry") -> str:
@@ -336,10 +340,12 @@ def resolve(config: CacheConfig, plugin: str, tenant: str | None = None) -> Poli
     limits = _merge(section.plugin_defaults, section.plugins.get(plugin), stricter=False)
     if tenant is not None:
         limits = _merge(limits, section.tenants.get(tenant), stricter=True)
-    policy = Policy(
+    default_ttl = config.default_ttl if limits.default_ttl is None else limits.default_ttl
+    return Policy(
         plugin=plugin,
         tenant=tenant,
         enabled=limits.enabled is not False,
+        default_ttl=_bound(default_ttl or None, limits.max_ttl),  # 0: no expiry
         max_ttl=limits.max_ttl,
         max_value_bytes=(
             default_max_value_bytes(config)
@@ -349,8 +355,6 @@ def resolve(config: CacheConfig, plugin: str, tenant: str | None = None) -> Poli
         operations=_ALL if limits.operations is None else limits.operations,
         fail_open=config.fail_open if limits.fail_open is None else limits.fail_open,
     )
-    default_ttl = config.default_ttl if limits.default_ttl is None else limits.default_ttl
-    return replace(policy, default_ttl=policy.bound(default_ttl or None))  # 0: no expiry
 
 
 def configured(config: CacheConfig) -> list[tuple[str, Policy]]:

@@ -5,6 +5,7 @@ the effective policy of a scope, its enforcement on the memory store, Redis and 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import re
 import time
@@ -33,8 +34,10 @@ from cachekit import (
     rate_limit,
     scope,
 )
+from cachekit import policy as policy_module
 from cachekit.cli import main
 from cachekit.config import parse_cache_section
+from cachekit.config.policy import LimitsConfig
 from cachekit.contrib.prometheus import register
 from cachekit.errors import ValueTooLarge
 from cachekit.policy import DEFAULT_MAX_VALUE_BYTES, Policy, PolicyStore, resolve
@@ -256,6 +259,12 @@ def test_max_ttl_bounds_the_default_ttl() -> None:
     assert cache.with_options(default_ttl=3600).default_ttl == 60
     assert cache.with_options(default_ttl=None).default_ttl == 60
     assert cache.namespace("n").default_ttl == 60
+
+
+def test_every_limit_has_a_stricter_rule() -> None:
+    """Each key of a limits section has a rule for the stricter of two values (a key
+    without one would be dropped when plugin and tenant limits meet)."""
+    assert set(policy_module._STRICTER) == {f.name for f in dataclasses.fields(LimitsConfig)}
 
 
 @pytest.mark.parametrize(
