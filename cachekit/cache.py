@@ -84,7 +84,9 @@ class Cache:
     ``float``) or ``timedelta``; ``ttl=None`` means the default TTL, ``ttl=0`` no expiry.
 
     Direct calls raise :class:`~cachekit.errors.StoreError` subclasses when the store
-    fails: a failed write never looks like success.
+    fails: a failed write never looks like success. A cache from a manager follows its
+    scope's policy (:mod:`cachekit.policy`): an operation the plugin may not use raises
+    :class:`~cachekit.errors.CachePolicyError` before any I/O.
     """
 
     __slots__ = (
@@ -401,7 +403,9 @@ class Cache:
     def set(self, key: str, value: Any, ttl: TTL | None = None) -> None:
         """Store ``value`` at ``key``.
 
-        :raises CacheValueError: the value cannot be encoded, or the TTL is invalid.
+        :raises CacheValueError: the value cannot be encoded, or the TTL is invalid; a
+            :class:`~cachekit.errors.ValueTooLarge` (also a ``CachePolicyError``) when it
+            encodes to more than the plugin's ``maxValueBytes``.
         """
         full = self._key(key)
         self._call(self._ops.set, full, self._encode(value), self._ttl(ttl))
