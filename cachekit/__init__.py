@@ -24,6 +24,7 @@ from cachekit.decorators import cached
 from cachekit.errors import (
     CacheKeyError,
     CachekitError,
+    CachePolicyError,
     CacheValueError,
     ConfigError,
     NoScopeError,
@@ -43,6 +44,7 @@ __all__ = [
     "CacheKeyError",
     "CacheManager",
     "CacheMiddleware",
+    "CachePolicyError",
     "CacheValueError",
     "CachekitError",
     "Codec",

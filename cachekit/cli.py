@@ -50,6 +50,7 @@ from cachekit.errors import (
 )
 from cachekit.keys import ANY, KeySelector, parse_scope
 from cachekit.manager import CacheManager
+from cachekit.policy import configured
 from cachekit.stores.base import CountingStore, InfoStore, Store
 from cachekit.stores.memory import MemoryStore
 
@@ -331,7 +332,10 @@ def _check(args: argparse.Namespace) -> int:
             for address, info in store.server_info().items():
                 where = f" at {address}" if address else ""
                 print(f"server   {info['server']} {info['version']}{where}", file=out)
-        cache = manager.for_plugin(PROBE_PLUGIN)
+        for what, policy in configured(manager.config):
+            print(f"policy   {what}: {policy.describe()}", file=out)
+        # the probe bypasses plugin policy: a disabled pluginDefaults must not fail it
+        cache = Cache(store, plugin=PROBE_PLUGIN, codec=manager.codec, keyspace=manager.keyspace)
         key, value = f"probe:{uuid.uuid4().hex}", {"probe": uuid.uuid4().hex}
         started = time.perf_counter()
         cache.set(key, value, ttl=60)  # expires by itself if the delete below fails

@@ -60,7 +60,7 @@ import wrapt
 from cachekit.breaker import OutageLog
 from cachekit.cache import Cache
 from cachekit.codec import MISS
-from cachekit.context import active_manager, caching_disabled, current_cache
+from cachekit.context import caching_disabled, current_cache
 from cachekit.context import outcome as request_outcome
 from cachekit.durations import TTL, store_ttl
 from cachekit.errors import CacheKeyError, StoreError
@@ -175,7 +175,7 @@ _outages = OutageLog()
 
 def _store_failed(cache: Cache, exc: StoreError, fn: Callable[..., Any]) -> None:
     """Fail open (log once per outage) or, with failOpen: false, re-raise."""
-    if not active_manager().config.fail_open:
+    if not cache.fail_open:  # the plugin's failOpen (cachekit.policy)
         raise exc
     if _outages.first_failure(cache.store):
         log.warning(

@@ -37,6 +37,7 @@ def test_public_api_is_pinned() -> None:
         "CacheConfig",
         "CacheKeyError",
         "CacheManager",
+        "CachePolicyError",
         "CacheValueError",
         "CachekitError",
         "Codec",
