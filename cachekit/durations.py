@@ -188,9 +188,10 @@ def store_ttl(ttl: TTL, name: str = "ttl") -> float | None:
         seconds = _other_ttl(ttl, name)
     if not 0 <= seconds <= MAX_TTL:  # also false for NaN
         if seconds > MAX_TTL and math.isfinite(seconds):
+            no_expiry = "; pass ttl=0 for no expiry" if name == "ttl" else ""
             raise CacheValueError(
-                f"{name} must be at most {MAX_TTL} seconds (10 years), got {ttl!r}; a number "
-                f"is seconds, not milliseconds{'; pass ttl=0 for no expiry' * (name == 'ttl')}"
+                f"{name} must be at most {MAX_TTL} seconds (10 years), got {ttl!r}; "
+                f"a number is seconds, not milliseconds{no_expiry}"
             )
         raise CacheValueError(
             f"{name} must be a finite duration >= 0 (0 means no expiry), got {ttl!r}"
