@@ -309,7 +309,7 @@ def test_invalidate_and_refresh(bound: CacheManager) -> None:
 
 
 def test_async_helpers(bound: CacheManager) -> None:
-    """ainvalidate and refresh work on async functions."""
+    """ainvalidate and arefresh work on async functions."""
     state = {"n": 0}
 
     @cached()
@@ -318,7 +318,7 @@ def test_async_helpers(bound: CacheManager) -> None:
         return state["n"]
 
     async def run() -> list[Any]:
-        return [await f(), await f.ainvalidate(), await f(), await f.refresh(), await f()]  # type: ignore[attr-defined]
+        return [await f(), await f.ainvalidate(), await f(), await f.arefresh(), await f()]  # type: ignore[attr-defined]
 
     assert asyncio.run(run()) == [1, True, 2, 3, 3]
 
