@@ -308,7 +308,7 @@ class _Policy:
         self.lock = lock
         self.lock_timeout = lock_timeout
         self.stale_ttl = stale_ttl
-        self.locks: dict[_Scoped, list[Any]] = {}  # key -> [threading.Lock, waiters]
+        self.locks: dict[_Scoped, list[Any]] = {}  # key -> [threading.Lock, waiters, turns]
         self.locks_guard = threading.Lock()
         self.inflight: dict[tuple[int, _Scoped], asyncio.Future[Any]] = {}  # (loop, key)
         self.refreshing: set[_Scoped] = set()
@@ -449,7 +449,7 @@ class _Policy:
     def miss_sync(self, cache: Cache, key: str, call: Callable[[], Any]) -> Any:
         """Threads of this process computing one key queue on a per-key lock.
 
-        The first thread computes at once (its caller's read was the miss: one read, one
+        The first turn computes at once (its caller's read was the miss: one read, one
         miss counted). Whatever ends the computing thread's turn — a value, the function's
         own error, or any other ``BaseException`` — the lock is released and the next
         queued thread re-reads the store and computes when it finds nothing: an error is
@@ -457,20 +457,14 @@ class _Policy:
         """
         scoped = _scoped(cache, key)
         with self.locks_guard:
-            slot = self.locks.setdefault(scoped, [threading.Lock(), 0])
+            slot = self.locks.setdefault(scoped, [threading.Lock(), 0, 0])  # lock, queued, turns
             slot[1] += 1
-        lock: threading.Lock = slot[0]
         try:
-            # the caller's read missed: re-read only after waiting for another thread
-            waited = not lock.acquire(blocking=False)
-            if waited:
-                lock.acquire()
-            try:
-                return run(
-                    self.recheck(cache, key, call) if waited else self.compute(cache, key, call)
-                )
-            finally:
-                lock.release()
+            with slot[0]:
+                first, slot[2] = not slot[2], slot[2] + 1
+                # after another thread's turn the store may hold its value: re-read
+                steps = self.compute(cache, key, call) if first else self.recheck(cache, key, call)
+                return run(steps)
         finally:
             with self.locks_guard:
                 slot[1] -= 1
