@@ -161,7 +161,8 @@ def test_unreadable_durations_name_the_parameter_the_reason_and_the_forms(
         store_ttl(value, "stale_ttl")  # type: ignore[arg-type]
     message = str(info.value)
     assert message.startswith("stale_ttl: ")
-    assert "a timedelta" in message and "'PT1M30S' (ISO 8601)" in message
+    assert "a timedelta" in message
+    assert "'PT1M30S' (ISO 8601)" in message
 
 
 def test_a_wrong_type_names_the_parameter() -> None:
