@@ -609,8 +609,8 @@ def _async_hit(policy: _Policy) -> Callable[..., Any]:
 
 class _Helpers:
     """The helpers a cached function carries: ``invalidate``, ``ainvalidate``, ``refresh``,
-    ``arefresh`` and ``uncached``. ``instance`` is the bound object of a method (``None`` otherwise)
-    and ``target`` what ``refresh`` calls."""
+    ``arefresh`` and ``uncached``. ``instance`` is the bound object of a method (``None``
+    otherwise) and ``target`` what ``refresh`` calls."""
 
     __slots__ = ("instance", "policy", "target")
 
