@@ -34,6 +34,7 @@ and :func:`parse_config_duration` (config) both use it.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Mapping
@@ -123,6 +124,7 @@ def parse_duration(value: str | Mapping[str, int | float]) -> float:
     raise _Unreadable(f"got {type(value).__name__} {value!r}")
 
 
+@functools.lru_cache(maxsize=256)  # an app writes few distinct strings, often per call
 def _from_text(text: str) -> float:
     stripped = text.strip()
     if stripped[:1] in ("P", "p"):

@@ -6,9 +6,12 @@ from datetime import timedelta
 
 import pytest
 
+from cachekit import CacheManager
 from cachekit.durations import MAX_TTL, parse_config_duration, parse_duration, store_ttl
 from cachekit.errors import CacheValueError, ConfigError
 from cachekit.stores.memcache.values import LATEST_EXPTIME, RELATIVE_TTL_LIMIT, expiry
+from cachekit.stores.memory import MemoryStore
+from cachekit.testing import FakeClock
 
 DAY = 86400
 
@@ -209,3 +212,23 @@ def test_memcached_expiry_caps_at_2038() -> None:
     """A TTL that would end after 2038-01-19 ends then (early, never late or at once)."""
     now = 1_900_000_000.0  # 2030
     assert expiry(MAX_TTL, now=lambda: now) == LATEST_EXPTIME == 2**31 - 1
+
+
+def test_the_cache_api_takes_duration_strings() -> None:
+    """set, incr, expire and touch read ttl strings as the decorators do; a bad one raises
+    CacheValueError naming ttl before any write."""
+    clock = FakeClock(1_700_000_000.0)
+    cache = CacheManager(store=MemoryStore(clock=clock)).for_plugin("p")
+    cache.set("a", 1, ttl="PT1M")
+    cache.incr("n", ttl="90 seconds")
+    cache.set("b", 1, ttl=0)
+    assert cache.expire("b", "2m") is True
+    cache.set("c", 1, ttl="1s")
+    assert cache.touch("c", {"minutes": 3}) is True
+    clock.advance(61)
+    assert (cache.get("a"), cache.get("n"), cache.get("b"), cache.get("c")) == (None, 1, 1, 1)
+    clock.advance(60)
+    assert (cache.get("n"), cache.get("b"), cache.get("c")) == (None, None, 1)
+    with pytest.raises(CacheValueError, match=r"^ttl: cannot read '5 parsecs'"):
+        cache.set("d", 1, ttl="5 parsecs")
+    assert cache.get("d") is None
