@@ -29,7 +29,6 @@ import argparse
 import base64
 import binascii
 import json
-import math
 import sys
 import time
 import uuid
@@ -40,6 +39,7 @@ from typing import Any, Final, NoReturn, TextIO
 
 from cachekit.cache import Cache
 from cachekit.codec import MISS
+from cachekit.durations import TTL, store_ttl
 from cachekit.errors import (
     CacheKeyError,
     CacheValueError,
@@ -185,9 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
     set_.add_argument("value", metavar="VALUE")
     set_.add_argument(
         "--ttl",
-        type=float,
-        metavar="SECONDS",
-        help="expire after SECONDS (0: never; default: the config's defaultTtl)",
+        metavar="DURATION",
+        help="expire after DURATION: seconds (90) or '90s', '5m', '1h30m', '2 days', "
+        "'PT1M30S' (0: never; default: the config's defaultTtl)",
     )
     set_.add_argument(
         "--string", action="store_true", help="store VALUE as a string, without parsing JSON"
@@ -570,19 +570,31 @@ def _get(args: argparse.Namespace) -> int:
 
 
 def _set(args: argparse.Namespace) -> int:
-    if args.ttl is not None and (args.ttl < 0 or not math.isfinite(args.ttl)):
-        _usage(f"--ttl must be a finite number of seconds >= 0, got {args.ttl}")
+    seconds = None if args.ttl is None else _duration(args.ttl)
     value = args.value if args.string else _parse_value(args.value)
     manager, _ = _load(args)
     with manager:
-        _scoped_cache(args, manager).set(args.key, value, ttl=args.ttl)
+        _scoped_cache(args, manager).set(args.key, value, ttl=seconds)
     ttl = (
-        "default TTL"
-        if args.ttl is None
-        else ("no expiry" if args.ttl == 0 else f"ttl {args.ttl:g}s")
+        "default TTL" if seconds is None else ("no expiry" if seconds == 0 else f"ttl {seconds:g}s")
     )
     print(f"stored {args.key!r} ({type(value).__name__}, {ttl})")
     return EXIT_OK
+
+
+def _duration(text: str) -> float:
+    """A ``--ttl`` in seconds (``0.0``: no expiry), read as the Python API reads a ``ttl=``
+    (a bare number is seconds)."""
+    try:
+        number = float(text)
+    except ValueError:
+        ttl: TTL = text
+    else:
+        ttl = number
+    try:
+        return store_ttl(ttl, "--ttl") or 0.0
+    except CacheValueError as exc:
+        _usage(str(exc))
 
 
 def _delete(args: argparse.Namespace) -> int:
