@@ -28,6 +28,9 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import datetime
+import decimal
+import enum
 import json
 import sys
 import time
@@ -607,19 +610,35 @@ def _delete(args: argparse.Namespace) -> int:
 
 def _to_json(value: Any) -> Any:
     """A cached value as JSON-ready data: bytes become ``{"$bytes": "<base64>"}`` (bytes
-    dict keys ``"$bytes:<base64>"``), tuples lists; everything else as is."""
+    dict keys ``"$bytes:<base64>"``), tuples lists, the codec's other built-in types a
+    tagged text (``{"$datetime": "<ISO 8601>"}``, ``$date``, ``$time``, ``$decimal``,
+    ``$uuid``, ``{"$timedelta": seconds}``, ``{"$set": [...]}``, ``{"$enum": "Cls.NAME"}``);
+    other dict keys their JSON text; everything else as is."""
     if isinstance(value, bytes):
         return {_BYTES_TAG: base64.b64encode(value).decode("ascii")}
     if isinstance(value, list | tuple):
         return [_to_json(item) for item in value]
     if isinstance(value, dict):
-        return {
-            (
-                f"{_BYTES_TAG}:{base64.b64encode(k).decode('ascii')}" if isinstance(k, bytes) else k
-            ): (_to_json(v))
-            for k, v in value.items()
-        }
+        return {_json_key(k): _to_json(v) for k, v in value.items()}
+    if isinstance(value, set | frozenset):
+        return {"$set": [_to_json(item) for item in value]}
+    if isinstance(value, enum.Enum):
+        return {"$enum": f"{type(value).__qualname__}.{value.name}"}
+    if isinstance(value, datetime.datetime | datetime.date | datetime.time):
+        return {f"${type(value).__name__}": value.isoformat()}
+    if isinstance(value, datetime.timedelta):
+        return {"$timedelta": value.total_seconds()}
+    if isinstance(value, decimal.Decimal | uuid.UUID):
+        return {f"${type(value).__name__.lower()}": str(value)}
     return value
+
+
+def _json_key(key: Any) -> Any:
+    if isinstance(key, bytes):
+        return f"{_BYTES_TAG}:{base64.b64encode(key).decode('ascii')}"
+    if key is None or isinstance(key, str | int | float):
+        return key  # json.dumps writes these keys itself
+    return json.dumps(_to_json(key), ensure_ascii=False, sort_keys=True)
 
 
 def _parse_value(text: str) -> Any:

@@ -8,6 +8,8 @@ runs.
 
 from __future__ import annotations
 
+import datetime
+import decimal
 import io
 import json
 import re
@@ -581,6 +583,35 @@ def test_get_prints_bytes_as_tagged_base64(
     assert json.loads(capsys.readouterr().out) == {
         "$bytes:a2V5": {"$bytes": "AAE="},
         "n": [1, {"$bytes": "eA=="}],
+    }
+
+
+def test_get_prints_the_codecs_built_in_types_tagged(
+    tmp_path: Path, redis_cache: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """datetimes, dates, timedeltas, Decimals, UUIDs, sets and tuple dict keys print as tagged
+    JSON instead of crashing json.dumps."""
+    value = {
+        "at": datetime.datetime(2026, 12, 3, 9, 30, tzinfo=datetime.UTC),
+        "day": datetime.date(2026, 12, 3),
+        "term": datetime.timedelta(minutes=90),
+        "price": decimal.Decimal("1.10"),
+        "id": uuid.UUID(int=1),
+        "tags": {"a"},
+        (1, 2): "pair",
+    }
+    with manager_for(redis_cache) as manager:
+        manager.for_plugin("a").set("k", value)
+    config = str(write_config(tmp_path / "c.yaml", redis_cache))
+    assert main(["get", "--plugin", "a", "-c", config, "k"]) == 0
+    assert json.loads(capsys.readouterr().out) == {
+        "at": {"$datetime": "2026-12-03T09:30:00+00:00"},
+        "day": {"$date": "2026-12-03"},
+        "term": {"$timedelta": 5400.0},
+        "price": {"$decimal": "1.10"},
+        "id": {"$uuid": "00000000-0000-0000-0000-000000000001"},
+        "tags": {"$set": ["a"]},
+        "[1, 2]": "pair",
     }
 
 
