@@ -419,7 +419,8 @@ class _Policy:
 
     def compute(self, cache: Cache, key: str, call: Callable[[], Any]) -> Steps[Step, Any]:
         """Compute and store; with ``lock=True`` once across processes: take the store's
-        lock, or poll with backoff for the holder's value until ``lock_timeout``."""
+        lock and read once more under it (one more read per miss, the price of computing
+        once), or poll with backoff for the holder's value until ``lock_timeout``."""
         if not self.lock:
             return (yield from self.call_and_store(cache, key, call))
         lock_key, token = key + _LOCK_SUFFIX, _token()
@@ -432,6 +433,11 @@ class _Policy:
                 return (yield Step(call, call))
             if held:
                 try:
+                    # Checked again under the lock: a process whose read missed just before
+                    # the last holder stored and released would otherwise compute again.
+                    entry = yield from self.read(cache, key)
+                    if entry is not MISS:
+                        return self.fresh(entry)[0]
                     return (yield from self.call_and_store(cache, key, call))
                 finally:
                     yield from _release(cache, lock_key, token)
