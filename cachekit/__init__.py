@@ -30,6 +30,7 @@ from cachekit.decorators import cached
 from cachekit.errors import (
     CacheKeyError,
     CachekitError,
+    CachePolicyError,
     CacheValueError,
     ConfigError,
     NoScopeError,
@@ -45,6 +46,7 @@ __all__ = [
     "MISS",
     "Cache",
     "CacheKeyError",
+    "CachePolicyError",
     "CacheValueError",
     "CachekitError",
     "ConfigError",

@@ -23,6 +23,7 @@ from cachekit.durations import TTL, store_ttl
 from cachekit.errors import CacheKeyError, CacheValueError, StoreError
 from cachekit.keys import ANY, KeySelector, KeySpace, check_key, unencodable_key
 from cachekit.metrics import Metrics
+from cachekit.policy import Policy, PolicyStore
 from cachekit.shapes import Shape, as_shape, untyped
 
 if TYPE_CHECKING:
@@ -90,7 +91,9 @@ class Cache:
     ``manager.store``).
 
     Direct calls raise :class:`~cachekit.errors.StoreError` subclasses when the store
-    fails: a failed write never looks like success.
+    fails: a failed write never looks like success. A cache from a manager follows its
+    scope's policy (:mod:`cachekit.policy`): an operation the plugin may not use raises
+    :class:`~cachekit.errors.CachePolicyError` before any I/O.
     """
 
     __slots__ = (
@@ -100,13 +103,17 @@ class Cache:
         "_keyspace",
         "_metrics",
         "_namespace",
+        "_ops",
+        "_pack",
         "_plugin",
+        "_policy",
         "_prefix",
         "_read_batch",
         "_stats",
         "_store",
         "_tenant",
         "_timed",
+        "_ttl_of",
     )
 
     def __init__(
@@ -120,8 +127,8 @@ class Cache:
         codec: Codec | None = None,
         keyspace: KeySpace | None = None,
         metrics: Metrics | None = None,
+        policy: Policy | None = None,
     ) -> None:
-        self._store = store
         self._codec = codec if codec is not None else Codec()
         self._keyspace = keyspace if keyspace is not None else KeySpace(store.key_prefix)
         self._plugin = plugin
@@ -131,6 +138,20 @@ class Cache:
         self._prefix = self._keyspace.scope_prefix(plugin, tenant, namespace)
         self._metrics = metrics if metrics is not None else Metrics()
         self._stats = self._metrics.slot(plugin, tenant, namespace, store.name)
+        # The policy's pieces, chosen once (cachekit.policy): reads go to `_store`, the
+        # store itself unless reads are refused or the plugin is disabled, so a read pays
+        # nothing for a policy; every other call goes to `_ops`, the store as the policy
+        # lets the plugin use it.
+        self._policy = policy
+        self._store = self._ops = store
+        self._pack: Callable[[Any], bytes] = self._codec.encode
+        self._ttl_of: Callable[[TTL], float | None] = store_ttl
+        if policy is not None:
+            self._default_ttl = policy.bound(self._default_ttl)
+            self._store, self._ops, self._pack, self._ttl_of = policy.enforce(
+                store, self._codec.encode, self._stats
+            )
+        store = self._store
         self._timed = bool(getattr(store, "blocking", True))  # time network stores only
         # a batch read: one value per key in order where the store can (AlignedStore)
         self._read_batch: Callable[[list[str]], Any] = store.get_many
@@ -164,6 +185,16 @@ class Cache:
         """Seconds applied when ``ttl=None``; ``None`` means no expiry."""
         return self._default_ttl
 
+    @property
+    def policy(self) -> Policy | None:
+        """The effective policy of this scope, or ``None`` when built without one."""
+        return self._policy
+
+    @property
+    def fail_open(self) -> bool:
+        """Whether ``@cached`` calls through on a store outage (the policy's ``failOpen``)."""
+        return self._policy is None or self._policy.fail_open
+
     # --- views ------------------------------------------------------------------------
 
     def namespace(self, name: str) -> Cache:
@@ -191,8 +222,10 @@ class Cache:
             "codec": self._codec,
             "keyspace": self._keyspace,
             "metrics": self._metrics,
+            "policy": self._policy,
         }
-        return Cache(self._store, **(args | changes))
+        store = self._ops.origin if isinstance(self._ops, PolicyStore) else self._ops
+        return Cache(store, **(args | changes))
 
     # --- shared, I/O-free steps -------------------------------------------------------
 
@@ -203,7 +236,7 @@ class Cache:
         return self._prefix + key
 
     def _ttl(self, ttl: TTL | None) -> float | None:
-        return self._default_ttl if ttl is None else store_ttl(ttl)
+        return self._default_ttl if ttl is None else self._ttl_of(ttl)
 
     def _decode(
         self, full_key: str, raw: bytes | None, default: Any, shape: Shape | None = None
@@ -245,7 +278,7 @@ class Cache:
         if type is not None:
             value = as_shape(type).dump(value)
         try:
-            return self._codec.encode(value)
+            return self._pack(value)
         except CacheValueError as exc:
             raise untyped(value, exc) from None
 
@@ -409,25 +442,25 @@ class Cache:
         full = self._key(key)
         if type is None:  # _encode() inlined: a plain set stays one codec call
             try:
-                data = self._codec.encode(value)
+                data = self._pack(value)
             except CacheValueError as exc:
                 raise untyped(value, exc) from None
         else:
             data = self._encode(value, type)
-        self._call(self._store.set, full, data, self._ttl(ttl))
+        self._call(self._ops.set, full, data, self._ttl(ttl))
         self._stats.sets += 1
 
     def add(self, key: str, value: Any, ttl: TTL | None = None, type: Any = None) -> bool:
         """Store ``value`` only if ``key`` holds nothing; ``True`` if it was stored
         (``type`` as for :meth:`set`)."""
         full = self._key(key)
-        added = self._call(self._store.add, full, self._encode(value, type), self._ttl(ttl))
+        added = self._call(self._ops.add, full, self._encode(value, type), self._ttl(ttl))
         self._stats.sets += added
         return added
 
     def delete(self, key: str) -> bool:
         """Remove ``key``; ``True`` if something was deleted (a missing key is a no-op)."""
-        deleted = self._call(self._store.delete, self._key(key))
+        deleted = self._call(self._ops.delete, self._key(key))
         self._stats.deletes += 1
         return deleted
 
@@ -437,11 +470,11 @@ class Cache:
         another owner took after it expired: atomic on the stores that can
         (:class:`~cachekit.stores.base.CompareDeleteStore`)."""
         full, encoded = self._key(key), self._codec.encode(value)
-        delete = getattr(self._store, "delete_if_equals", None)
+        delete = getattr(self._ops, "delete_if_equals", None)
         if delete is None:  # a Store that is not a BaseStore: read, then delete
-            if self._call(self._store.get, full) != encoded:
+            if self._call(self._ops.get, full) != encoded:
                 return False
-            deleted: bool = self._call(self._store.delete, full)
+            deleted: bool = self._call(self._ops.delete, full)
         else:
             deleted = self._call(delete, full, encoded)
         self._stats.deletes += deleted
@@ -459,13 +492,13 @@ class Cache:
         """Store several values with one TTL, in one round trip where the store allows
         (``type``, the values' annotation, as for :meth:`set`)."""
         encoded, seconds = self._encode_many(items, type), self._ttl(ttl)
-        self._call(self._store.set_many, encoded, seconds)
+        self._call(self._ops.set_many, encoded, seconds)
         self._stats.sets += len(encoded)
 
     def delete_many(self, keys: Iterable[str]) -> int:
         """Remove ``keys``; the number that existed."""
         full_keys = list(dict.fromkeys(self._keys(keys)[1]))
-        deleted = self._call(self._store.delete_many, full_keys)
+        deleted = self._call(self._ops.delete_many, full_keys)
         self._stats.deletes += len(full_keys)
         return deleted
 
@@ -481,10 +514,16 @@ class Cache:
             check_key(key)
         if type(delta) is not int:
             self._delta(delta)
-        seconds = self._default_ttl if ttl is None else store_ttl(ttl)
-        value = self._call(self._store.incr, self._prefix + key, delta, seconds)
+        seconds = self._default_ttl if ttl is None else self._ttl_of(ttl)
+        value = self._call(self._ops.incr, self._prefix + key, delta, seconds)
         self._stats.sets += 1
         return value
+
+    def gcra(self, key: str, now: int, interval: int, period: int, cost: int) -> tuple[bool, int]:
+        """One atomic step of the generic cell rate algorithm on ``key`` (:mod:`cachekit.gcra`;
+        what ``rate_limit(algorithm="gcra")`` runs): ``(allowed, theoretical arrival time)``,
+        times in microseconds; a negative ``cost`` takes a step back."""
+        return self._call(self._ops.gcra, self._key(key), now, interval, period, cost)
 
     def decr(self, key: str, delta: int = 1, ttl: TTL | None = None) -> int:
         """Atomically subtract ``delta`` (see :meth:`incr`); values may go negative."""
@@ -494,17 +533,17 @@ class Cache:
         """Give an existing key a new TTL; ``ttl=0`` removes its expiry. ``False`` if the
         key is missing."""
         full = self._key(key)
-        return self._call(self._store.expire, full, store_ttl(ttl))
+        return self._call(self._ops.expire, full, self._ttl_of(ttl))
 
     def touch(self, key: str, ttl: TTL | None = None) -> bool:
         """Refresh an existing key to ``ttl`` (the default TTL when ``None``)."""
         full = self._key(key)
-        return self._call(self._store.touch, full, self._ttl(ttl))
+        return self._call(self._ops.touch, full, self._ttl(ttl))
 
     def clear(self) -> int | None:
         """Remove every entry of this scope — all its namespaces, or only the bound one —
         and nothing else. Returns the number removed, or ``None`` if the store cannot tell."""
-        return self._call(self._store.clear, self._selector())
+        return self._call(self._ops.clear, self._selector())
 
     def get_or_set(
         self, key: str, default: Callable[[], T] | T, ttl: TTL | None = None, type: Any = None
@@ -539,31 +578,31 @@ class Cache:
     async def aset(self, key: str, value: Any, ttl: TTL | None = None, type: Any = None) -> None:
         """Async :meth:`set`."""
         full = self._key(key)
-        await self._acall(self._store.aset, full, self._encode(value, type), self._ttl(ttl))
+        await self._acall(self._ops.aset, full, self._encode(value, type), self._ttl(ttl))
         self._stats.sets += 1
 
     async def aadd(self, key: str, value: Any, ttl: TTL | None = None, type: Any = None) -> bool:
         """Async :meth:`add`."""
         full = self._key(key)
         encoded = self._encode(value, type)
-        added = await self._acall(self._store.aadd, full, encoded, self._ttl(ttl))
+        added = await self._acall(self._ops.aadd, full, encoded, self._ttl(ttl))
         self._stats.sets += added
         return added
 
     async def adelete(self, key: str) -> bool:
         """Async :meth:`delete`."""
-        deleted = await self._acall(self._store.adelete, self._key(key))
+        deleted = await self._acall(self._ops.adelete, self._key(key))
         self._stats.deletes += 1
         return deleted
 
     async def adelete_if_equals(self, key: str, value: Any) -> bool:
         """Async :meth:`delete_if_equals`."""
         full, encoded = self._key(key), self._codec.encode(value)
-        delete = getattr(self._store, "adelete_if_equals", None)
+        delete = getattr(self._ops, "adelete_if_equals", None)
         if delete is None:  # a Store that is not a BaseStore: read, then delete
-            if await self._acall(self._store.aget, full) != encoded:
+            if await self._acall(self._ops.aget, full) != encoded:
                 return False
-            deleted: bool = await self._acall(self._store.adelete, full)
+            deleted: bool = await self._acall(self._ops.adelete, full)
         else:
             deleted = await self._acall(delete, full, encoded)
         self._stats.deletes += deleted
@@ -581,22 +620,28 @@ class Cache:
     ) -> None:
         """Async :meth:`set_many`."""
         encoded, seconds = self._encode_many(items, type), self._ttl(ttl)
-        await self._acall(self._store.aset_many, encoded, seconds)
+        await self._acall(self._ops.aset_many, encoded, seconds)
         self._stats.sets += len(encoded)
 
     async def adelete_many(self, keys: Iterable[str]) -> int:
         """Async :meth:`delete_many`."""
         full_keys = list(dict.fromkeys(self._keys(keys)[1]))
-        deleted = await self._acall(self._store.adelete_many, full_keys)
+        deleted = await self._acall(self._ops.adelete_many, full_keys)
         self._stats.deletes += len(full_keys)
         return deleted
 
     async def aincr(self, key: str, delta: int = 1, ttl: TTL | None = None) -> int:
         """Async :meth:`incr`."""
         full, delta = self._key(key), self._delta(delta)
-        value = await self._acall(self._store.aincr, full, delta, self._ttl(ttl))
+        value = await self._acall(self._ops.aincr, full, delta, self._ttl(ttl))
         self._stats.sets += 1
         return value
+
+    async def agcra(
+        self, key: str, now: int, interval: int, period: int, cost: int
+    ) -> tuple[bool, int]:
+        """Async :meth:`gcra`."""
+        return await self._acall(self._ops.agcra, self._key(key), now, interval, period, cost)
 
     async def adecr(self, key: str, delta: int = 1, ttl: TTL | None = None) -> int:
         """Async :meth:`decr`."""
@@ -605,16 +650,16 @@ class Cache:
     async def aexpire(self, key: str, ttl: TTL) -> bool:
         """Async :meth:`expire`."""
         full = self._key(key)
-        return await self._acall(self._store.aexpire, full, store_ttl(ttl))
+        return await self._acall(self._ops.aexpire, full, self._ttl_of(ttl))
 
     async def atouch(self, key: str, ttl: TTL | None = None) -> bool:
         """Async :meth:`touch`."""
         full = self._key(key)
-        return await self._acall(self._store.atouch, full, self._ttl(ttl))
+        return await self._acall(self._ops.atouch, full, self._ttl(ttl))
 
     async def aclear(self) -> int | None:
         """Async :meth:`clear`."""
-        return await self._acall(self._store.aclear, self._selector())
+        return await self._acall(self._ops.aclear, self._selector())
 
     async def aget_or_set(
         self,

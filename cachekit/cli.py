@@ -28,8 +28,10 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import datetime
+import decimal
+import enum
 import json
-import math
 import sys
 import time
 import uuid
@@ -40,6 +42,7 @@ from typing import Any, Final, NoReturn, TextIO
 
 from cachekit.cache import Cache
 from cachekit.codec import MISS
+from cachekit.durations import TTL, store_ttl
 from cachekit.errors import (
     CacheKeyError,
     CacheValueError,
@@ -50,6 +53,7 @@ from cachekit.errors import (
 )
 from cachekit.keys import ANY, KeySelector, parse_scope
 from cachekit.manager import CacheManager
+from cachekit.policy import configured
 from cachekit.stores.base import CountingStore, InfoStore, Store
 from cachekit.stores.memory import MemoryStore
 
@@ -184,9 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
     set_.add_argument("value", metavar="VALUE")
     set_.add_argument(
         "--ttl",
-        type=float,
-        metavar="SECONDS",
-        help="expire after SECONDS (0: never; default: the config's defaultTtl)",
+        metavar="DURATION",
+        help="expire after DURATION: seconds (90) or '90s', '5m', '1h30m', '2 days', "
+        "'PT1M30S' (0: never; default: the config's defaultTtl)",
     )
     set_.add_argument(
         "--string", action="store_true", help="store VALUE as a string, without parsing JSON"
@@ -331,7 +335,10 @@ def _check(args: argparse.Namespace) -> int:
             for address, info in store.server_info().items():
                 where = f" at {address}" if address else ""
                 print(f"server   {info['server']} {info['version']}{where}", file=out)
-        cache = manager.for_plugin(PROBE_PLUGIN)
+        for what, policy in configured(manager.config):
+            print(f"policy   {what}: {policy.describe()}", file=out)
+        # the probe bypasses plugin policy: a disabled pluginDefaults must not fail it
+        cache = Cache(store, plugin=PROBE_PLUGIN, codec=manager.codec, keyspace=manager.keyspace)
         key, value = f"probe:{uuid.uuid4().hex}", {"probe": uuid.uuid4().hex}
         started = time.perf_counter()
         cache.set(key, value, ttl=60)  # expires by itself if the delete below fails
@@ -566,19 +573,31 @@ def _get(args: argparse.Namespace) -> int:
 
 
 def _set(args: argparse.Namespace) -> int:
-    if args.ttl is not None and (args.ttl < 0 or not math.isfinite(args.ttl)):
-        _usage(f"--ttl must be a finite number of seconds >= 0, got {args.ttl}")
+    seconds = None if args.ttl is None else _duration(args.ttl)
     value = args.value if args.string else _parse_value(args.value)
     manager, _ = _load(args)
     with manager:
-        _scoped_cache(args, manager).set(args.key, value, ttl=args.ttl)
+        _scoped_cache(args, manager).set(args.key, value, ttl=seconds)
     ttl = (
-        "default TTL"
-        if args.ttl is None
-        else ("no expiry" if args.ttl == 0 else f"ttl {args.ttl:g}s")
+        "default TTL" if seconds is None else ("no expiry" if seconds == 0 else f"ttl {seconds:g}s")
     )
     print(f"stored {args.key!r} ({type(value).__name__}, {ttl})")
     return EXIT_OK
+
+
+def _duration(text: str) -> float:
+    """A ``--ttl`` in seconds (``0.0``: no expiry), read as the Python API reads a ``ttl=``
+    (a bare number is seconds)."""
+    try:
+        number = float(text)
+    except ValueError:
+        ttl: TTL = text
+    else:
+        ttl = number
+    try:
+        return store_ttl(ttl, "--ttl") or 0.0
+    except CacheValueError as exc:
+        _usage(str(exc))
 
 
 def _delete(args: argparse.Namespace) -> int:
@@ -591,19 +610,35 @@ def _delete(args: argparse.Namespace) -> int:
 
 def _to_json(value: Any) -> Any:
     """A cached value as JSON-ready data: bytes become ``{"$bytes": "<base64>"}`` (bytes
-    dict keys ``"$bytes:<base64>"``), tuples lists; everything else as is."""
+    dict keys ``"$bytes:<base64>"``), tuples lists, the codec's other built-in types a
+    tagged text (``{"$datetime": "<ISO 8601>"}``, ``$date``, ``$time``, ``$decimal``,
+    ``$uuid``, ``{"$timedelta": seconds}``, ``{"$set": [...]}``, ``{"$enum": "Cls.NAME"}``);
+    other dict keys their JSON text; everything else as is."""
     if isinstance(value, bytes):
         return {_BYTES_TAG: base64.b64encode(value).decode("ascii")}
     if isinstance(value, list | tuple):
         return [_to_json(item) for item in value]
     if isinstance(value, dict):
-        return {
-            (
-                f"{_BYTES_TAG}:{base64.b64encode(k).decode('ascii')}" if isinstance(k, bytes) else k
-            ): (_to_json(v))
-            for k, v in value.items()
-        }
+        return {_json_key(k): _to_json(v) for k, v in value.items()}
+    if isinstance(value, set | frozenset):
+        return {"$set": [_to_json(item) for item in value]}
+    if isinstance(value, enum.Enum):
+        return {"$enum": f"{type(value).__qualname__}.{value.name}"}
+    if isinstance(value, datetime.datetime | datetime.date | datetime.time):
+        return {f"${type(value).__name__}": value.isoformat()}
+    if isinstance(value, datetime.timedelta):
+        return {"$timedelta": value.total_seconds()}
+    if isinstance(value, decimal.Decimal | uuid.UUID):
+        return {f"${type(value).__name__.lower()}": str(value)}
     return value
+
+
+def _json_key(key: Any) -> Any:
+    if isinstance(key, bytes):
+        return f"{_BYTES_TAG}:{base64.b64encode(key).decode('ascii')}"
+    if key is None or isinstance(key, str | int | float):
+        return key  # json.dumps writes these keys itself
+    return json.dumps(_to_json(key), ensure_ascii=False, sort_keys=True)
 
 
 def _parse_value(text: str) -> Any:

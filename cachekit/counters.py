@@ -32,13 +32,15 @@ is skipped, one warning per outage) or ``"deny"`` (fail closed).
 from __future__ import annotations
 
 import asyncio
+import copy
 import inspect
 import logging
 import math
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final, Literal, TypeVar
+from typing import Any, Final, Generic, Literal, TypeVar, cast, overload
 
 import wrapt
 
@@ -49,6 +51,7 @@ from cachekit.codec import parse_int
 from cachekit.context import active_manager, current_cache
 from cachekit.durations import TTL, store_ttl
 from cachekit.errors import CacheValueError, RateLimitExceeded, StoreError
+from cachekit.keys import KeyPart, key_text
 from cachekit.steps import Step, Steps, arun, run, twin
 
 __all__ = ["Counter", "RateLimit", "RateLimitResult", "counter", "rate_limit", "rate_limited"]
@@ -56,26 +59,73 @@ __all__ = ["Counter", "RateLimit", "RateLimitResult", "counter", "rate_limit", "
 log = logging.getLogger("cachekit")
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
+R = TypeVar("R", bound=int | None)
 Algorithm = Literal["fixed", "sliding", "gcra"]
 
 RATE_LIMIT_NAMESPACE: Final = "ratelimits"
 _ALGORITHMS: Final = ("fixed", "sliding", "gcra")
+RATE_FORMS: Final = "'10/minute', '100 per hour', '5/second', '10/5m', or 10, per=60"
+"""The ways to write a rate, for error messages."""
+_RATE: Final = re.compile(r"\s*(\d+)\s*(?:/|per\b)\s*(.*?)\s*", re.IGNORECASE)
+_UNIT_WORD: Final = re.compile(r"[a-z]+", re.IGNORECASE)
+
+# one warning per outage and helper: counters answering None, rate limits allowing/denying
+_outages = OutageLog()
+_counter_outages = OutageLog()
 
 
-class Counter:
-    """An atomic integer in the current scope (see :func:`counter`)."""
+class Counter(Generic[R]):
+    """An atomic integer in the current scope (see :func:`counter`). ``Counter[int]``
+    raises on a store outage; ``Counter[int | None]`` (``on_error="ignore"``) answers
+    ``None`` instead."""
 
-    __slots__ = ("name", "namespace", "ttl")
+    __slots__ = ("name", "namespace", "on_error", "ttl")
 
-    def __init__(self, name: str, *, ttl: TTL | None = None, namespace: str = "counters") -> None:
+    @overload
+    def __init__(
+        self: Counter[int],
+        name: str,
+        *,
+        ttl: TTL | None = None,
+        namespace: str = "counters",
+        on_error: Literal["raise"] = "raise",
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self: Counter[int | None],
+        name: str,
+        *,
+        ttl: TTL | None = None,
+        namespace: str = "counters",
+        on_error: Literal["ignore"],
+    ) -> None: ...
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        ttl: TTL | None = None,
+        namespace: str = "counters",
+        on_error: Literal["raise", "ignore"] = "raise",
+    ) -> None:
         if type(name) is not str or not name:
             raise CacheValueError(f"a counter needs a non-empty str name, got {name!r}")
+        if ttl is not None:
+            store_ttl(ttl)  # a bad TTL fails here, not on the first incr
+        if on_error not in ("raise", "ignore"):
+            raise CacheValueError(f"on_error must be 'raise' or 'ignore', got {on_error!r}")
         self.name = name
         self.ttl = ttl
         self.namespace = namespace
+        self.on_error = on_error
 
     def __repr__(self) -> str:
-        return f"counter({self.name!r}, ttl={self.ttl!r}, namespace={self.namespace!r})"
+        return (
+            f"counter({self.name!r}, ttl={self.ttl!r}, namespace={self.namespace!r}, "
+            f"on_error={self.on_error!r})"
+        )
 
     def _cache(self) -> Cache:
         return current_cache(self.namespace)
@@ -86,37 +136,87 @@ class Counter:
             raise CacheValueError(f"the counter holds {type(value).__name__}, not an integer")
         return value
 
-    def incr(self, delta: int = 1) -> int:
-        """Add ``delta`` atomically; a new counter starts at ``delta`` with the TTL."""
-        return self._cache().incr(self.name, delta, self.ttl)
+    @staticmethod
+    def _ok(value: T) -> T:
+        """The store answered: a next outage gets its warning."""
+        if _counter_outages.active:
+            _counter_outages.recovered(active_manager().store)
+        return value
 
-    def decr(self, delta: int = 1) -> int:
-        """Subtract ``delta`` atomically (counters may go negative)."""
-        return self._cache().decr(self.name, delta, self.ttl)
+    def _failed(self, exc: StoreError) -> None:
+        """Raise, or with ``on_error="ignore"`` warn once per outage and answer ``None``."""
+        if self.on_error == "raise":
+            raise exc
+        store = active_manager().store  # the scope's store: a plugin's Cache hands out none
+        if _counter_outages.first_failure(store):
+            log.warning(
+                "cachekit: counter %r answers None while the %s store fails: %s",
+                self.name,
+                store.name,
+                exc,
+            )
 
-    def get(self) -> int:
-        """The current value (``0`` when the counter does not exist)."""
-        return self._int(self._cache().get(self.name, 0))
+    def incr(self, delta: int = 1) -> R:
+        """Add ``delta`` atomically; a new counter starts at ``delta`` with the TTL.
+
+        :returns: the new value (``None`` on a store outage with ``on_error="ignore"``).
+        """
+        cache = self._cache()
+        try:
+            return self._ok(cast(R, cache.incr(self.name, delta, self.ttl)))
+        except StoreError as exc:
+            return cast(R, self._failed(exc))
+
+    def decr(self, delta: int = 1) -> R:
+        """Subtract ``delta`` atomically (counters may go negative); see :meth:`incr`."""
+        cache = self._cache()
+        try:
+            return self._ok(cast(R, cache.decr(self.name, delta, self.ttl)))
+        except StoreError as exc:
+            return cast(R, self._failed(exc))
+
+    def get(self) -> R:
+        """The current value (``0`` when the counter does not exist; ``None`` on a store
+        outage with ``on_error="ignore"``)."""
+        cache = self._cache()
+        try:
+            return self._ok(cast(R, self._int(cache.get(self.name, 0))))
+        except StoreError as exc:
+            return cast(R, self._failed(exc))
 
     def reset(self) -> bool:
-        """Delete the counter; ``True`` if it existed."""
+        """Delete the counter; ``True`` if it existed. Raises on a store outage whatever
+        ``on_error`` says: a reset that did not happen must not pass for one."""
         return self._cache().delete(self.name)
 
     def expire(self, ttl: TTL) -> bool:
-        """Give the counter a new TTL (``0``: none); ``False`` if it does not exist."""
+        """Give the counter a new TTL (``0``: none); ``False`` if it does not exist. Raises
+        on a store outage whatever ``on_error`` says."""
         return self._cache().expire(self.name, ttl)
 
-    async def aincr(self, delta: int = 1) -> int:
+    async def aincr(self, delta: int = 1) -> R:
         """Async :meth:`incr`."""
-        return await self._cache().aincr(self.name, delta, self.ttl)
+        cache = self._cache()
+        try:
+            return self._ok(cast(R, await cache.aincr(self.name, delta, self.ttl)))
+        except StoreError as exc:
+            return cast(R, self._failed(exc))
 
-    async def adecr(self, delta: int = 1) -> int:
+    async def adecr(self, delta: int = 1) -> R:
         """Async :meth:`decr`."""
-        return await self._cache().adecr(self.name, delta, self.ttl)
+        cache = self._cache()
+        try:
+            return self._ok(cast(R, await cache.adecr(self.name, delta, self.ttl)))
+        except StoreError as exc:
+            return cast(R, self._failed(exc))
 
-    async def aget(self) -> int:
+    async def aget(self) -> R:
         """Async :meth:`get`."""
-        return self._int(await self._cache().aget(self.name, 0))
+        cache = self._cache()
+        try:
+            return self._ok(cast(R, self._int(await cache.aget(self.name, 0))))
+        except StoreError as exc:
+            return cast(R, self._failed(exc))
 
     async def areset(self) -> bool:
         """Async :meth:`reset`."""
@@ -127,12 +227,44 @@ class Counter:
         return await self._cache().aexpire(self.name, ttl)
 
 
-def counter(name: str, *, ttl: TTL | None = None, namespace: str = "counters") -> Counter:
+@overload
+def counter(
+    name: str,
+    *,
+    ttl: TTL | None = None,
+    namespace: str = "counters",
+    on_error: Literal["raise"] = "raise",
+) -> Counter[int]: ...
+
+
+@overload
+def counter(
+    name: str,
+    *,
+    ttl: TTL | None = None,
+    namespace: str = "counters",
+    on_error: Literal["ignore"],
+) -> Counter[int | None]: ...
+
+
+def counter(
+    name: str,
+    *,
+    ttl: TTL | None = None,
+    namespace: str = "counters",
+    on_error: Literal["raise", "ignore"] = "raise",
+) -> Counter[Any]:
     """An atomic counter named ``name`` in the current scope's ``namespace``.
 
-    :param ttl: set when the counter is created (an existing counter keeps its TTL).
+    :param ttl: set when the counter is created (an existing counter keeps its TTL); any
+        duration (``60``, ``"1h"``, ``timedelta(days=1)``).
+    :param on_error: on a store outage, ``"raise"`` (default: like every direct call,
+        :class:`~cachekit.errors.StoreError`), or ``"ignore"``: ``incr``/``decr``/``get``
+        answer ``None`` and one warning is logged per outage — for counts that must not
+        fail a request (page views, statistics).
+    :raises CacheValueError: a bad name, TTL or ``on_error``.
     """
-    return Counter(name, ttl=ttl, namespace=namespace)
+    return Counter(name, ttl=ttl, namespace=namespace, on_error=on_error)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +296,6 @@ class RateLimitResult:
             )
 
 
-_outages = OutageLog()
 _taking_back: set[asyncio.Task[None]] = set()
 
 
@@ -176,32 +307,24 @@ class RateLimit:
     def __init__(
         self,
         name: str,
-        limit: int,
-        per: TTL,
+        limit: int | str,
+        per: TTL | None = None,
         *,
         algorithm: Algorithm = "fixed",
-        key: str | None = None,
+        key: KeyPart | None = None,
         on_error: Literal["allow", "deny"] = "allow",
         clock: Callable[[], float] = time.time,
     ) -> None:
         if type(name) is not str or not name:
             raise CacheValueError(f"a rate limit needs a non-empty str name, got {name!r}")
-        if type(limit) is not int or limit < 1:
-            raise CacheValueError(f"limit must be an int >= 1, got {limit!r}")
-        seconds = store_ttl(per)
-        if seconds is None:
-            raise CacheValueError("per must be a positive period, got 0")
+        self.limit, self.per = _rate(limit, per)
         if algorithm not in _ALGORITHMS:
             raise CacheValueError(f"algorithm must be one of {_ALGORITHMS}, got {algorithm!r}")
         if on_error not in ("allow", "deny"):
             raise CacheValueError(f"on_error must be 'allow' or 'deny', got {on_error!r}")
-        if key is not None and (type(key) is not str or not key):
-            raise CacheValueError(f"key must be a non-empty str, got {key!r}")
         self.name = name
-        self.limit = limit
-        self.per = seconds
         self.algorithm = algorithm
-        self.key = key
+        self.key = None if key is None else _key(key)
         self.on_error = on_error
         self.clock = clock
 
@@ -287,14 +410,11 @@ class RateLimit:
             if self.algorithm == "gcra":
                 interval, period = self._gcra_params()
                 now_us = round(now * 1e6)
-                # a store operation on the store key: the host's manager builds both (the
-                # plugin's Cache hands out neither)
-                manager = active_manager()
-                full, store = manager.full_key(cache, self._base()), manager.store
-                allowed, tat = yield twin(store, "gcra", full, now_us, interval, period, cost)
+                base = self._base()
+                allowed, tat = yield twin(cache, "gcra", base, now_us, interval, period, cost)
                 result = self._gcra(allowed, tat, now_us)
                 if allowed:  # a step of -cost moves the TAT back by what this hit added
-                    undo = twin(store, "gcra", full, now_us, interval, period, -cost)
+                    undo = twin(cache, "gcra", base, now_us, interval, period, -cost)
             else:
                 current, previous, into = self._windows(now)
                 count = yield twin(cache, "incr", current, cost, 2 * self.per)
@@ -412,6 +532,64 @@ class RateLimit:
         return [current, previous]
 
 
+def _rate(limit: int | str, per: TTL | None) -> tuple[int, float]:
+    """``(hits, seconds)`` of a rate written ``"10/minute"`` or ``10, per=60``."""
+    if isinstance(limit, str):
+        if per is not None:
+            raise CacheValueError(
+                f"the rate {limit!r} already says its period: drop per={per!r}, or write "
+                f"limit=10, per=60"
+            )
+        return _parse_rate(limit)
+    if type(limit) is not int or limit < 1:
+        raise CacheValueError(f"limit must be an int >= 1 or a rate ({RATE_FORMS}), got {limit!r}")
+    if per is None:
+        raise CacheValueError(
+            f"per= is missing: {limit} hits per what? Write per=60 or per='1m', or the rate "
+            f"as one string ({RATE_FORMS})"
+        )
+    seconds = store_ttl(per, "per")
+    if seconds is None:
+        raise CacheValueError(f"per must be a positive period, got {per!r}")
+    return limit, seconds
+
+
+def _parse_rate(text: str) -> tuple[int, float]:
+    """A rate as limits and slowapi spell it: ``count (/|per) [n] unit``, where the period
+    is any duration (``"10/5m"``, ``"10 per 90 seconds"``) or a unit word alone
+    (``"10/minute"`` is ten per one minute)."""
+    if ";" in text or "," in text:
+        raise CacheValueError(
+            f"rate {text!r} holds several rates; a rate limit takes one (stack two "
+            f"@rate_limited decorators for two)"
+        )
+    match = _RATE.fullmatch(text)
+    if match is None:
+        raise CacheValueError(f"cannot read the rate {text!r}; write it as {RATE_FORMS}")
+    period = match[2]
+    if _UNIT_WORD.fullmatch(period):
+        period = f"1 {period}"
+    try:
+        seconds = store_ttl(period, "rate")
+    except CacheValueError as exc:
+        raise CacheValueError(f"{exc} (reading the rate {text!r})") from None
+    hits = int(match[1])
+    if hits < 1 or seconds is None:
+        raise CacheValueError(f"rate {text!r} allows nothing; write it as {RATE_FORMS}")
+    return hits, seconds
+
+
+def _key(key: object) -> str:
+    """The text of a rate limit's ``key=`` (a user id, a client address)."""
+    text = key_text(key)
+    if not text:
+        raise CacheValueError(
+            f"key must be a non-empty str, an int, a UUID, a Decimal or an Enum of those "
+            f"(a user id, a client address), got {type(key).__name__}: {key!r}"
+        )
+    return text
+
+
 def _count(value: Any) -> int:
     if type(value) is int:
         return value
@@ -424,37 +602,42 @@ def _count(value: Any) -> int:
 
 def rate_limit(
     name: str,
-    limit: int,
-    per: TTL,
+    limit: int | str,
+    per: TTL | None = None,
     *,
     algorithm: Algorithm = "fixed",
-    key: str | None = None,
+    key: KeyPart | None = None,
     on_error: Literal["allow", "deny"] = "allow",
 ) -> RateLimit:
-    """A limit of ``limit`` hits per ``per`` seconds, counted in the current scope (so per
-    plugin and tenant) and, with ``key``, per user, IP or anything else within it.
+    """A limit of ``limit`` hits per ``per``, counted in the current scope (so per plugin
+    and tenant) and, with ``key``, per user, IP or anything else within it.
 
-    :raises CacheValueError: a bad name, limit, period, algorithm or on_error.
+    :param limit: hits per period (with ``per=``), or the whole rate as one string:
+        ``"10/minute"``, ``"100 per hour"``, ``"5/second"``, ``"10/5m"``.
+    :param per: the period, any duration (``60``, ``"1m"``, ``timedelta(minutes=1)``).
+    :param key: a str, int, UUID, Decimal or Enum of those (a user id, a client address).
+    :raises CacheValueError: a bad name, rate, period, key, algorithm or on_error.
     """
     return RateLimit(name, limit, per, algorithm=algorithm, key=key, on_error=on_error)
 
 
 def rate_limited(
     name: str,
-    limit: int,
-    per: TTL,
+    limit: int | str,
+    per: TTL | None = None,
     *,
     algorithm: Algorithm = "fixed",
-    key: str | Callable[..., str] | None = None,
+    key: KeyPart | Callable[..., KeyPart] | None = None,
     on_error: Literal["allow", "deny"] = "allow",
 ) -> Callable[[F], F]:
     """Decorate an endpoint (``def`` or ``async def``) so each call takes a hit and a
     refused one raises :class:`RateLimitExceeded` — which the middlewares and the
     framework hooks in :mod:`cachekit.http` turn into a 429 with ``Retry-After`` and
-    ``RateLimit-*`` headers.
+    ``RateLimit-*`` headers. The rate is written as for :func:`rate_limit`
+    (``@rate_limited("search", "10/minute")``) and checked when the decorator is applied.
 
-    :param key: a fixed str, or a callable with the endpoint's arguments returning the
-        key (per user, per client address).
+    :param key: a fixed key, or a callable with the endpoint's arguments returning one
+        (per user, per client address): a str, int, UUID, Decimal or Enum of those.
     """
     fixed_key = None if callable(key) else key
     fixed = RateLimit(name, limit, per, algorithm=algorithm, key=fixed_key, on_error=on_error)
@@ -462,9 +645,9 @@ def rate_limited(
     def limit_for(args: tuple[Any, ...], kwargs: dict[str, Any]) -> RateLimit:
         if not callable(key):
             return fixed
-        return RateLimit(
-            name, limit, per, algorithm=algorithm, key=key(*args, **kwargs), on_error=on_error
-        )
+        keyed = copy.copy(fixed)
+        keyed.key = _key(key(*args, **kwargs))
+        return keyed
 
     def decorate(fn: F) -> F:
         if inspect.iscoroutinefunction(fn):

@@ -49,11 +49,15 @@ import functools
 import hashlib
 import inspect
 import logging
+import re
 import secrets
+import string
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping
-from typing import Any, Final, TypeVar
+from decimal import Decimal
+from typing import Any, Final, Never, TypeVar
+from uuid import UUID
 
 import wrapt
 
@@ -63,7 +67,8 @@ from cachekit.codec import MISS
 from cachekit.context import active_manager, caching_disabled, current_cache
 from cachekit.context import outcome as request_outcome
 from cachekit.durations import TTL, store_ttl
-from cachekit.errors import CacheKeyError, StoreError
+from cachekit.errors import CacheKeyError, CacheValueError, StoreError
+from cachekit.keys import KeyPart, key_text
 from cachekit.shapes import returned_shape, stale_entry
 from cachekit.steps import Step, Steps, arun, run, sleep, twin
 
@@ -105,13 +110,69 @@ def _part(value: Any) -> str:
     text = repr(value)
     identity_repr: Any = kind.__repr__
     if identity_repr is object.__repr__ or " at 0x" in text:
-        raise CacheKeyError(
-            f"@cached cannot build a stable key from {kind.__qualname__} argument {text}: its "
-            "text changes from object to object. Pass key=... to build the key yourself, "
-            "ignore=(...) to leave the argument out, or give the class a __repr__ that "
-            "shows its value"
-        )
+        raise _unstable(kind, text)
     return f"{len(text)}#{text}"
+
+
+def _unstable(kind: type, text: str) -> CacheKeyError:
+    return CacheKeyError(
+        f"@cached cannot build a stable key from {kind.__qualname__} argument {text}: its "
+        "text changes from object to object. Pass key=... to build the key yourself, "
+        "ignore=(...) to leave the argument out, or give the class a __repr__ that "
+        "shows its value"
+    )
+
+
+class _KeyFormatter(string.Formatter):
+    """Formats a ``key=`` template whose fields are not all plain text values: an enum
+    gives its value, an object whose text is its address is refused."""
+
+    def format_field(self, value: Any, format_spec: str) -> str:
+        if isinstance(value, enum.Enum):
+            value = value.value
+        text = format(value, format_spec)
+        kind: Any = type(value)
+        identity = kind.__str__ is object.__str__ and kind.__repr__ is object.__repr__
+        if identity or " at 0x" in text:
+            raise _unstable(kind, text)
+        return text
+
+
+_KEY_FORMATTER: Final = _KeyFormatter()
+# argument types a template formats to a stable text as they are (the fast path)
+_PLAIN_TEXT: Final = frozenset({str, int, float, bool, UUID, Decimal})
+
+
+def _template_fields(
+    fn: Callable[..., Any], template: str, names: Collection[str]
+) -> frozenset[str]:
+    """The arguments a ``key=`` template reads (``"user:{user.id}"`` reads ``user``)."""
+    try:
+        fields = {
+            re.split(r"[.\[]", field, maxsplit=1)[0]
+            for _, field, _, _ in string.Formatter().parse(template)
+            if field is not None
+        }
+    except ValueError as exc:
+        raise CacheKeyError(f"key= template {template!r} is malformed: {exc}") from None
+    unknown = fields - set(names)
+    if unknown:
+        raise CacheKeyError(
+            f"key= template {template!r} names no parameter of {fn.__qualname__}: "
+            f"{sorted(unknown)} (fields name the function's parameters, as in 'user:{{user_id}}')"
+        )
+    return frozenset(fields)
+
+
+def _callable_key(made: Any) -> str:
+    """A ``key=`` callable's result: a str, or a scalar with a stable text (an int id, a
+    UUID)."""
+    text = made if type(made) is str else key_text(made)
+    if not text:
+        raise CacheKeyError(
+            f"key= must produce a non-empty str (or an int, UUID, Decimal or Enum), got {made!r}"
+        )
+    return text
 
 
 def _finish(parts: list[str]) -> str:
@@ -128,7 +189,7 @@ _KeyFn = Callable[[bool, tuple[Any, ...], Mapping[str, Any]], str]
 def _key_maker(
     fn: Callable[..., Any],
     ignore: Collection[str],
-    key: Callable[..., str] | str | None,
+    key: Callable[..., KeyPart] | str | None,
     *,
     is_classmethod: bool,
 ) -> _KeyFn:
@@ -147,6 +208,7 @@ def _key_maker(
     positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     simple = key is None and not ignore and all(p.kind in positional for p in params)
     arity = (len(params), len(params) - 1) if simple else (-1, -1)
+    fields = _template_fields(fn, key, sig.parameters) if isinstance(key, str) else frozenset()
 
     def keys(bound: bool, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> str:
         bound = bound or is_classmethod
@@ -160,9 +222,17 @@ def _key_maker(
         call.apply_defaults()
         if key is None:
             return _finish([_part(v) for name, v in call.arguments.items() if name not in ignored])
-        made = key(*args, **kwargs) if callable(key) else key.format(**call.arguments)
-        if type(made) is not str or not made:
-            raise CacheKeyError(f"key= must produce a non-empty str, got {made!r}")
+        if callable(key):
+            return _callable_key(key(*args, **kwargs))
+        values = call.arguments
+        for name in fields:
+            if type(values[name]) not in _PLAIN_TEXT:
+                made = _KEY_FORMATTER.vformat(key, (), values)
+                break
+        else:
+            made = key.format(**values)
+        if not made:
+            raise CacheKeyError(f"key= template {key!r} produced an empty key")
         return made
 
     return keys
@@ -173,19 +243,16 @@ def _key_maker(
 _outages = OutageLog()
 
 
-# The store is the bound scope's manager's: a plugin's Cache does not hand out its store.
-
-
-def _store_failed(exc: StoreError, fn: Callable[..., Any]) -> None:
+def _store_failed(cache: Cache, exc: StoreError, fn: Callable[..., Any]) -> None:
     """Fail open (log once per outage) or, with failOpen: false, re-raise."""
-    manager = active_manager()
-    if not manager.config.fail_open:
+    if not cache.fail_open:  # the plugin's failOpen (cachekit.policy)
         raise exc
-    if _outages.first_failure(manager.store):
+    store = active_manager().store  # the scope's store: a plugin's Cache hands out none
+    if _outages.first_failure(store):
         log.warning(
             "cachekit: @cached %s calls through while the %s store fails: %s",
             fn.__qualname__,
-            manager.store.name,
+            store.name,
             exc,
         )
 
@@ -211,6 +278,7 @@ class _Policy:
         "cache_none",
         "clock",
         "fn",
+        "is_async",
         "keys",
         "lock",
         "lock_timeout",
@@ -226,18 +294,19 @@ class _Policy:
         fn: Callable[..., Any],
         *,
         namespace: str | None,
-        ttl: TTL | Callable[[Any], TTL] | None,
-        key: Callable[..., str] | str | None,
+        ttl: float | Callable[[Any], TTL] | None,
+        key: Callable[..., KeyPart] | str | None,
         ignore: Collection[str],
         unless: Callable[[Any], bool] | None,
         cache_none: bool,
         lock: bool,
         lock_timeout: float,
-        stale_ttl: TTL | None,
+        stale_ttl: float | None,
         is_classmethod: bool,
         clock: Callable[[], float],
     ) -> None:
         self.fn = fn
+        self.is_async = inspect.iscoroutinefunction(fn)
         self.clock = clock  # wall clock: freshness of stale-while-revalidate entries
         self.namespace = namespace or f"{fn.__module__}.{fn.__qualname__}"
         self.ttl = ttl
@@ -246,8 +315,8 @@ class _Policy:
         self.cache_none = cache_none
         self.lock = lock
         self.lock_timeout = lock_timeout
-        self.stale_ttl = None if stale_ttl is None else store_ttl(stale_ttl)
-        self._locks: dict[_Scoped, list[Any]] = {}  # key -> [threading.Lock, waiters]
+        self.stale_ttl = stale_ttl
+        self._locks: dict[_Scoped, list[Any]] = {}  # key -> [threading.Lock, waiters, turns]
         self._locks_guard = threading.Lock()
         self._inflight: dict[tuple[int, _Scoped], asyncio.Future[Any]] = {}  # (loop, key)
         self._refreshing: set[_Scoped] = set()
@@ -288,7 +357,7 @@ class _Policy:
 
     def failed(self, cache: Cache, exc: StoreError) -> Any:
         """A hit-path read failed: fail open (or raise); the entry is ``_FAILED``."""
-        _store_failed(exc, self.fn)
+        _store_failed(cache, exc, self.fn)
         return _FAILED
 
     def settle(self, cache: Cache, entry: Any) -> tuple[Any, object]:
@@ -325,7 +394,7 @@ class _Policy:
         try:
             entry = yield twin(cache, "get", key, MISS, self.shape)
         except StoreError as exc:
-            _store_failed(exc, self.fn)
+            _store_failed(cache, exc, self.fn)
             return MISS
         if _outages.active:
             _store_answered()
@@ -338,7 +407,7 @@ class _Policy:
             try:
                 yield twin(cache, "set", key, entry, ttl or 0, self.shape)
             except StoreError as exc:
-                _store_failed(exc, self.fn)
+                _store_failed(cache, exc, self.fn)
 
     def call_and_store(self, cache: Cache, key: str, call: Callable[[], Any]) -> Steps[Step, Any]:
         """Call the function (a step: sync calls it, async awaits what it returns) and
@@ -356,7 +425,8 @@ class _Policy:
 
     def compute(self, cache: Cache, key: str, call: Callable[[], Any]) -> Steps[Step, Any]:
         """Compute and store; with ``lock=True`` once across processes: take the store's
-        lock, or poll with backoff for the holder's value until ``lock_timeout``."""
+        lock and read once more under it (one more read per miss, the price of computing
+        once), or poll with backoff for the holder's value until ``lock_timeout``."""
         if not self.lock:
             return (yield from self.call_and_store(cache, key, call))
         lock_key, token = key + _LOCK_SUFFIX, _token()
@@ -365,10 +435,15 @@ class _Policy:
             try:
                 held = yield twin(cache, "add", lock_key, token, self.lock_timeout)
             except StoreError as exc:
-                _store_failed(exc, self.fn)
+                _store_failed(cache, exc, self.fn)
                 return (yield Step(call, call))
             if held:
                 try:
+                    # Checked again under the lock: a process whose read missed just before
+                    # the last holder stored and released would otherwise compute again.
+                    entry = yield from self.read(cache, key)
+                    if entry is not MISS:
+                        return self.fresh(entry)[0]
                     return (yield from self.call_and_store(cache, key, call))
                 finally:
                     yield from _release(cache, lock_key, token)
@@ -394,18 +469,22 @@ class _Policy:
     def miss_sync(self, cache: Cache, key: str, call: Callable[[], Any]) -> Any:
         """Threads of this process computing one key queue on a per-key lock.
 
-        Whatever ends the computing thread's turn — a value, the function's own error, or
-        any other ``BaseException`` — the lock is released and the next queued thread
-        re-reads the store and computes when it finds nothing: an error is never handed
-        to other threads, each retries in turn.
+        The first turn computes at once (its caller's read was the miss: one read, one
+        miss counted). Whatever ends the computing thread's turn — a value, the function's
+        own error, or any other ``BaseException`` — the lock is released and the next
+        queued thread re-reads the store and computes when it finds nothing: an error is
+        never handed to other threads, each retries in turn.
         """
         scoped = _scoped(cache, key)
         with self._locks_guard:
-            slot = self._locks.setdefault(scoped, [threading.Lock(), 0])
+            slot = self._locks.setdefault(scoped, [threading.Lock(), 0, 0])  # lock, queued, turns
             slot[1] += 1
         try:
             with slot[0]:
-                return run(self.recheck(cache, key, call))  # filled while we waited?
+                first, slot[2] = not slot[2], slot[2] + 1
+                # after another thread's turn the store may hold its value: re-read
+                steps = self.compute(cache, key, call) if first else self.recheck(cache, key, call)
+                return run(steps)
         finally:
             with self._locks_guard:
                 slot[1] -= 1
@@ -550,9 +629,9 @@ def _async_hit(policy: _Policy) -> Callable[..., Any]:
 
 
 class _Helpers:
-    """The helpers a cached function carries: ``invalidate``, ``ainvalidate``, ``refresh``
-    and ``uncached``. ``instance`` is the bound object of a method (``None`` otherwise)
-    and ``target`` what ``refresh`` calls."""
+    """The helpers a cached function carries: ``invalidate``, ``ainvalidate``, ``refresh``,
+    ``arefresh`` and ``uncached``. ``instance`` is the bound object of a method (``None``
+    otherwise) and ``target`` what ``refresh`` calls."""
 
     __slots__ = ("_instance", "_policy", "_target")
 
@@ -575,11 +654,33 @@ class _Helpers:
         return await cache.adelete(key)
 
     def refresh(self, *args: Any, **kwargs: Any) -> Any:
-        """Call the function now and store its result (a coroutine for async functions)."""
+        """Call the function (a ``def``) now and store its result; returns the result.
+
+        :raises TypeError: on an ``async def`` function: ``await f.arefresh(...)`` it.
+        """
+        if self._policy.is_async:
+            fn = self._policy.fn
+            raise TypeError(
+                f"{fn.__qualname__} is an async function: use `await {fn.__name__}.arefresh(...)`"
+            )
+        cache, key = self._parts(args, kwargs)
+        return run(
+            self._policy.compute(cache, key, functools.partial(self._target, *args, **kwargs))
+        )
+
+    async def arefresh(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the function (an ``async def``) now and store its result; returns the result.
+
+        :raises TypeError: on a ``def`` function: call ``f.refresh(...)``.
+        """
+        if not self._policy.is_async:
+            fn = self._policy.fn
+            raise TypeError(
+                f"{fn.__qualname__} is not an async function: call {fn.__name__}.refresh(...)"
+            )
         cache, key = self._parts(args, kwargs)
         call = functools.partial(self._target, *args, **kwargs)
-        steps = self._policy.compute(cache, key, call)
-        return arun(steps) if inspect.iscoroutinefunction(self._policy.fn) else run(steps)
+        return await arun(self._policy.compute(cache, key, call))
 
 
 class _WraptHelpers:
@@ -602,8 +703,12 @@ class _WraptHelpers:
         return await self._self_helpers.ainvalidate(*args, **kwargs)
 
     def refresh(self, *args: Any, **kwargs: Any) -> Any:
-        """Call the function now and store its result (a coroutine for async functions)."""
+        """Call the function (a ``def``) now and store its result; returns the result."""
         return self._self_helpers.refresh(*args, **kwargs)
+
+    async def arefresh(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the function (an ``async def``) now and store its result; returns it."""
+        return await self._self_helpers.arefresh(*args, **kwargs)
 
     @property
     def uncached(self) -> Callable[..., Any]:
@@ -631,9 +736,10 @@ def _in_class_body(fn: Callable[..., Any]) -> bool:
     return len(parts) > 1 and parts[-2] != "<locals>"
 
 
-def _plain(policy: _Policy, func: Callable[..., Any], is_async: bool) -> Callable[..., Any]:
+def _plain(policy: _Policy, func: Callable[..., Any]) -> Callable[..., Any]:
     """A plain function's wrapper: a closure, cheaper per call than wrapt's proxy (see
     bench/README.md); methods keep wrapt for correct binding."""
+    is_async = policy.is_async
     hit = (_async_hit if is_async else _sync_hit)(policy)
 
     async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -648,31 +754,71 @@ def _plain(policy: _Policy, func: Callable[..., Any], is_async: bool) -> Callabl
     wrapper.invalidate = helpers.invalidate
     wrapper.ainvalidate = helpers.ainvalidate
     wrapper.refresh = helpers.refresh
+    wrapper.arefresh = helpers.arefresh
     wrapper.uncached = func
     return wrapper  # type: ignore[no-any-return]
+
+
+# what other caching libraries call a parameter, and cachekit's name for it
+_PEER_NAMES: Final = {
+    "expire": "ttl=",  # fastapi-cache2
+    "expires": "ttl=",
+    "timeout": "ttl= (how long a value is kept) or lock_timeout= (how long a waiter waits)",
+    "ttl_seconds": "ttl=",
+    "key_builder": "key=",  # aiocache, fastapi-cache2
+    "make_cache_key": "key=",  # Flask-Caching
+    "key_func": "key=",
+    "key_prefix": "namespace=",  # Flask-Caching
+    "prefix": "namespace=",  # cashews
+    "condition": "unless= (called with the result; true: do not store)",  # cashews
+    "skip_cache_func": "unless= (called with the result; true: do not store)",  # aiocache
+    "early_ttl": "stale_ttl=",  # cashews
+    "lock_ttl": "lock_timeout=",  # cashews
+    "noself": "nothing: self and cls are always left out of the key",  # aiocache
+}
+_CACHED_PARAMETERS: Final = (
+    "namespace, ttl, key, ignore, unless, cache_none, lock, lock_timeout, stale_ttl, clock"
+)
+
+
+def _unknown_parameter(names: Collection[str]) -> TypeError:
+    name = sorted(names)[0]
+    hint = _PEER_NAMES.get(name)
+    if hint is not None:
+        return TypeError(f"cached() has no parameter {name}=: cachekit calls it {hint}")
+    return TypeError(
+        f"cached() got an unexpected keyword argument {name!r}; its parameters: "
+        f"{_CACHED_PARAMETERS}"
+    )
 
 
 def cached(
     namespace: str | None = None,
     ttl: TTL | Callable[[Any], TTL] | None = None,
     *,
-    key: Callable[..., str] | str | None = None,
+    key: Callable[..., KeyPart] | str | None = None,
     ignore: Collection[str] = (),
     unless: Callable[[Any], bool] | None = None,
     cache_none: bool = True,
     lock: bool = False,
-    lock_timeout: float = 10.0,
+    lock_timeout: TTL = 10.0,
     stale_ttl: TTL | None = None,
     clock: Callable[[], float] = time.time,
+    **unknown: Never,
 ) -> Callable[[F], F]:
     """Memoize a function (``def`` or ``async def``; plain, method, classmethod or
     staticmethod) in the current scope's cache.
 
+    Every duration takes seconds (``int``, ``float``), a ``timedelta`` or a duration string
+    (``"5m"``, ``"1h30m"``, ``"PT1M30S"``; see :mod:`cachekit.durations`), and is checked
+    when the decorator is applied.
+
     :param namespace: the cache namespace (default: the function's module and qualname).
-    :param ttl: seconds or ``timedelta``, or a callable of the result returning one;
-        ``None`` uses the cache's default TTL, ``0`` no expiry.
-    :param key: a callable with the function's arguments returning the key, or a format
-        string over the argument names (``"user:{user_id}"``). Default: all arguments.
+    :param ttl: a duration, or a callable of the result returning one; ``None`` uses the
+        cache's default TTL, ``0`` no expiry.
+    :param key: a callable with the function's arguments returning the key (a str, or an
+        int, UUID, Decimal or Enum), or a format string over the argument names
+        (``"user:{user_id}"``). Default: all arguments.
     :param ignore: names of arguments left out of the default key.
     :param unless: ``unless(result) -> bool``: do not store when true.
     :param cache_none: store ``None`` results (default) or not.
@@ -682,10 +828,13 @@ def cached(
     :param stale_ttl: serve an expired entry for this long while it is refreshed.
     :param clock: the wall clock (seconds) that dates stale-while-revalidate entries;
         inject a fake one in tests.
-    :raises CacheKeyError: ``ignore`` names an unknown argument (when applied), or an
-        argument cannot form a stable key (when called).
-    :raises CacheValueError: the return annotation names a type that cannot be cached
-        (a pydantic model without pydantic installed, a pydantic v1 model), when applied.
+    :raises CacheValueError: a bad ``ttl``, ``stale_ttl`` or ``lock_timeout``, or a return
+        annotation that names a type that cannot be cached (a pydantic model without
+        pydantic installed, a pydantic v1 model) — both when applied.
+    :raises CacheKeyError: ``ignore`` or a ``key`` template names an unknown argument (when
+        applied), or an argument cannot form a stable key (when called).
+    :raises TypeError: an unknown parameter; other libraries' names (``expire``,
+        ``key_builder``, ``timeout``...) get cachekit's name for them.
 
     A structured return annotation — a dataclass, ``NamedTuple``, ``TypedDict``, pydantic
     model or ``Enum``, or ``list[...]``/``dict[str, ...]``/``X | None`` of them — is
@@ -693,8 +842,14 @@ def cached(
     entry that no longer fits it (the type changed since) is a miss: recomputed and
     overwritten. Plain annotations cost nothing.
     """
-    if lock_timeout <= 0:
-        raise ValueError(f"lock_timeout must be > 0, got {lock_timeout}")
+    if unknown:
+        raise _unknown_parameter(unknown)
+    # durations are read now, so a bad one fails at import rather than on every call
+    fixed_ttl = ttl if ttl is None or callable(ttl) else store_ttl(ttl) or 0.0  # 0.0: none
+    timeout = store_ttl(lock_timeout, "lock_timeout")
+    if timeout is None:
+        raise CacheValueError(f"lock_timeout must be > 0, got {lock_timeout!r}")
+    stale = None if stale_ttl is None else store_ttl(stale_ttl, "stale_ttl")
 
     def decorate(fn: F) -> F:
         target: Any = fn
@@ -702,21 +857,20 @@ def cached(
         policy = _Policy(
             func,
             namespace=namespace,
-            ttl=ttl,
+            ttl=fixed_ttl,
             key=key,
             ignore=ignore,
             unless=unless,
             cache_none=cache_none,
             lock=lock,
-            lock_timeout=lock_timeout,
-            stale_ttl=stale_ttl,
+            lock_timeout=timeout,
+            stale_ttl=stale,
             is_classmethod=isinstance(target, classmethod),
             clock=clock,
         )
-        is_async = inspect.iscoroutinefunction(func)
         if target is func and not _in_class_body(func):
-            return _plain(policy, func, is_async)  # type: ignore[return-value]
-        hit = (_async_hit if is_async else _sync_hit)(policy)
+            return _plain(policy, func)  # type: ignore[return-value]
+        hit = (_async_hit if policy.is_async else _sync_hit)(policy)
         return _Cached(target, policy, hit)  # type: ignore[return-value]
 
     return decorate

@@ -13,6 +13,9 @@ the stores map them to :class:`StoreError` subclasses at the I/O boundary.
     ├── CacheValueError(TypeError, ValueError)
     │                                    unencodable value, bad TTL, incr of a non-integer,
     │                                    value over a store's size limit
+    ├── CachePolicyError                 a plugin's policy refused the call (``operations``)
+    │   └── ValueTooLarge(CacheValueError)
+    │                                    a value over the plugin's ``maxValueBytes``
     ├── StoreError                       the store failed
     │   ├── StoreUnavailable             cannot reach the store (down, refused, auth)
     │   └── StoreTimeout                 the store did not answer in time
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 __all__ = [
     "CacheKeyError",
+    "CachePolicyError",
     "CacheValueError",
     "CachekitError",
     "ConfigError",
@@ -31,6 +35,7 @@ __all__ = [
     "StoreError",
     "StoreTimeout",
     "StoreUnavailable",
+    "ValueTooLarge",
 ]
 
 
@@ -59,6 +64,32 @@ class CacheKeyError(CachekitError, ValueError):
 
 class CacheValueError(CachekitError, TypeError, ValueError):
     """A value (or TTL) cannot be stored, or a stored value does not fit the operation."""
+
+
+class CachePolicyError(CachekitError):
+    """A plugin's policy (``backend.cache.plugins.<id>``, ``pluginDefaults``,
+    ``tenants.<id>``) refused the call, before any I/O. Not a store error: it never moves a
+    circuit breaker and ``@cached`` does not fail open on it.
+
+    :ivar plugin: the plugin whose policy refused the call.
+    :ivar tenant: the tenant of the scope (``None``: the platform scope).
+    :ivar limit: the policy key at stake (``"operations"``, ``"maxValueBytes"``).
+    :ivar value: what the call asked for (the operation, the encoded size in bytes).
+    """
+
+    def __init__(
+        self, message: str, *, plugin: str, tenant: str | None, limit: str, value: object
+    ) -> None:
+        super().__init__(message)
+        self.plugin = plugin
+        self.tenant = tenant
+        self.limit = limit
+        self.value = value
+
+
+class ValueTooLarge(CachePolicyError, CacheValueError):
+    """An encoded value is larger than the plugin's ``maxValueBytes``; nothing was written.
+    Also a :class:`CacheValueError`, so code catching that keeps working."""
 
 
 class StoreError(CachekitError):

@@ -31,8 +31,10 @@ from __future__ import annotations
 import enum
 import functools
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Final, NamedTuple
 from urllib.parse import unquote
+from uuid import UUID
 
 from cachekit.errors import CacheKeyError
 
@@ -40,12 +42,14 @@ __all__ = [
     "ANY",
     "PLATFORM_SEGMENT",
     "SEPARATOR",
+    "KeyPart",
     "KeySelector",
     "KeySpace",
     "ScopeIds",
     "check_key",
     "escape_glob",
     "escape_segment",
+    "key_text",
     "parse_scope",
     "scope_of",
     "unencodable_key",
@@ -145,6 +149,25 @@ def check_key(key: str) -> str:
     if not key.isascii():
         _check_encodable(key, "cache key")
     return key
+
+
+KeyPart = str | int | float | Decimal | UUID | enum.Enum
+"""A scalar that can stand for a key or a part of one (a user id, a UUID, a client
+address): see :func:`key_text`."""
+
+_TEXT_TYPES: Final = (str, int, float, Decimal, UUID)
+
+
+def key_text(value: object) -> str | None:
+    """The stable text of a scalar key part, or ``None`` when ``value`` has none.
+
+    ``str``, ``int`` (and ``bool``), ``float``, ``Decimal`` and ``UUID`` give ``str(value)``;
+    an ``Enum`` of those gives its value's text (an enum's own text changed across Python
+    versions). Anything else, whose text may be its address, gives ``None``.
+    """
+    if isinstance(value, enum.Enum):
+        value = value.value
+    return str(value) if isinstance(value, _TEXT_TYPES) else None
 
 
 def escape_glob(text: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Self
 
 from cachekit.cache import Cache
@@ -17,6 +17,8 @@ from cachekit.config.url import parse_cache_url
 from cachekit.errors import CacheKeyError
 from cachekit.keys import ANY, KeySelector, KeySpace, check_key
 from cachekit.metrics import Metrics, StatsRow
+from cachekit.policy import check_plugins
+from cachekit.policy import resolve as resolve_policy
 from cachekit.stores import Store, create_store
 
 __all__ = ["CacheManager"]
@@ -44,7 +46,10 @@ class CacheManager:
     :param store: a store instance to use instead of the one ``config`` names.
     :param codec: the value codec (register extra types on it).
     :param source: where the config came from, for the start-up log line and ``repr``.
-    :raises ConfigError: the config names an unknown store or a missing driver.
+    :param plugins: the host's plugin ids: limits in ``backend.cache.plugins`` for any
+        other id are then a ``ConfigError`` (as with ``backend.cache.knownPlugins``).
+    :raises ConfigError: the config names an unknown store or a missing driver, or sets
+        limits for a plugin ``plugins`` does not list.
     :raises TypeError: ``config`` is not a :class:`~cachekit.config.CacheConfig` (a URL,
         a file name or a mapping: the message names the classmethod to use).
     """
@@ -56,10 +61,12 @@ class CacheManager:
         store: Store | None = None,
         codec: Codec | None = None,
         source: str | None = None,
+        plugins: Iterable[str] | None = None,
     ) -> None:
         if config is not None and not isinstance(config, CacheConfig):
             raise _not_a_config(config)
         self.config = config if config is not None else CacheConfig()
+        check_plugins(self.config, plugins)
         self.store: Store = store if store is not None else create_store(self.config)
         self.codec = codec if codec is not None else Codec()
         self.keyspace = KeySpace(self.store.key_prefix)
@@ -163,18 +170,21 @@ class CacheManager:
         )
 
     def for_plugin(self, plugin_id: str, tenant: str | None = None) -> Cache:
-        """The cache of ``plugin_id`` for ``tenant`` (``None``: the platform scope).
+        """The cache of ``plugin_id`` for ``tenant`` (``None``: the platform scope), under
+        the scope's policy (:func:`cachekit.policy.resolve`, worked out here, once per cache).
 
         :raises CacheKeyError: an id is empty or not a ``str``.
         """
+        policy = resolve_policy(self.config, plugin_id, tenant)
         return Cache(
             self.store,
             plugin=plugin_id,
             tenant=tenant,
-            default_ttl=self.config.default_ttl,
+            default_ttl=policy.default_ttl,
             codec=self.codec,
             keyspace=self.keyspace,
             metrics=self.metrics,
+            policy=policy,
         )
 
     def full_key(self, cache: Cache, key: str) -> str:

@@ -1,5 +1,6 @@
-"""In-process metrics: hits, misses, sets, deletes, errors and store latency per
-(plugin, namespace, store) — and per tenant when ``backend.cache.metrics.perTenant`` is on.
+"""In-process metrics: hits, misses, sets, deletes, errors, store latency and policy
+violations per (plugin, namespace, store) — and per tenant when
+``backend.cache.metrics.perTenant`` is on.
 
 Every :class:`~cachekit.Cache` holds the :class:`OpStats` of its scope and bumps plain
 integer attributes on it: no lock, no allocation, a few tens of nanoseconds per call. Under
@@ -22,7 +23,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Final
 
 __all__ = ["DEFAULT_MAX_SERIES", "OTHER", "Metrics", "OpStats", "StatsRow"]
@@ -39,7 +41,7 @@ _log = logging.getLogger(__name__)
 class OpStats:
     """Mutable counters of one (plugin, tenant-or-None, namespace, store)."""
 
-    __slots__ = ("deletes", "errors", "hits", "latency", "misses", "sets", "timed")
+    __slots__ = ("deletes", "errors", "hits", "latency", "misses", "sets", "timed", "violations")
 
     def __init__(self) -> None:
         self.hits = 0
@@ -49,6 +51,7 @@ class OpStats:
         self.errors = 0
         self.latency = 0.0  # seconds spent in store calls that were timed
         self.timed = 0
+        self.violations: dict[str, int] = {}  # policy limit -> times (cachekit.policy)
 
     def __repr__(self) -> str:
         return (
@@ -72,6 +75,9 @@ class StatsRow:
     errors: int
     latency_seconds: float
     timed_calls: int
+    policy_violations: Mapping[str, int] = field(default_factory=dict, hash=False)
+    """Calls the plugin's policy refused or cut, by limit (``maxTtl``, ``maxValueBytes``,
+    ``operations``; see :mod:`cachekit.policy`); only limits that were hit appear."""
 
     @property
     def hit_ratio(self) -> float | None:
@@ -163,6 +169,7 @@ class Metrics:
                 errors=s.errors,
                 latency_seconds=s.latency,
                 timed_calls=s.timed,
+                policy_violations=dict(s.violations),
             )
             for (plugin, tenant, namespace, store), s in items
         ]

@@ -36,6 +36,7 @@ def test_public_api_is_pinned() -> None:
         "MISS",
         "Cache",
         "CacheKeyError",
+        "CachePolicyError",
         "CacheValueError",
         "CachekitError",
         "ConfigError",

@@ -8,6 +8,8 @@ runs.
 
 from __future__ import annotations
 
+import datetime
+import decimal
 import io
 import json
 import re
@@ -585,6 +587,35 @@ def test_get_prints_bytes_as_tagged_base64(
     }
 
 
+def test_get_prints_the_codecs_built_in_types_tagged(
+    tmp_path: Path, redis_cache: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """datetimes, dates, timedeltas, Decimals, UUIDs, sets and tuple dict keys print as tagged
+    JSON instead of crashing json.dumps."""
+    value = {
+        "at": datetime.datetime(2026, 12, 3, 9, 30, tzinfo=datetime.UTC),
+        "day": datetime.date(2026, 12, 3),
+        "term": datetime.timedelta(minutes=90),
+        "price": decimal.Decimal("1.10"),
+        "id": uuid.UUID(int=1),
+        "tags": {"a"},
+        (1, 2): "pair",
+    }
+    with manager_for(redis_cache) as manager:
+        manager.for_plugin("a").set("k", value)
+    config = str(write_config(tmp_path / "c.yaml", redis_cache))
+    assert main(["get", "--plugin", "a", "-c", config, "k"]) == 0
+    assert json.loads(capsys.readouterr().out) == {
+        "at": {"$datetime": "2026-12-03T09:30:00+00:00"},
+        "day": {"$date": "2026-12-03"},
+        "term": {"$timedelta": 5400.0},
+        "price": {"$decimal": "1.10"},
+        "id": {"$uuid": "00000000-0000-0000-0000-000000000001"},
+        "tags": {"$set": ["a"]},
+        "[1, 2]": "pair",
+    }
+
+
 def test_set_with_ttl_sets_an_expiry(
     tmp_path: Path, redis_server: RedisServer, redis_cache: dict[str, Any]
 ) -> None:
@@ -600,14 +631,46 @@ def test_set_with_ttl_sets_an_expiry(
     assert 80_000 < pttl <= 90_000
 
 
-@pytest.mark.parametrize("ttl", ["-1", "nan", "inf"])
-def test_set_refuses_a_bad_ttl(
-    ttl: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("ttl", "seconds"), [("1h30m", 5400), ("PT2M", 120), ("5 minutes", 300), ("90s", 90)]
+)
+def test_set_reads_a_duration_ttl(
+    ttl: str,
+    seconds: int,
+    tmp_path: Path,
+    redis_server: RedisServer,
+    redis_cache: dict[str, Any],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """A negative or non-finite --ttl is a usage error."""
+    """--ttl takes the duration strings the Python API takes; the key's TTL on the server
+    is that many seconds."""
+    config = str(write_config(tmp_path / "c.yaml", redis_cache))
+    assert main(["set", "--plugin", "a", "-c", config, "k", "1", f"--ttl={ttl}"]) == 0
+    assert f"ttl {seconds}s" in capsys.readouterr().out
+    with manager_for(redis_cache) as manager:
+        full_key = manager.full_key(manager.for_plugin("a"), "k")
+    pttl = redis_command(redis_server.host, redis_server.port, "PTTL", full_key)
+    assert isinstance(pttl, int)
+    assert (seconds - 10) * 1000 < pttl <= seconds * 1000
+
+
+@pytest.mark.parametrize(
+    ("ttl", "message"),
+    [
+        ("-1", "--ttl must be a finite duration >= 0"),
+        ("nan", "--ttl must be a finite duration >= 0"),
+        ("inf", "--ttl must be a finite duration >= 0"),
+        ("soon", "--ttl: cannot read 'soon' as a duration"),
+        ("1y", "--ttl: cannot read '1y': years and months have no fixed length"),
+    ],
+)
+def test_set_refuses_a_bad_ttl(
+    ttl: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A negative, non-finite or unreadable --ttl is a usage error naming --ttl."""
     config = str(write_config(tmp_path / "c.yaml", {"store": "memory"}))
     assert main(["set", "--plugin", "a", "-c", config, "k", "1", f"--ttl={ttl}"]) == 2
-    assert "--ttl must be a finite number" in capsys.readouterr().err
+    assert message in capsys.readouterr().err
 
 
 def test_set_refuses_bad_base64(

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import decimal
+import enum
 import logging
 import threading
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -13,7 +16,7 @@ from flaky_store import FlakyStore
 
 from cachekit.context import current_cache, scope
 from cachekit.counters import RateLimit, counter, rate_limit, rate_limited
-from cachekit.errors import CacheValueError, RateLimitExceeded
+from cachekit.errors import CacheValueError, RateLimitExceeded, StoreUnavailable
 from cachekit.host import CacheManager
 from cachekit.http import rate_limit_headers, rate_limit_response
 from cachekit.stores.memory import MemoryStore
@@ -403,3 +406,185 @@ def test_cancelled_hits_are_not_counted(clock: FakeClock, algorithm: str) -> Non
     with scope(plugin="api", tenant="acme", manager=manager):
         allowed, remaining = asyncio.run(run())
     assert 0 < allowed == 20 - remaining
+
+
+# --- rates as users write them ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("rate", "hits", "seconds"),
+    [
+        ("10/minute", 10, 60.0),
+        ("10/Minute", 10, 60.0),
+        ("100 per hour", 100, 3600.0),
+        ("5/second", 5, 1.0),
+        ("1 / Second", 1, 1.0),
+        ("1000/day", 1000, 86400.0),
+        ("10/5m", 10, 300.0),
+        ("500/7days", 500, 604800.0),
+        ("10 per 90 seconds", 10, 90.0),
+        ("3/PT30S", 3, 30.0),
+    ],
+)
+def test_rate_strings(rate: str, hits: int, seconds: float) -> None:
+    """A rate written as limits and slowapi spell it means `hits` per `seconds`."""
+    rl = rate_limit("search", rate)
+    assert (rl.limit, rl.per) == (hits, seconds)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("ten/minute",), "cannot read the rate 'ten/minute'; write it as '10/minute'"),
+        (("10 minute",), "cannot read the rate '10 minute'"),
+        (("10/fortnight",), r"rate: cannot read '1 fortnight'.*reading the rate '10/fortnight'"),
+        (("10/month",), "no fixed length"),
+        (("0/minute",), "allows nothing"),
+        (("10/minute;100/day",), "several rates; a rate limit takes one"),
+        (("10/minute", 60), "already says its period: drop per=60"),
+        ((10,), r"per= is missing: 10 hits per what\?"),
+        ((10, "1x"), r"^per: cannot read '1x'"),
+        ((10, "0s"), "per must be a positive period"),
+        ((1.5, 60), "limit must be an int >= 1 or a rate"),
+    ],
+)
+def test_malformed_rates_name_the_forms(args: tuple[object, ...], message: str) -> None:
+    """A malformed rate or period raises CacheValueError naming what is wrong and the forms
+    (and a bad period names per=, not ttl=)."""
+    with pytest.raises(CacheValueError, match=message):
+        rate_limit("search", *args)  # type: ignore[arg-type]
+
+
+def test_rate_limited_takes_a_rate_string(bound: CacheManager, clock: FakeClock) -> None:
+    """@rate_limited("export", "2/minute") allows two calls a minute."""
+
+    @rate_limited("export", "2/minute")
+    def export() -> str:
+        return "ok"
+
+    assert [export(), export()] == ["ok", "ok"]
+    with pytest.raises(RateLimitExceeded) as info:
+        export()
+    assert info.value.limit == 2
+
+
+def test_rate_limited_checks_its_rate_when_applied() -> None:
+    """A bad rate fails when the decorator is applied, not on the first request."""
+    with pytest.raises(CacheValueError, match="cannot read the rate"):
+        rate_limited("export", "lots")
+
+
+# --- keys from user ids ---------------------------------------------------------------------
+
+
+class Plan(enum.Enum):
+    FREE = 1
+
+
+@pytest.mark.parametrize(
+    ("key", "other"),
+    [
+        (42, 43),
+        (uuid.UUID(int=1), uuid.UUID(int=2)),
+        (decimal.Decimal("1.5"), decimal.Decimal("2.5")),
+        (Plan.FREE, "2"),
+        (True, False),
+    ],
+)
+def test_rate_limit_keys_take_scalars(
+    bound: CacheManager, clock: FakeClock, key: object, other: object
+) -> None:
+    """An int, UUID, Decimal, Enum or bool key counts on its own; another key is unaffected."""
+    first = rate_limit("login", 1, per=60, key=key)  # type: ignore[arg-type]
+    second = rate_limit("login", 1, per=60, key=other)  # type: ignore[arg-type]
+    assert [first.hit().allowed, first.hit().allowed, second.hit().allowed] == [True, False, True]
+
+
+def test_an_int_key_and_its_text_share_a_count(bound: CacheManager) -> None:
+    """key=42 and key="42" are the same key (the text of the id)."""
+    assert rate_limit("login", 1, per=60, key=42).hit().allowed
+    assert not rate_limit("login", 1, per=60, key="42").hit().allowed
+
+
+@pytest.mark.parametrize("key", [object(), [1], "", 2.5j])
+def test_rate_limit_refuses_keys_without_a_stable_text(key: object) -> None:
+    """An object whose text is its address (or an empty or non-scalar key) is refused,
+    naming key= and the accepted types."""
+    with pytest.raises(CacheValueError, match="key must be a non-empty str, an int, a UUID"):
+        rate_limit("login", 1, per=60, key=key)  # type: ignore[arg-type]
+
+
+def test_rate_limited_key_function_may_return_an_int(bound: CacheManager) -> None:
+    """A key callable returning an int user id limits per id."""
+
+    @rate_limited("login", "1/minute", key=lambda user_id: user_id)
+    def login(user_id: int) -> int:
+        return user_id
+
+    assert [login(1), login(2)] == [1, 2]
+    with pytest.raises(RateLimitExceeded):
+        login(1)
+
+
+# --- counter(on_error=) -------------------------------------------------------------------
+
+
+def test_counter_raises_on_an_outage_by_default(clock: FakeClock) -> None:
+    """A direct counter call raises StoreUnavailable while the store is down (the default)."""
+    store = FlakyStore(clock=clock)
+    store.down = True
+    with scope(plugin="p", manager=CacheManager(store=store)):
+        with pytest.raises(StoreUnavailable):
+            counter("hits").incr()
+        with pytest.raises(StoreUnavailable):
+            counter("hits").get()
+
+
+def test_counter_ignoring_outages_answers_none_with_one_warning(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With on_error="ignore", incr/decr/get and their async twins answer None while the
+    store is down, with one warning per outage; the next outage warns again."""
+    store = FlakyStore(clock=clock)
+    hits = counter("hits", on_error="ignore")
+
+    async def twins() -> list[int | None]:
+        return [await hits.aincr(), await hits.adecr(), await hits.aget()]
+
+    def warnings() -> int:
+        return len([r for r in caplog.records if "counter 'hits' answers None" in r.getMessage()])
+
+    with scope(plugin="p", manager=CacheManager(store=store)), caplog.at_level(logging.WARNING):
+        assert hits.incr() == 1
+        store.down = True
+        assert [hits.incr(), hits.decr(), hits.get(), *asyncio.run(twins())] == [None] * 6
+        assert warnings() == 1
+        store.down = False
+        assert hits.incr() == 2
+        store.down = True
+        assert hits.incr() is None
+        assert warnings() == 2
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"on_error": "allow"}, "on_error must be 'raise' or 'ignore'"),
+        ({"ttl": "1 fortnight"}, "ttl: cannot read '1 fortnight'"),
+        ({"ttl": -1}, "ttl must be a finite duration"),
+    ],
+)
+def test_counter_checks_its_arguments_when_made(kwargs: dict[str, object], message: str) -> None:
+    """A bad on_error or ttl fails when the counter is made, not on its first incr."""
+    with pytest.raises(CacheValueError, match=message):
+        counter("hits", **kwargs)  # type: ignore[call-overload]
+
+
+def test_counter_ttl_takes_a_duration_string(bound: CacheManager, clock: FakeClock) -> None:
+    """counter(ttl="1m") expires a minute after creation."""
+    hits = counter("hits", ttl="1m")
+    hits.incr()
+    clock.advance(59)
+    assert hits.get() == 1
+    clock.advance(2)
+    assert hits.get() == 0

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import decimal
+import enum
 import inspect
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -18,7 +21,7 @@ from flaky_store import FlakyStore
 from cachekit.codec import MISS
 from cachekit.context import current_cache, scope
 from cachekit.decorators import cached
-from cachekit.errors import CacheKeyError, NoScopeError, StoreUnavailable
+from cachekit.errors import CacheKeyError, CacheValueError, NoScopeError, StoreUnavailable
 from cachekit.host import CacheManager
 from cachekit.stores.memory import MemoryStore
 from cachekit.testing import FakeClock
@@ -309,7 +312,7 @@ def test_invalidate_and_refresh(bound: CacheManager) -> None:
 
 
 def test_async_helpers(bound: CacheManager) -> None:
-    """ainvalidate and refresh work on async functions."""
+    """ainvalidate and arefresh work on async functions."""
     state = {"n": 0}
 
     @cached()
@@ -318,7 +321,7 @@ def test_async_helpers(bound: CacheManager) -> None:
         return state["n"]
 
     async def run() -> list[Any]:
-        return [await f(), await f.ainvalidate(), await f(), await f.refresh(), await f()]  # type: ignore[attr-defined]
+        return [await f(), await f.ainvalidate(), await f(), await f.arefresh(), await f()]  # type: ignore[attr-defined]
 
     assert asyncio.run(run()) == [1, True, 2, 3, 3]
 
@@ -830,3 +833,301 @@ def test_store_without_compare_delete_still_keeps_the_next_owners_lock(
 
         assert quick() == "v"
         assert current_cache("plain-quick").get("()|lock", MISS) is MISS  # ours: released
+
+
+# --- durations, checked when applied ------------------------------------------------------
+
+
+@pytest.mark.parametrize("ttl", ["10s", "PT10S", "10 seconds", {"seconds": 10}, 10, 10.0])
+def test_ttl_takes_every_duration_form(bound: CacheManager, clock: FakeClock, ttl: Any) -> None:
+    """A ttl written as a string, ISO 8601 or a mapping keeps the entry exactly as long as
+    the same seconds do."""
+    calls = Calls()
+
+    @cached(ttl=ttl)
+    def f() -> int:
+        calls("f")
+        return 1
+
+    f()
+    clock.advance(9)
+    f()
+    assert calls.count == 1
+    clock.advance(2)
+    f()
+    assert calls.count == 2
+
+
+def test_stale_ttl_and_lock_timeout_take_duration_strings(
+    bound: CacheManager, clock: FakeClock
+) -> None:
+    """stale_ttl='1m' serves a stale entry for a minute; lock_timeout='2s' is accepted."""
+    calls = Calls()
+
+    @cached(ttl="10s", stale_ttl="1m", lock=True, lock_timeout="2s", clock=clock)
+    async def f() -> int:
+        calls("f")
+        return calls.count
+
+    async def run() -> list[int]:
+        first = await f()
+        clock.advance(30)  # past ttl, within ttl + stale_ttl: served stale
+        stale = await f()
+        await asyncio.sleep(0.05)  # the background refresh
+        return [first, stale, await f()]
+
+    assert asyncio.run(run()) == [1, 1, 2]
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        ({"ttl": "1 fortnight"}, "ttl: cannot read '1 fortnight'"),
+        ({"ttl": "P1M"}, "ttl: cannot read 'P1M': years and months"),
+        ({"ttl": -5}, "ttl must be a finite duration >= 0"),
+        ({"ttl": [60]}, "ttl must be a duration, got list"),
+        ({"stale_ttl": "soon"}, "stale_ttl: cannot read 'soon'"),
+        ({"lock_timeout": "0s"}, "lock_timeout must be > 0"),
+        ({"lock_timeout": "ten"}, "lock_timeout: cannot read 'ten'"),
+    ],
+)
+def test_bad_durations_fail_when_applied_naming_the_parameter(
+    options: dict[str, Any], named: str
+) -> None:
+    """A bad duration raises CacheValueError when the decorator is applied (no scope, no
+    call needed), naming the parameter and what is wrong."""
+    with pytest.raises(CacheValueError, match=named):
+        cached(**options)
+
+
+def test_a_bad_ttl_from_a_callable_names_ttl(bound: CacheManager) -> None:
+    """A ttl callable returning no duration raises CacheValueError naming ttl."""
+
+    @cached(ttl=lambda result: "later")
+    def f() -> int:
+        return 1
+
+    with pytest.raises(CacheValueError, match=r"^ttl: cannot read 'later'"):
+        f()
+
+
+# --- one read and one miss per miss, sync and async alike ---------------------------------
+
+
+class CountingReads(MemoryStore):
+    """A memory store that counts its reads."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.reads = 0
+
+    def get(self, key: str) -> bytes | None:
+        self.reads += 1
+        return super().get(key)
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_a_miss_reads_the_store_once_and_counts_once(kind: str) -> None:
+    """A miss then a hit: two store reads, hits=1 misses=1 in manager.stats(), for def and
+    async def alike."""
+    store = CountingReads()
+    manager = CacheManager(store=store)
+
+    @cached(namespace="n")
+    def f(x: int) -> int:
+        return x
+
+    @cached(namespace="n")
+    async def g(x: int) -> int:
+        return x
+
+    with scope(plugin="p", manager=manager):
+        if kind == "sync":
+            assert [f(1), f(1)] == [1, 1]
+        else:
+
+            async def run() -> list[int]:
+                return [await g(1), await g(1)]
+
+            assert asyncio.run(run()) == [1, 1]
+    assert store.reads == 2
+    [row] = [row for row in manager.stats() if row.namespace == "n"]
+    assert (row.hits, row.misses) == (1, 1)
+
+
+def test_a_thread_that_waited_rereads_once(bound: CacheManager) -> None:
+    """A thread that queued behind another's computation re-reads the store (and finds the
+    value) instead of computing: 1 computation; 2 misses then 1 hit on the re-read."""
+    store = CountingReads()
+    manager = CacheManager(store=store)
+    started, release = threading.Event(), threading.Event()
+    calls = Calls()
+
+    @cached(namespace="n")
+    def slow(x: int) -> int:
+        calls(x)
+        started.set()
+        release.wait(5)
+        return x
+
+    def first() -> None:
+        with scope(plugin="p", manager=manager):
+            slow(1)
+
+    leader = threading.Thread(target=first)
+    leader.start()
+    started.wait(5)
+    second: list[int] = []
+
+    def follower() -> None:
+        with scope(plugin="p", manager=manager):
+            second.append(slow(1))
+
+    waiter = threading.Thread(target=follower)
+    waiter.start()
+    locks = slow.invalidate.__self__.policy.locks  # type: ignore[attr-defined]
+    while locks.get(("p", None, "1"), [None, 0])[1] != 2:
+        time.sleep(0.001)  # until the follower has missed and queued on the key's lock
+    release.set()
+    leader.join()
+    waiter.join()
+    assert second == [1]
+    assert calls.count == 1
+    assert store.reads == 3  # leader 1, follower 1 + 1 re-read after waiting
+    [row] = [row for row in manager.stats() if row.namespace == "n"]
+    assert (row.hits, row.misses) == (1, 2)
+
+
+# --- refresh and arefresh -----------------------------------------------------------------
+
+
+def test_refresh_on_an_async_function_points_to_arefresh(bound: CacheManager) -> None:
+    """refresh() of an async function is a TypeError naming arefresh, not a stray
+    coroutine; arefresh() of a def function names refresh."""
+
+    @cached()
+    async def load_user(user_id: int) -> int:
+        return user_id
+
+    @cached()
+    def load_item(item_id: int) -> int:
+        return item_id
+
+    with pytest.raises(TypeError, match=r"use `await load_user.arefresh\(...\)`"):
+        load_user.refresh(42)  # type: ignore[attr-defined]
+    with pytest.raises(TypeError, match=r"call load_item.refresh\(...\)"):
+        asyncio.run(load_item.arefresh(42))  # type: ignore[attr-defined]
+
+
+def test_arefresh_on_a_method_recomputes_and_stores(bound: CacheManager) -> None:
+    """arefresh on an async method calls it with its instance and stores the new value."""
+
+    class Repo:
+        def __init__(self) -> None:
+            self.n = 0
+
+        @cached()
+        async def count(self) -> int:
+            self.n += 1
+            return self.n
+
+    repo = Repo()
+
+    async def run() -> list[int]:
+        return [await repo.count(), await repo.count.arefresh(), await repo.count()]  # type: ignore[attr-defined]
+
+    assert asyncio.run(run()) == [1, 2, 2]
+
+
+# --- keys from scalars ---------------------------------------------------------------------
+
+
+class Tier(enum.Enum):
+    GOLD = "gold"
+
+
+class Opaque:
+    """An object whose text is its address."""
+
+
+def test_key_templates_format_scalars_and_enums_by_value(bound: CacheManager) -> None:
+    """A template over an int, a UUID, a Decimal and an Enum builds the key from their
+    values (the enum's value, not its class-and-name text)."""
+
+    @cached(namespace="users", key="u:{user_id}:{org}:{amount}:{tier}")
+    def f(user_id: int, org: uuid.UUID, amount: decimal.Decimal, tier: Tier) -> int:
+        return 1
+
+    org = uuid.UUID("12345678-1234-5678-1234-567812345678")
+    f(42, org, decimal.Decimal("1.50"), Tier.GOLD)
+    assert current_cache("users").get(f"u:42:{org}:1.50:gold") == 1
+
+
+def test_key_templates_refuse_address_text(bound: CacheManager) -> None:
+    """A template field whose text is the object's address raises CacheKeyError; an
+    attribute of it with a stable text is fine."""
+
+    @cached(key="o:{thing}")
+    def f(thing: Any) -> int:
+        return 1
+
+    @cached(key="o:{thing.size}")
+    def g(thing: Any) -> int:
+        return thing.size  # type: ignore[no-any-return]
+
+    with pytest.raises(CacheKeyError, match="stable key from Opaque"):
+        f(Opaque())
+    box = Opaque()
+    box.size = 3  # type: ignore[attr-defined]
+    assert g(box) == 3
+
+
+def test_key_template_naming_no_parameter_fails_when_applied() -> None:
+    """A template field that is not a parameter is a CacheKeyError when applied."""
+    with pytest.raises(CacheKeyError, match=r"names no parameter of .*\['usr_id'\]"):
+
+        @cached(key="user:{usr_id}")
+        def f(user_id: int) -> int:
+            return user_id
+
+
+def test_key_callable_may_return_an_int_or_uuid(bound: CacheManager) -> None:
+    """A key= callable returning an int id (or a UUID) keys by its text; one returning an
+    object is refused."""
+    calls = Calls()
+
+    @cached(key=lambda user: user["id"])
+    def f(user: dict[str, Any]) -> int:
+        calls(user["id"])
+        return 1
+
+    @cached(key=lambda: Opaque())
+    def g() -> int:
+        return 1
+
+    f({"id": 7, "seen": 1})
+    f({"id": 7, "seen": 2})
+    assert calls.count == 1
+    with pytest.raises(CacheKeyError, match="key= must produce a non-empty str"):
+        g()
+
+
+# --- other libraries' parameter names -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "hint"),
+    [
+        ("expire", "cachekit calls it ttl="),
+        ("key_builder", "cachekit calls it key="),
+        ("make_cache_key", "cachekit calls it key="),
+        ("timeout", "ttl= .* or lock_timeout="),
+        ("key_prefix", "namespace="),
+        ("early_ttl", "stale_ttl="),
+        ("expiry_seconds", "unexpected keyword argument 'expiry_seconds'; its parameters: "),
+    ],
+)
+def test_peer_parameter_names_get_cachekits_name(name: str, hint: str) -> None:
+    """A parameter another caching library uses raises a TypeError naming cachekit's."""
+    with pytest.raises(TypeError, match=hint):
+        cached(**{name: 60})

@@ -6,6 +6,9 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import json
+import logging
+import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -28,6 +31,7 @@ from cachekit.asgi import CacheMiddleware
 from cachekit.context import scope
 from cachekit.counters import RateLimit, counter
 from cachekit.decorators import cached
+from cachekit.errors import StoreError
 from cachekit.host import CacheManager
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -280,3 +284,113 @@ def test_stampede_on_a_real_store(manager: CacheManager) -> None:
             t.join()
     assert results == ["b"] * 50
     assert calls == ["a", "b"]
+
+
+# --- counters during an outage: on_error="raise" | "ignore" ------------------------------
+
+# short timeouts: a paused server answers nothing, and each call waits for its timeout
+PAUSED = {"timeouts": {"connect": 300, "operation": 300}}
+
+
+def outage_manager(
+    kind: str, server: RedisServer | MemcachedServer, **options: Any
+) -> CacheManager:
+    store = "redis" if kind == "redis" else "memcache"
+    connection = server.url if kind == "redis" else f"{server.host}:{server.port}"
+    section = {"store": store, "connection": connection, **HEADROOM, **options}
+    return CacheManager.from_config({"backend": {"cache": section}})
+
+
+@pytest.fixture(params=["redis", "memcache"])
+def outage_server(request: pytest.FixtureRequest) -> tuple[str, RedisServer | MemcachedServer]:
+    name = "private_redis_server" if request.param == "redis" else "private_memcached_server"
+    return request.param, request.getfixturevalue(name)
+
+
+@pytest.mark.parametrize("outage", ["stopped", "paused"])
+def test_counters_on_a_server_that_fails(
+    outage_server: tuple[str, RedisServer | MemcachedServer],
+    outage: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """While the server is stopped or paused, counter(on_error="ignore") answers None (sync
+    and async, one warning) and a default counter raises StoreError; once the server is
+    back both count again."""
+    kind, server = outage_server
+    manager = outage_manager(
+        kind, server, **(FAST_FAILURE | (PAUSED if outage == "paused" else {}))
+    )
+    name = f"views-{time.time_ns()}"
+    lossy, strict = counter(name, on_error="ignore"), counter(name)
+
+    async def lossy_async() -> list[int | None]:
+        return [await lossy.aincr(), await lossy.aget()]
+
+    def fail() -> None:
+        if outage == "stopped":
+            server.stop()
+        else:
+            os.kill(server.pid, signal.SIGSTOP)  # type: ignore[arg-type]
+
+    def recover() -> None:
+        if outage == "stopped":
+            server.start()
+        else:
+            os.kill(server.pid, signal.SIGCONT)  # type: ignore[arg-type]
+
+    with scope(plugin="api", tenant="acme", manager=manager), caplog.at_level(logging.WARNING):
+        assert lossy.incr() == 1
+        fail()
+        try:
+            assert [lossy.incr(), lossy.decr(), lossy.get(), *asyncio.run(lossy_async())] == [
+                None
+            ] * 5
+            with pytest.raises(StoreError):
+                strict.incr()
+        finally:
+            recover()
+        warned = [r for r in caplog.records if f"counter {name!r} answers None" in r.getMessage()]
+        assert len(warned) == 1
+        deadline = time.monotonic() + 15  # the breaker's cooldown (memcached's is longer)
+        while lossy.incr() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert strict.incr() >= 2
+    manager.close()
+
+
+def test_a_lossy_counter_inside_a_cached_endpoint_survives_an_outage(
+    private_redis_server: RedisServer,
+) -> None:
+    """An endpoint whose @cached function counts lookups with counter(on_error="ignore")
+    answers 200 with the right body while Redis is stopped (a default counter would raise
+    StoreUnavailable through @cached: a 500)."""
+    manager = redis_manager(private_redis_server.url, **FAST_FAILURE)
+    lookups = counter("lookups", on_error="ignore")
+
+    @cached(namespace="products", ttl=60)
+    async def product(item: int) -> dict[str, int]:
+        await lookups.aincr()
+        return {"item": item}
+
+    async def endpoint(request: Request) -> JSONResponse:
+        body = await product(int(request.path_params["item"]))
+        return JSONResponse({**body, "lookups": await lookups.aget()})
+
+    app = CacheMiddleware(
+        Starlette(routes=[Route("/product/{item}", endpoint)]), manager=manager, plugin="shop"
+    )
+
+    async def run() -> list[Any]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://shop") as client:
+            answers = [(await client.get("/product/1")).json()]
+            private_redis_server.stop()
+            for _ in range(3):
+                response = await client.get("/product/1")
+                assert response.status_code == 200
+                answers.append(response.json())
+            private_redis_server.start()
+        await manager.aclose()
+        return answers
+
+    assert asyncio.run(run()) == [{"item": 1, "lookups": 1}] + [{"item": 1, "lookups": None}] * 3

@@ -690,7 +690,8 @@ def test_server_error_replies_map_to_typed_errors_and_keep_the_connection_usable
     and CLIENT_ERROR (incr of text) raise CacheValueError, and the next calls succeed."""
     store = build(address(memcached_server), maxValueSize=4 * 1024 * 1024)
     try:
-        cache = CacheManager(store=store).for_plugin(plugin, tenant="t")
+        uncapped = {"backend": {"cache": {"pluginDefaults": {"maxValueBytes": 4 * 1024 * 1024}}}}
+        cache = CacheManager.from_config(uncapped, store=store).for_plugin(plugin, tenant="t")
         with pytest.raises(CacheValueError, match="too large"):
             cache.set("huge", b"x" * 2_000_000)
         cache.set("text", "abc")

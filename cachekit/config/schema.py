@@ -26,11 +26,14 @@ from contextlib import contextmanager
 from dataclasses import MISSING, Field, dataclass, field, fields
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from cachekit.config.masking import mask_mapping
 from cachekit.durations import MAX_TTL, parse_config_duration
 from cachekit.errors import ConfigError
+
+if TYPE_CHECKING:
+    from cachekit.config.policy import PolicyConfig
 
 __all__ = [
     "CacheConfig",
@@ -59,15 +62,15 @@ Converter = Callable[[Any, str], Any]
 
 
 def _opt(
-    key: str,
+    key: str | tuple[str, ...],
     convert: Converter,
     default: Any = MISSING,
     factory: Any = MISSING,
     *,
     secret: bool = False,
 ) -> Any:
-    """A dataclass field read from config key ``key`` through ``convert(value, path)``
-    (a ``secret`` one is left out of ``repr``)."""
+    """A dataclass field read from config key ``key`` (or keys, read together) through
+    ``convert(value, path)`` (a ``secret`` one is left out of ``repr``)."""
     meta = {"key": key, "convert": convert}
     if factory is not MISSING:
         return field(default_factory=factory, metadata=meta, repr=not secret)
@@ -462,6 +465,22 @@ def _store_name(value: Any, path: str) -> str:
     return name
 
 
+# The policy keys, read together by one field (cachekit.config.policy imports this module).
+_POLICY_KEYS: Final = ("knownPlugins", "pluginDefaults", "plugins", "tenants")
+
+
+def _policy(raw: Mapping[str, Any], path: str) -> PolicyConfig:
+    from cachekit.config.policy import parse_policy_config
+
+    return parse_policy_config(raw, path)
+
+
+def _no_policy() -> PolicyConfig:
+    from cachekit.config.policy import PolicyConfig
+
+    return PolicyConfig()
+
+
 @dataclass(frozen=True)
 class CacheConfig:
     """The whole ``backend.cache`` section. ``CacheConfig()`` is the in-memory default."""
@@ -485,6 +504,9 @@ class CacheConfig:
         "circuitBreaker", _nested(CircuitBreakerConfig), factory=CircuitBreakerConfig
     )
     metrics: MetricsConfig = _opt("metrics", _nested(MetricsConfig), factory=MetricsConfig)
+    policy: PolicyConfig = _opt(_POLICY_KEYS, _policy, factory=_no_policy)
+    """``plugins``, ``pluginDefaults``, ``tenants``, ``knownPlugins``: see
+    :mod:`cachekit.config.policy`."""
     connection_spec: Any = field(default=None, init=False, repr=False, compare=False)
     """The store's connection options, parsed and checked into the store's typed spec when
     the section is parsed (``None`` for stores without one): see
@@ -554,12 +576,21 @@ def _parse_section(cls: type[T], raw: object, path: str) -> T:
         return cls()
     if not isinstance(raw, Mapping):
         raise _type_error("a mapping", raw, path)
-    by_key: dict[str, Field[Any]] = {f.metadata["key"]: f for f in fields(cls) if f.init}  # type: ignore[arg-type]
+    by_key: dict[str, Field[Any]] = {}
+    for f in fields(cls):  # type: ignore[arg-type]
+        if f.init:  # a field's key, or a tuple of keys one field reads together
+            keys = f.metadata["key"]
+            by_key.update(dict.fromkeys(keys if isinstance(keys, tuple) else (keys,), f))
     _reject_unknown(raw, set(by_key), path)
-    kwargs = {
-        by_key[key].name: by_key[key].metadata["convert"](value, f"{path}.{key}")
-        for key, value in raw.items()
-    }
+    kwargs = {}
+    for key, value in raw.items():
+        f = by_key[key]
+        if not isinstance(f.metadata["key"], tuple):
+            kwargs[f.name] = f.metadata["convert"](value, f"{path}.{key}")
+        elif f.name not in kwargs:  # given the part of `raw` it reads
+            kwargs[f.name] = f.metadata["convert"](
+                {k: raw[k] for k in f.metadata["key"] if k in raw}, path
+            )
     return cls(**kwargs)
 
 

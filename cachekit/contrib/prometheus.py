@@ -20,6 +20,10 @@ counted twice and nothing runs between scrapes) and exports, labelled ``plugin``
 ``cachekit_errors_total``          store calls that failed
 ``cachekit_store_latency_seconds`` summary (``_count``, ``_sum``) of the time spent in
                                    store calls; network stores only
+``cachekit_policy_violations_total`` calls the plugin's policy refused or cut, with a
+                                   ``reason`` label: the limit (``maxTtl``,
+                                   ``maxValueBytes``, ``operations``; see
+                                   :mod:`cachekit.policy`)
 =================================  ======================================================
 
 Tenants are not a label unless the manager counts per tenant
@@ -61,6 +65,8 @@ _COUNTERS = (
     ("deletes", "Cache deletes."),
     ("errors", "Cache store calls that failed."),
 )
+_VIOLATIONS = "policy_violations"
+_VIOLATIONS_HELP = "Cache calls the plugin's policy refused or cut, by limit."
 _LATENCY = "store_latency_seconds"
 _LATENCY_HELP = "Time spent in store calls (network stores only)."
 
@@ -88,24 +94,29 @@ class CacheCollector(Collector):
             names.append("tenant")
         return names
 
-    def _families(self) -> tuple[list[CounterMetricFamily], SummaryMetricFamily]:
+    def _families(
+        self,
+    ) -> tuple[list[CounterMetricFamily], SummaryMetricFamily, CounterMetricFamily]:
         labels = self.labels
         counters = [
             CounterMetricFamily(f"{self.prefix}_{name}", help_text, labels=labels)
             for name, help_text in _COUNTERS
         ]
         latency = SummaryMetricFamily(f"{self.prefix}_{_LATENCY}", _LATENCY_HELP, labels=labels)
-        return counters, latency
+        violations = CounterMetricFamily(
+            f"{self.prefix}_{_VIOLATIONS}", _VIOLATIONS_HELP, labels=[*labels, "reason"]
+        )
+        return counters, latency, violations
 
     def describe(self) -> list[Metric]:
         """The metric families, without samples (lets a registry detect name clashes
         without reading the counters)."""
-        counters, latency = self._families()
-        return [*counters, latency]
+        counters, latency, violations = self._families()
+        return [*counters, latency, violations]
 
     def collect(self) -> Iterator[Metric]:
         """One sample per scope and metric, read from ``manager.stats()``."""
-        counters, latency = self._families()
+        counters, latency, violations = self._families()
         per_tenant = self.manager.metrics.per_tenant
         for row in self.manager.stats():
             values = _label_values(row, per_tenant)
@@ -113,8 +124,11 @@ class CacheCollector(Collector):
                 family.add_metric(values, getattr(row, name))
             if row.timed_calls:
                 latency.add_metric(values, row.timed_calls, row.latency_seconds)
+            for reason, count in sorted(row.policy_violations.items()):
+                violations.add_metric([*values, reason], count)
         yield from counters
         yield latency
+        yield violations
 
 
 def _label_values(row: StatsRow, per_tenant: bool) -> list[str]:

@@ -124,7 +124,7 @@ def stats() -> Response:
     return jsonify({"writes": current_cache().get("writes", 0)})
 
 
-lookups = counter("product-lookups")  # module level: counts per plugin and tenant
+lookups = counter("product-lookups", on_error="ignore")  # None during a store outage
 hits = counter("hits")
 
 

@@ -117,7 +117,7 @@ async def stats(request: Request) -> JSONResponse:
     return JSONResponse({"writes": await current_cache().aget("writes", 0)})
 
 
-lookups = counter("product-lookups")  # module level: counts per plugin and tenant
+lookups = counter("product-lookups", on_error="ignore")  # None during a store outage
 hits = counter("hits")
 
 
