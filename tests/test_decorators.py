@@ -985,7 +985,7 @@ def test_a_thread_that_waited_rereads_once(bound: CacheManager) -> None:
 
     waiter = threading.Thread(target=follower)
     waiter.start()
-    locks = slow.invalidate.__self__.policy.locks  # type: ignore[attr-defined]
+    locks = slow.invalidate.__self__._policy._locks  # type: ignore[attr-defined]
     while locks.get(("p", None, "1"), [None, 0])[1] != 2:
         time.sleep(0.001)  # until the follower has missed and queued on the key's lock
     release.set()

@@ -34,6 +34,7 @@ import pytest
 import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pymemcache.client.base import Client as MemcacheClient
 
 import cachekit
 from cachekit import context as host_context
@@ -657,64 +658,111 @@ texts = st.lists(st.sampled_from([*SPECIAL, "a", "b", "acme"]), min_size=1, max_
 tenants = st.none() | texts
 
 
-def _scopes_snapshot(store: MemoryStore, hostile: Ids) -> dict[str, bytes | None]:
-    return {
-        key: store.get(key)
-        for key in list(store._data)
-        if parse_scope(key)[:2] != hostile  # the plugin's own scope may change
-    }
-
-
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    hostile=st.tuples(texts, tenants),
-    others=st.lists(st.tuples(texts, tenants), min_size=1, max_size=3),
-    key=texts,
-    namespace=texts,
-)
-def test_no_plugin_call_changes_another_scope(
-    hostile: Ids, others: list[Ids], key: str, namespace: str
-) -> None:
-    """For any plugin and tenant ids, keys and namespaces (glob, colon, percent, non-ASCII),
-    no plugin-surface call — get, set, delete, incr, clear, a namespace's clear, @cached,
-    counter(), rate_limit() — reads or changes another scope: the host's snapshot of every
-    other scope is unchanged and the plugin reads none of their values."""
-    others = [ids for ids in others if ids != hostile]
-    store = MemoryStore()
-    manager = CacheManager(store=store)
+def _plant(manager: CacheManager, others: list[Ids], key: str, namespace: str) -> None:
+    """The host writes, in every other scope, the keys a plugin with these inputs touches."""
     for ids in others:
         cache = manager.for_plugin(*ids)
         for target in (cache, cache.namespace(namespace), cache.namespace("counters")):
             target.set(key, f"of {ids}")
             target.set(f"{key}|0", 41)
         cache.namespace("ratelimits").set(f"{key}|{key}", 1000)
-    before = _scopes_snapshot(store, hostile)
 
-    with scope(*hostile, manager=manager):  # the plugin's code, from here
-        cache = cachekit.current_cache()
 
-        @cachekit.cached(namespace=namespace, key=lambda x: x)
-        def load(x: str) -> str:
-            return "computed"
+def _known(manager: CacheManager, others: list[Ids], key: str, namespace: str) -> list[Any]:
+    """The host's view of what :func:`_plant` wrote."""
+    seen = []
+    for ids in others:
+        cache = manager.for_plugin(*ids)
+        for target in (cache, cache.namespace(namespace), cache.namespace("counters")):
+            seen += [target.get(key), target.get(f"{key}|0")]
+        seen.append(cache.namespace("ratelimits").get(f"{key}|{key}"))
+    return seen
 
-        read = [cache.get(key), cachekit.current_cache(namespace).get(key), load(key)]
-        load.invalidate(key)  # type: ignore[attr-defined]
-        cache.set(key, "mine")
-        cache.incr(f"{key}-n")
-        cache.namespace(namespace).set(key, "mine")
-        cache.delete(f"{key}|0")
-        read.append(cachekit.counter(key).get())
-        cachekit.counter(key).incr()
-        cachekit.counter(key, namespace=namespace).reset()
-        limit = cachekit.rate_limit(key, 1, per=60, key=key)
-        read.append(limit.hit().allowed)
-        limit.reset()
-        cachekit.current_cache(namespace).clear()
-        cache.namespace(namespace).clear()
-        cache.clear()
 
+def _plugin_calls(key: str, namespace: str) -> list[Any]:
+    """Plugin code: every kind of plugin-surface call with these inputs; what it read."""
+    cache = cachekit.current_cache()
+
+    @cachekit.cached(namespace=namespace, key=lambda x: x)
+    def load(x: str) -> str:
+        return "computed"
+
+    read = [cache.get(key), cachekit.current_cache(namespace).get(key), load(key)]
+    load.invalidate(key)  # type: ignore[attr-defined]
+    cache.set(key, "mine")
+    cache.incr(f"{key}-n")
+    cache.namespace(namespace).set(key, "mine")
+    cache.delete(f"{key}|0")
+    read.append(cachekit.counter(key).get())
+    cachekit.counter(key).incr()
+    cachekit.counter(key, namespace=namespace).reset()
+    limit = cachekit.rate_limit(key, 1, per=60, key=key)
+    read.append(limit.hit().allowed)
+    limit.reset()
+    cachekit.current_cache(namespace).clear()
+    cache.namespace(namespace).clear()
+    cache.clear()
+    return read
+
+
+hypothesis_inputs = given(
+    hostile=st.tuples(texts, tenants),
+    others=st.lists(st.tuples(texts, tenants), min_size=1, max_size=3),
+    key=texts,
+    namespace=texts,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@hypothesis_inputs
+def test_no_plugin_call_changes_another_scope(
+    hostile: Ids, others: list[Ids], key: str, namespace: str
+) -> None:
+    """For any plugin and tenant ids, keys and namespaces (glob, colon, percent, non-ASCII),
+    no plugin-surface call — get, set, delete, incr, clear, a namespace's clear, @cached,
+    counter(), rate_limit() — reads or changes another scope: the host's snapshot of every
+    key outside the plugin's scope is unchanged and the plugin reads none of their values."""
+    others = [ids for ids in others if ids != hostile]
+    store = MemoryStore()
+    manager = CacheManager(store=store)
+    _plant(manager, others, key, namespace)
+
+    def snapshot() -> dict[str, bytes | None]:
+        keys = list(store._data)
+        return {k: store.get(k) for k in keys if parse_scope(k)[:2] != hostile}
+
+    before = snapshot()
+    with scope(*hostile, manager=manager):
+        read = _plugin_calls(key, namespace)
     assert read == [None, None, "computed", 0, True]
-    assert _scopes_snapshot(store, hostile) == before
+    assert snapshot() == before
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@hypothesis_inputs
+def test_no_plugin_call_changes_another_scope_on_memcached(
+    private_memcached_server: Any, hostile: Ids, others: list[Ids], key: str, namespace: str
+) -> None:
+    """The same on memcached (whose clear() starts a new generation of a scope): every
+    other scope's entries read back unchanged through the host."""
+    others = [ids for ids in others if ids != hostile]
+    server = private_memcached_server
+    raw = MemcacheClient((server.host, server.port))
+    raw.flush_all()  # a private server: each example starts empty
+    raw.close()
+    with CacheManager.from_section(
+        {"store": "memcache", "connection": f"{server.host}:{server.port}"}
+    ) as manager:
+        _plant(manager, others, key, namespace)
+        before = _known(manager, others, key, namespace)
+        with scope(*hostile, manager=manager):
+            read = _plugin_calls(key, namespace)
+        assert read == [None, None, "computed", 0, True]
+        assert _known(manager, others, key, namespace) == before
 
 
 @pytest.fixture(scope="module")
