@@ -169,9 +169,15 @@ class CacheManager:
             f"source={self.source!r})"
         )
 
-    def for_plugin(self, plugin_id: str, tenant: str | None = None) -> Cache:
+    def for_plugin(
+        self, plugin_id: str, tenant: str | None = None, *, codec: Codec | None = None
+    ) -> Cache:
         """The cache of ``plugin_id`` for ``tenant`` (``None``: the platform scope), under
         the scope's policy (:func:`cachekit.policy.resolve`, worked out here, once per cache).
+
+        ``codec`` replaces the manager's for this cache: the binding sockets pass one that
+        takes and returns the bytes a plugin process encoded
+        (:class:`cachekit.sockets.server.BytesCodec`).
 
         :raises CacheKeyError: an id is empty or not a ``str``.
         """
@@ -181,7 +187,7 @@ class CacheManager:
             plugin=plugin_id,
             tenant=tenant,
             default_ttl=policy.default_ttl,
-            codec=self.codec,
+            codec=self.codec if codec is None else codec,
             keyspace=self.keyspace,
             metrics=self.metrics,
             policy=policy,
