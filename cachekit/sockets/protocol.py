@@ -14,13 +14,13 @@ A frame is a 4-byte big-endian length ``n`` then ``n`` bytes of one msgpack valu
 from __future__ import annotations
 
 import enum
-import math
 import re
 from collections.abc import Callable
 from typing import Any, Final
 
 import msgpack
 
+from cachekit.durations import MAX_TTL
 from cachekit.errors import (
     CacheKeyError,
     CachekitError,
@@ -84,7 +84,7 @@ class Code(enum.IntEnum):
     POLICY = 7
     """The plugin's policy refuses the operation (or the plugin is disabled)."""
     BAD_VALUE = 8
-    """A value or TTL the operation cannot take (``incr`` of a non-integer, TTL too long)."""
+    """``incr`` of a value that is not an integer, or past the signed 64-bit range."""
     STORE_UNAVAILABLE = 9
     STORE_TIMEOUT = 10
     INTERNAL = 11
@@ -136,9 +136,12 @@ def _items(value: Any) -> dict[str, bytes]:
 
 def _ttl(value: Any) -> float | int | None:
     """``nil``: the binding's default TTL; ``0``: no expiry; else seconds."""
-    if value is None or (type(value) in (int, float) and value >= 0 and math.isfinite(value)):
+    if value is None or (type(value) in (int, float) and 0 <= value <= MAX_TTL):
         return value  # type: ignore[no-any-return]
-    raise BadFrame(Code.BAD_ARGUMENT, f"a ttl must be nil or a number >= 0, got {value!r:.80}")
+    raise BadFrame(
+        Code.BAD_ARGUMENT,
+        f"a ttl must be nil or a number of seconds from 0 to {MAX_TTL}, got {value!r:.80}",
+    )
 
 
 def _required_ttl(value: Any) -> float | int:

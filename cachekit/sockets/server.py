@@ -241,10 +241,28 @@ class BindingServer:
             return self._failed(request, exc)
 
     def _failed(self, request: Request, exc: Exception) -> bytes:
+        """The error reply for ``exc``. What the store said stays on the host: its
+        messages name full keys and servers, which the plugin must not learn."""
         code = code_of(exc)
-        if code is Code.INTERNAL:
+        message = _SAID.get(code)
+        if message is None:
+            message = str(exc) or type(exc).__name__
+        elif code is Code.BAD_VALUE:
+            message = message.format(key=request.args[0])
+        elif code is Code.INTERNAL:
             log.exception("cachekit: %s failed on %r", self, request)
-        return error_reply(request.id, code, str(exc) or type(exc).__name__)
+        return error_reply(request.id, code, message)
+
+
+# What the host answers for errors raised below the cache API (the store's own messages
+# name full keys and servers); refusals of the request keep their message.
+_SAID: dict[Code, str] = {
+    Code.BAD_VALUE: "the value at {key!r} is not an integer, or the result would leave the "
+    "signed 64-bit range; it is unchanged",
+    Code.STORE_UNAVAILABLE: "the store behind this binding is unavailable",
+    Code.STORE_TIMEOUT: "the store behind this binding did not answer in time",
+    Code.INTERNAL: "the host failed on this request (its log says why)",
+}
 
 
 class _Connection(asyncio.Protocol):
