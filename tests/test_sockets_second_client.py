@@ -41,7 +41,8 @@ def test_the_second_client_encodes_and_decodes_every_vector() -> None:
         if len(request) > 4:
             assert encode_frame(msgpack.unpackb(request[4:], raw=False)) == request, comment
         (decoded,) = decode_frames(reply)
-        assert type(decoded) is list and len(decoded) == 3, comment
+        assert type(decoded) is list, comment
+        assert len(decoded) == 3, comment
 
 
 def test_the_second_client_passes_the_vectors_against_the_host(
