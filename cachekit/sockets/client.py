@@ -28,6 +28,7 @@ from cachekit.breaker import CircuitBreaker
 from cachekit.errors import (
     CacheKeyError,
     CacheValueError,
+    StoreError,
     StoreTimeout,
     StoreUnavailable,
 )
@@ -77,6 +78,7 @@ class SocketStore(BaseStore):
         self._ids = 0
         self._channels: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Channel]
         self._channels = weakref.WeakKeyDictionary()
+        self._last: _Channel | None = None  # the channel used last (one loop: always)
 
     def __repr__(self) -> str:
         return (
@@ -201,15 +203,31 @@ class SocketStore(BaseStore):
 
     async def _acall(self, op: str, tenant: str | None, namespace: str | None, *args: Any) -> Any:
         ident, data = self._request(op, tenant, namespace, args)
-        with self.breaker:
-            channel = self._channels.get(asyncio.get_running_loop())
-            if channel is None or channel.transport is None:
-                channel = await self._connect()
-            message = await channel.send(ident, data)
-            return self._result(ident, message)
+        breaker = self.breaker  # the breaker protocol written out: a hot path
+        if not breaker.healthy:
+            breaker.before_call()
+        try:
+            channel = self._last
+            loop = asyncio.get_running_loop()
+            if channel is None or channel.transport is None or channel.loop is not loop:
+                channel = await self._channel(loop)
+            result = self._result(ident, await channel.send(ident, data))
+        except StoreError as exc:
+            breaker.record_failure(exc)
+            raise
+        if not breaker.healthy:
+            breaker.record_success()
+        return result
 
-    async def _connect(self) -> _Channel:
-        loop = asyncio.get_running_loop()
+    async def _channel(self, loop: asyncio.AbstractEventLoop) -> _Channel:
+        """The running loop's connection, connected if it is not."""
+        channel = self._channels.get(loop)
+        if channel is None or channel.transport is None:
+            channel = await self._connect(loop)
+        self._last = channel
+        return channel
+
+    async def _connect(self, loop: asyncio.AbstractEventLoop) -> _Channel:
         try:
             async with asyncio.timeout(self.timeout):
                 _transport, channel = await loop.create_unix_connection(
