@@ -49,7 +49,7 @@ def socket_from_environment(binding: str = "") -> str:
 
 def encode_frame(message: Any) -> bytes:
     """A 4-byte big-endian length, then one msgpack value (bin for bytes, str for text)."""
-    body = msgpack.packb(message, use_bin_type=True)
+    body: bytes = msgpack.packb(message, use_bin_type=True)
     return struct.pack(">I", len(body)) + body
 
 
