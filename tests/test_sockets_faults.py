@@ -184,7 +184,7 @@ def test_the_breaker_skips_a_dead_host_and_cached_fails_open(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """With the host gone, direct calls raise StoreUnavailable (fast, once the breaker is
-    open) while @cached calls its function, returns its result and logs one warning.
+    open) while @cached calls its function, returns its result and logs one warning."""
     runs: list[int] = []
 
     @cached(ttl=60)
