@@ -22,6 +22,7 @@ and reconnect after a host restart.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 from collections.abc import Iterator
@@ -34,7 +35,7 @@ from cachekit.manager import CacheManager
 from cachekit.sockets.client import SocketStore
 from cachekit.sockets.protocol import SOCKET_VARIABLE, env_name
 
-__all__ = ["cache", "scope", "socket_path"]
+__all__ = ["aclose", "cache", "close", "scope", "socket_path"]
 
 _MAX_SCOPES = 4096  # per binding: (tenant) caches kept; forgotten all at once past it
 
@@ -130,3 +131,19 @@ def scope(tenant: str | None = None, name: str = "") -> Iterator[Cache]:
         yield binding.cache
     finally:
         unbind(token)
+
+
+def close() -> None:
+    """Close this process's connections to its binding sockets (at shutdown); a later
+    :func:`cache` connects again."""
+    with _lock:
+        sockets = list(_sockets.values())
+        _sockets.clear()
+    for found in sockets:
+        found.store.close()
+
+
+async def aclose() -> None:
+    """:func:`close` from async code: the running loop's connections are closed on it."""
+    close()
+    await asyncio.sleep(0)  # let the transports finish closing on this loop

@@ -44,6 +44,13 @@ def served(host: HostLoop, memory: CacheManager, tmp_path: Path) -> Iterator[Bin
     host.run(server.close())
 
 
+@pytest.fixture(autouse=True)
+def plugin_connections() -> Iterator[None]:
+    """Tests that play the plugin close its connections after."""
+    yield
+    plugin_side.close()
+
+
 @pytest.fixture
 def plugin_env(served: BindingServer, monkeypatch: pytest.MonkeyPatch) -> str:
     """This process plays the plugin: its environment names ``served``'s socket."""
@@ -162,19 +169,22 @@ def test_the_client_reconnects_after_a_host_restart(
     again, on new connections, once it listens again."""
     cache = plugin_side.cache(tenant="acme")
     cache.set("k", 1)
-
-    async def aget() -> object:
-        return await cache.aget("k")
-
-    assert asyncio.run(aget()) == 1
     host.run(served.close())
     with pytest.raises(StoreUnavailable):
         cache.get("k")
-    with pytest.raises(StoreUnavailable):
-        asyncio.run(aget())
     host.run(served.start(plugin_env))
     assert cache.get("k") == 1  # a memory binding: the data outlived the socket
-    assert asyncio.run(aget()) == 1
+
+    async def restarted_under_a_loop() -> None:
+        assert await cache.aget("k") == 1
+        host.run(served.close())  # blocks this loop: the host runs on its own thread
+        with pytest.raises(StoreUnavailable):
+            await cache.aget("k")
+        host.run(served.start(plugin_env))
+        assert await cache.aget("k") == 1
+        await plugin_side.aclose()
+
+    asyncio.run(restarted_under_a_loop())
 
 
 def test_the_breaker_skips_a_dead_host_and_cached_fails_open(
