@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import shutil
 import signal
 import tempfile
@@ -33,6 +34,7 @@ from typing import Any, Self
 
 from cachekit.errors import ConfigError
 from cachekit.keys import ANY
+from cachekit.resolvers import DEFAULT_ID_PATTERN
 from cachekit.sockets.protocol import DEFAULT_MAX_FRAME, SOCKET_VARIABLE, env_name
 from cachekit.sockets.server import BindingServer, SocketBinding
 
@@ -128,6 +130,7 @@ async def launch(
     tenant: str | Any | None = ANY,
     env: Mapping[str, str] | None = None,
     max_frame: int = DEFAULT_MAX_FRAME,
+    id_pattern: re.Pattern[str] = DEFAULT_ID_PATTERN,
     **popen: Any,
 ) -> PluginProcess:
     """Serve each of ``bindings`` on its own socket and start ``argv`` with them announced.
@@ -137,6 +140,8 @@ async def launch(
         (:func:`~cachekit.sockets.server.socket_binding`).
     :param tenant: pin every socket to one tenant (a process per tenant), see
         :class:`~cachekit.sockets.server.BindingServer`.
+    :param max_frame: the largest frame body the sockets accept.
+    :param id_pattern: the tenant ids the sockets accept, as at the HTTP edge.
     :param env: the process's environment (default: this one's); socket variables in it
         are replaced by the bindings'.
     :param popen: passed to :func:`asyncio.create_subprocess_exec` (``stdout=``, ``cwd=``).
@@ -149,7 +154,9 @@ async def launch(
         sockets = {name: os.path.join(directory, names[name]) for name in bindings}
         environment = socket_environment(sockets)
         for name, binding in bindings.items():
-            server = BindingServer(binding, tenant=tenant, max_frame=max_frame)
+            server = BindingServer(
+                binding, tenant=tenant, max_frame=max_frame, id_pattern=id_pattern
+            )
             servers[name] = server
             await server.start(sockets[name])
         base = dict(os.environ if env is None else env)
