@@ -225,7 +225,7 @@ class Cache:
             "policy": self._policy,
         }
         store = self._ops.origin if isinstance(self._ops, PolicyStore) else self._ops
-        return Cache(store, **(args | changes))
+        return type(self)(store, **(args | changes))
 
     def full_key(self, key: str) -> str:
         """The store key this cache uses for ``key`` (what ``redis-cli`` shows).

@@ -32,7 +32,7 @@ import enum
 import functools
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Final, NamedTuple
+from typing import ClassVar, Final, NamedTuple
 from urllib.parse import unquote
 from uuid import UUID
 
@@ -227,6 +227,8 @@ class KeySpace:
     """Builds full keys and selectors under one global ``prefix``."""
 
     prefix: str = ""
+    tenants: ClassVar[bool] = True
+    """Scopes may have a tenant (not so in :class:`cachekit.backstage.BackstageKeySpace`)."""
 
     def scope_prefix(self, plugin: str, tenant: str | None, namespace: str | None) -> str:
         """The prefix shared by every key of one (plugin, tenant, namespace).
