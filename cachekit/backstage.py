@@ -92,6 +92,12 @@ def normalize_key(text: str) -> str:
     return base64.b64encode(hashlib.sha256(raw).digest()).decode("ascii")
 
 
+def _key_text(namespace: str | None, key: str) -> str:
+    """The normalized key of ``key``, a namespace's name and ``:`` in front when bound."""
+    check_key(key)
+    return normalize_key(key if namespace is None else f"{namespace}:{key}")
+
+
 def _plugin_segment(plugin: str, separator: str) -> str:
     if type(plugin) is not str or not plugin:
         raise CacheKeyError(f"plugin id must be a non-empty str, got {plugin!r}")
@@ -124,6 +130,11 @@ class BackstageKeySpace(KeySpace):
         if tenant is not None:
             raise ConfigError(_NO_TENANTS, path="backend.cache.keyLayout")
         return f"{self.prefix}{_plugin_segment(plugin, self.separator)}{self.separator}"
+
+    def full_key(self, plugin: str, tenant: str | None, namespace: str | None, key: str) -> str:
+        """The Redis key Backstage uses for ``key`` of ``plugin`` (``namespace:key`` when a
+        namespace is bound)."""
+        return self.scope_prefix(plugin, tenant, namespace) + _key_text(namespace, key)
 
     def selector(
         self,
@@ -202,9 +213,7 @@ class BackstageCache(Cache):
     __slots__ = ()
 
     def _normalized(self, key: str) -> str:
-        check_key(key)
-        namespace = self._namespace
-        return normalize_key(key if namespace is None else f"{namespace}:{key}")
+        return _key_text(self._namespace, key)
 
     def _key(self, key: str) -> str:
         return self._prefix + self._normalized(key)

@@ -240,6 +240,13 @@ class KeySpace:
             f"{_tenant_segment(tenant)}{SEPARATOR}{_namespace_segment(namespace)}{SEPARATOR}"
         )
 
+    def full_key(self, plugin: str, tenant: str | None, namespace: str | None, key: str) -> str:
+        """The store key of ``key`` in one (plugin, tenant, namespace).
+
+        :raises CacheKeyError: an id, the namespace or the key is invalid.
+        """
+        return self.scope_prefix(plugin, tenant, namespace) + check_key(key)
+
     def selector(
         self,
         plugin: str | _Any = ANY,

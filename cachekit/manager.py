@@ -210,6 +210,15 @@ class CacheManager:
             policy=policy,
         )
 
+    def full_key(self, cache: Cache, key: str) -> str:
+        """The store key ``cache`` (one of this manager's) uses for ``key``: what
+        ``redis-cli`` shows. A host-side view: a plugin's :class:`~cachekit.cache.Cache`
+        does not show its key layout.
+
+        :raises CacheKeyError: ``key`` is empty or not a ``str``.
+        """
+        return self.keyspace.full_key(cache.plugin, cache.tenant, cache.namespace_name, key)
+
     def stats(self) -> list[StatsRow]:
         """Hits, misses, sets, deletes, errors and store latency of every
         (plugin, namespace, store) this manager's caches have used — per tenant too when
