@@ -80,7 +80,7 @@ CLIENT_OPTIONS: Final[Mapping[str, str]] = MappingProxyType(
     {
         # @keyv/redis options (Backstage passes redis.client to it)
         "connectionTimeout": "mapped",
-        "noNamespaceAffectsAll": "cachekit's clear is always scoped to a plugin (never FLUSHDB)",
+        "noNamespaceAffectsAll": "cachekit's clear is always scoped; it never flushes the database",
         "throwOnConnectError": _FAILURE_POLICY,
         "throwOnErrors": _FAILURE_POLICY,
         # node-redis client options (an object connection, a cluster's defaults)
@@ -148,6 +148,8 @@ class _ClientOptions:
     fields: dict[str, Any] = field(default_factory=dict)
     driver: dict[str, Any] = field(default_factory=dict)
     ignored: list[str] = field(default_factory=list)
+    tls: dict[str, tuple[Any, str]] = field(default_factory=dict)
+    """Driver arguments that only mean something with TLS on, with their config paths."""
 
 
 def _unknown(key: object, known: Mapping[str, str], path: str) -> ConfigError:
@@ -204,9 +206,9 @@ def _map_socket(raw: object, path: str, out: _ClientOptions) -> None:
         elif key == "tls":
             out.fields["ssl"] = _flag(value, item)
         elif key == "rejectUnauthorized":
-            out.driver["ssl_cert_reqs"] = "required" if _flag(value, item) else "none"
+            out.tls["ssl_cert_reqs"] = ("required" if _flag(value, item) else "none", item)
         else:  # ca: the PEM text itself, as node's tls options take it
-            out.driver["ssl_ca_data"] = _text(value, item)
+            out.tls["ssl_ca_data"] = (_text(value, item), item)
 
 
 def map_client_options(raw: Mapping[str, Any], path: str) -> _ClientOptions:
@@ -491,7 +493,7 @@ def parse_redis_connection(config: CacheConfig) -> RedisConnectionSpec:
     fields: dict[str, Any] = {  # what the connection says; the topology may add to it
         "username": connection.username or (endpoint.username if endpoint else None),
         "password": connection.password or (endpoint.password if endpoint else None),
-        "db": connection.db or (endpoint.db if endpoint else None),  # None: not given
+        "db": connection.db or (endpoint.db if endpoint else None) or None,  # None: not given
         "ssl": endpoint is not None and endpoint.scheme == "rediss",
     }
     if connection.max_connections is not None:
@@ -507,6 +509,7 @@ def parse_redis_connection(config: CacheConfig) -> RedisConnectionSpec:
         sources.append((section.cluster.defaults, f"{section_path}.cluster.defaults"))
     driver: dict[str, Any] = {}
     ignored: list[str] = []
+    tls: dict[str, tuple[Any, str]] = {}
     for raw, source_path in sources:
         mapped = map_client_options(raw, source_path)
         for key, value in mapped.fields.items():
@@ -522,12 +525,22 @@ def parse_redis_connection(config: CacheConfig) -> RedisConnectionSpec:
                 )
         for key, value in mapped.driver.items():
             driver.setdefault(key, value)
+        for key, setting in mapped.tls.items():
+            tls.setdefault(key, setting)
         ignored += mapped.ignored
     fields["db"] = fields["db"] or 0
     fields.setdefault("connect_timeout", config.timeouts.connect)
+    for key, (value, item_path) in tls.items():  # TLS settings mean nothing without TLS
+        if fields["ssl"]:
+            driver.setdefault(key, value)
+        else:
+            ignored.append(f"{item_path}: ignored (TLS is off: use rediss:// or socket.tls)")
     if standalone:
         assert endpoint is not None  # required above
-        fields |= {"mode": "standalone", "url": endpoint.url}
+        url = endpoint.url
+        if fields["ssl"] and endpoint.scheme == "redis":  # socket.tls: true on a redis:// URL
+            url = "rediss" + url.removeprefix("redis")
+        fields |= {"mode": "standalone", "url": url}
     elif section.cluster is not None:
         nodes_path = f"{section_path}.cluster.rootNodes"
         nodes = _cluster_nodes(section.cluster, nodes_path)
