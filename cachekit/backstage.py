@@ -55,7 +55,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final
 from cachekit.cache import Cache
 from cachekit.codec import Codec, DecodeError, parse_int
 from cachekit.errors import CacheKeyError, CacheValueError, ConfigError
-from cachekit.keys import ANY, KeySelector, KeySpace, check_key, escape_glob
+from cachekit.keys import ANY, KeySelector, KeySpace, ScopeIds, check_key, escape_glob
 
 if TYPE_CHECKING:
     from cachekit.config import CacheConfig
@@ -191,6 +191,15 @@ class BackstageSelector(KeySelector):
         except (binascii.Error, ValueError):
             return False
         return text.startswith(f"{self.namespace}:".encode())
+
+    def scope_of(self, full_key: str) -> str:
+        """The plugin prefix of a key this selector matched: ``{prefix}{plugin}{sep}``."""
+        plugin = full_key[len(self.prefix) :].partition(self.separator)[0]
+        return f"{self.prefix}{plugin}{self.separator}"
+
+    def parse_scope(self, scope: str) -> ScopeIds:
+        """The plugin of a prefix :meth:`scope_of` returned (no tenant, no namespace)."""
+        return ScopeIds(scope[len(self.prefix) : -len(self.separator)], None, None)
 
     def literal_prefix(self) -> str:
         """The longest prefix every selected key starts with."""

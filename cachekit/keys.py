@@ -285,6 +285,14 @@ class KeySelector:
             and (self.namespace is None or parts[2] == self.namespace)
         )
 
+    def scope_of(self, full_key: str) -> str:
+        """The scope prefix of a key this selector matched (see :func:`scope_of`)."""
+        return scope_of(full_key, len(self.prefix))
+
+    def parse_scope(self, scope: str) -> ScopeIds:
+        """The ids of a scope prefix :meth:`scope_of` returned (see :func:`parse_scope`)."""
+        return parse_scope(scope, self.prefix)
+
     def literal_prefix(self) -> str:
         """The longest key prefix every selected key starts with."""
         out = self.prefix

@@ -14,9 +14,11 @@ from typing import Any
 
 import pytest
 import redis
+import yaml
 from servers import RedisServer
 
 from cachekit import CacheKeyError, CacheValueError, ConfigError, cached, current_cache
+from cachekit.cli import main
 from cachekit.config import parse_cache_section
 from cachekit.host import CacheManager, CacheMiddleware, scope
 from cachekit.resolvers import header
@@ -48,6 +50,10 @@ def db(redis_server: RedisServer, raw: redis.Redis) -> Iterator[int]:
     yield number
     client.flushdb()
     client.close()
+
+
+async def app(scope: Any, receive: Any, send: Any) -> None:
+    """An ASGI app for the middlewares under test (never called)."""
 
 
 def backstage_manager(url: str, client: dict[str, Any] | None = None, **more: Any) -> CacheManager:
@@ -248,11 +254,13 @@ def test_a_tenant_is_refused_everywhere(redis_server: RedisServer, db: int) -> N
         with pytest.raises(ConfigError, match="keyLayout"):
             manager.clear(tenant="acme")
         with pytest.raises(ConfigError, match="tenant resolver"):
-            CacheMiddleware(object(), manager=manager, plugin="catalog", tenant=header("X-T"))
-        with pytest.raises(ConfigError, match="keyLayout"):
-            with scope(plugin="catalog", tenant="acme", manager=manager):
-                current_cache().get("k")
-        CacheMiddleware(object(), manager=manager, plugin="catalog")  # no tenant: fine
+            CacheMiddleware(app, manager=manager, plugin="catalog", tenant=header("X-T"))
+        with (
+            pytest.raises(ConfigError, match="keyLayout"),
+            scope(plugin="catalog", tenant="acme", manager=manager),
+        ):
+            current_cache().get("k")
+        CacheMiddleware(app, manager=manager, plugin="catalog")  # no tenant: fine
         assert manager.tenants is False
     finally:
         manager.close()
@@ -293,7 +301,8 @@ def test_the_layout_is_checked_at_start_up(
     store keys entries differently), and unknown values are refused, naming the path."""
     with pytest.raises(ConfigError, match=message) as info:
         parse_cache_section(section)
-    assert info.value.path is not None and info.value.path.endswith(path)
+    assert info.value.path is not None
+    assert info.value.path.endswith(path)
 
 
 def test_a_codec_with_keyv_json_is_refused() -> None:
@@ -325,3 +334,37 @@ def test_the_plain_layout_is_unchanged(redis_server: RedisServer, raw: redis.Red
         assert manager.tenants is True
     finally:
         manager.close()
+
+
+def test_the_command_lines_stats_and_clear_read_the_layout(
+    tmp_path: Path, redis_server: RedisServer, db: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """cachekit stats counts keys per plugin under the layout, and cachekit clear --plugin
+    removes one plugin's keys."""
+    section = {
+        "store": "redis",
+        "connection": db_url(redis_server, db),
+        "keyLayout": "backstage",
+        "valueFormat": "keyv-json",
+    }
+    config = tmp_path / "app-config.yaml"
+    config.write_text(yaml.safe_dump({"backend": {"cache": section}}))
+    manager = CacheManager(parse_cache_section(section))
+    try:
+        manager.for_plugin("catalog").set_many({"a": 1, "b": 2}, ttl=60)
+        manager.for_plugin("search").set("a", 1, ttl=60)
+    finally:
+        manager.close()
+    assert main(["stats", "--json", "-c", str(config)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["scopes"] == [
+        {"plugin": "catalog", "tenant": None, "namespace": None, "keys": 2},
+        {"plugin": "search", "tenant": None, "namespace": None, "keys": 1},
+    ]
+    assert main(["clear", "--plugin", "catalog", "--yes", "-c", str(config)]) == 0
+    assert "2 entries removed" in capsys.readouterr().out
+    client = db_client(redis_server, db)
+    try:
+        assert client.keys("*") == [b"search:YQ=="]
+    finally:
+        client.close()

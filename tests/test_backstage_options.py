@@ -54,7 +54,8 @@ backend:
     connection: redis://localhost:6379
     # Store-specific configuration (optional)
     valkey:
-      # Global namespace prefix for all cache keys (including separator used between namespace and plugin ID)
+      # Global namespace prefix for all cache keys (including separator used between
+      # namespace and plugin ID)
       keyPrefix: 'my-app:'
 """
 INFINISPAN = """
@@ -241,7 +242,8 @@ def test_tls_options_turn_tls_on_or_are_logged_without_it() -> None:
             },
         }
     ).connection_spec
-    assert tls.ssl and tls.url == "rediss://h:6379"
+    assert tls.ssl
+    assert tls.url == "rediss://h:6379"
     assert dict(tls.options) == {"ssl_cert_reqs": "none", "ssl_ca_data": "PEM"}
     plain = parse_cache_section(
         {"store": "redis", "connection": {"url": "redis://h", "socket": {"ca": "PEM"}}}
@@ -264,8 +266,10 @@ def test_use_replicas_sends_reads_to_replicas(redis_cluster: RedisCluster) -> No
         return total
 
     def reads(use_replicas: bool) -> int:
-        cluster = {"rootNodes": [{"url": u} for u in redis_cluster.root_urls]}
-        cluster["useReplicas"] = use_replicas
+        cluster: dict[str, Any] = {
+            "rootNodes": [{"url": u} for u in redis_cluster.root_urls],
+            "useReplicas": use_replicas,
+        }
         manager = CacheManager(
             parse_cache_section({"store": "redis", "redis": {"cluster": cluster}})
         )
@@ -299,7 +303,9 @@ def test_cluster_options_are_accepted(caplog: pytest.LogCaptureFixture) -> None:
         },
     }
     spec = parse_cache_section(section).connection_spec
-    assert spec.password == "pw" and spec.connect_timeout == 3.0 and spec.replica_reads
+    assert spec.password == "pw"
+    assert spec.connect_timeout == 3.0
+    assert spec.replica_reads
     with caplog.at_level(logging.WARNING, logger="cachekit"):
         CacheManager(parse_cache_section(section))
     text = caplog.text
@@ -323,7 +329,8 @@ def test_unknown_or_bad_client_options_are_config_errors(
     known key; a bad value or a value given twice differently names its path."""
     with pytest.raises(ConfigError, match=message) as info:
         parse_cache_section({"store": "redis", "connection": connection})
-    assert info.value.path is not None and info.value.path.endswith(path)
+    assert info.value.path is not None
+    assert info.value.path.endswith(path)
 
 
 def test_redis_client_options_are_read_too() -> None:
