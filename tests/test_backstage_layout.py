@@ -368,3 +368,22 @@ def test_the_command_lines_stats_and_clear_read_the_layout(
         assert client.keys("*") == [b"search:YQ=="]
     finally:
         client.close()
+
+
+def test_an_unreadable_entry_is_a_miss_logged_with_its_redis_key(
+    redis_server: RedisServer, db: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Bytes that are not a keyv entry read as a miss (get and get_many), and the warning
+    names the Redis key that holds them."""
+    manager = backstage_manager(db_url(redis_server, db))
+    client = db_client(redis_server, db)
+    try:
+        client.set("catalog:YQ==", b"not keyv json")
+        cache = manager.for_plugin("catalog")
+        with caplog.at_level("WARNING", logger="cachekit"):
+            assert cache.get_many(["a"]) == {}
+        assert "'catalog:YQ=='" in caplog.text
+        assert cache.get("a", "miss") == "miss"
+    finally:
+        client.close()
+        manager.close()
