@@ -225,7 +225,7 @@ class Cache:
             "policy": self._policy,
         }
         store = self._ops.origin if isinstance(self._ops, PolicyStore) else self._ops
-        return Cache(store, **(args | changes))
+        return type(self)(store, **(args | changes))
 
     # --- shared, I/O-free steps -------------------------------------------------------
 
@@ -364,12 +364,12 @@ class Cache:
             out = {key: decode(raw) for key, raw in pairs if raw is not None}
         except DecodeError:
             out = {}
-            for key, raw in zip(keys, values, strict=True):
+            for key, full_key, raw in zip(keys, full, values, strict=True):
                 if raw is not None:
                     try:
                         out[key] = decode(raw)
                     except DecodeError as exc:
-                        self._unreadable(self._prefix + key, exc, None)
+                        self._unreadable(full_key, exc, None)
         # every key gave a value: no miss (counting the None values costs a pass)
         misses = 0 if len(out) == len(values) else values.count(None)
         self._stats.hits += len(values) - misses

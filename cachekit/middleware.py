@@ -22,6 +22,7 @@ from cachekit.context import (
     unbind,
 )
 from cachekit.context import outcome as request_outcome
+from cachekit.errors import ConfigError
 from cachekit.manager import CacheManager
 from cachekit.resolvers import (
     DEFAULT_ID_PATTERN,
@@ -46,6 +47,8 @@ class ScopeMiddleware(Generic[App]):
     :raises ValueError: a fixed plugin id does not match ``id_pattern``,
         ``tenant_required=True`` without a tenant resolver, or an excluded path does not
         start with ``/``.
+    :raises ConfigError: a tenant resolver with a manager whose ``keyLayout: backstage``
+        has no tenants.
     """
 
     def __init__(
@@ -71,6 +74,13 @@ class ScopeMiddleware(Generic[App]):
         )
         self.cache_header = cache_header
         if manager is not None:
+            if tenant is not None and not manager.tenants:
+                raise ConfigError(
+                    "a tenant resolver needs tenants, and keyLayout: backstage has none "
+                    "(Backstage's keys are per plugin): drop tenant=..., or use keyLayout: "
+                    "cachekit",
+                    path="backend.cache.keyLayout",
+                )
             set_default_manager(manager)
 
     def __repr__(self) -> str:
