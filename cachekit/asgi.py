@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
 from cachekit.context import CacheOutcome, activate_manager, active_manager, deactivate_manager
+from cachekit.durations import TTL
 from cachekit.errors import RateLimitExceeded
 from cachekit.http import rate_limit_response
 from cachekit.manager import CacheManager
@@ -36,6 +37,9 @@ from cachekit.resolvers import (
     Rejection,
     TenantResolver,
 )
+from cachekit.responses.asgi import CachedResponses
+from cachekit.responses.engine import ResponseCache
+from cachekit.responses.options import by_prefix
 
 __all__ = ["ASGIApp", "CacheMiddleware", "lifespan_shutdown", "lifespan_startup"]
 
@@ -84,6 +88,10 @@ class CacheMiddleware(ScopeMiddleware[ASGIApp]):
     :param manage_store: ping the store at lifespan startup and close it at shutdown.
     :param cache_header: add ``X-Cache: HIT`` or ``MISS`` to responses whose request ran
         ``@cached`` functions (``MISS`` if any call missed).
+    :param responses: cache the HTTP responses under these path prefixes (whole segments)
+        in each request's scope, following RFC 9111:
+        ``{"/api/catalog": response_cache("5m", vary=("Accept-Language",))}``, or a plain
+        TTL (:func:`cachekit.responses.response_cache`).
     :raises TypeError: a resolver is not callable, ``tenant`` is a plain string, or
         ``exclude`` is neither paths nor a callable.
     :raises ValueError: a fixed plugin id does not match ``id_pattern``,
@@ -102,7 +110,10 @@ class CacheMiddleware(ScopeMiddleware[ASGIApp]):
         manage_store: bool = True,
         cache_header: bool = False,
         exclude: Exclude | None = None,
+        responses: Mapping[str, ResponseCache | TTL] | None = None,
     ) -> None:
+        if responses:
+            app = CachedResponses(app, by_prefix(responses))
         super().__init__(
             app,
             manager,
