@@ -75,7 +75,7 @@ class Shop:
         self.calls[name] += 1
         return self.calls[name]
 
-    def routes(self) -> list[Route]:  # noqa: C901 - one small endpoint per behaviour
+    def routes(self) -> list[Route]:
         clock = self.clock
 
         @cache_response(ttl=60, tags=("item:{item_id}",), clock=clock)

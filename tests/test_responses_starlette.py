@@ -308,7 +308,8 @@ def test_a_strong_etag_is_added_and_if_none_match_answers_304(
     hit and on a miss; another tag gets the 200."""
     first = http.get("/items/1")
     etag = first.headers["etag"]
-    assert etag.startswith('"') and etag.endswith('"')
+    assert etag.startswith('"')
+    assert etag.endswith('"')
     cached = http.get("/items/1", headers={"If-None-Match": etag})
     assert (cached.status_code, cached.content, cached.headers["etag"]) == (304, b"", etag)
     assert cached.headers["x-cache"] == "HIT"

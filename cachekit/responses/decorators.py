@@ -48,8 +48,12 @@ def _with_request_parameter(fn: Callable[..., Any], wrapper: Any, request_type: 
     ``fn`` takes no request, so FastAPI passes one (as fastapi-cache2 does)."""
     if request_type is None:
         return
-    signature = inspect.signature(fn)
+    try:  # the annotations as objects: FastAPI reads them from the wrapper's signature
+        signature = inspect.signature(fn, eval_str=True)
+    except NameError:  # a forward reference not defined yet: FastAPI resolves it later
+        signature = inspect.signature(fn)
     if any(p.annotation is request_type for p in signature.parameters.values()):
+        wrapper.__signature__ = signature
         return
     extra = inspect.Parameter(
         _REQUEST_PARAMETER, inspect.Parameter.KEYWORD_ONLY, annotation=request_type

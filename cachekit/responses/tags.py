@@ -55,12 +55,14 @@ def invalidate_tags(*tags: str) -> None:
     :raises NoScopeError: no scope is bound.
     :raises StoreError: the store failed: some tags may not be invalidated.
     """
-    run(_bump(current_cache(NAMESPACE), _checked(tags)))
+    checked = _checked(tags)
+    run(_bump(current_cache(NAMESPACE), checked))
 
 
 async def ainvalidate_tags(*tags: str) -> None:
     """Async :func:`invalidate_tags`."""
-    await arun(_bump(current_cache(NAMESPACE), _checked(tags)))
+    checked = _checked(tags)
+    await arun(_bump(current_cache(NAMESPACE), checked))
 
 
 def invalidate_path(path: str) -> None:
