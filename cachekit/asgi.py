@@ -3,7 +3,7 @@
 A pure ASGI middleware (not Starlette's ``BaseHTTPMiddleware``, which runs the app in
 another task and loses context variables). It works with any ASGI framework::
 
-    from cachekit import CacheManager, CacheMiddleware
+    from cachekit.host import CacheManager, CacheMiddleware
     from cachekit.resolvers import header, path_prefix
 
     manager = CacheManager.from_yaml("app-config.yaml")
@@ -73,7 +73,7 @@ class CacheMiddleware(ScopeMiddleware[ASGIApp]):
     :param app: the ASGI app to wrap.
     :param manager: the manager to use (default: the active one at each request, see
         :func:`cachekit.context.active_manager`); registered as the process default
-        (:func:`cachekit.set_default_manager`).
+        (:func:`cachekit.host.set_default_manager`).
     :param plugin: a fixed plugin id or a resolver (:mod:`cachekit.resolvers`).
     :param tenant: a tenant resolver, or ``None`` for the platform scope. A tenant from a
         client header must be verified by an authentication layer first.

@@ -12,7 +12,7 @@ read or write single keys, from the host's ``app-config.yaml``.
     cachekit delete --plugin catalog --tenant acme item:1
 
 Every subcommand reads ``-c/--config FILE`` (repeatable, deep-merged in order like
-:meth:`CacheManager.from_yaml <cachekit.CacheManager.from_yaml>`; default
+:meth:`CacheManager.from_yaml <cachekit.host.CacheManager.from_yaml>`; default
 ``./app-config.yaml``). Exit status: 0 success, 1 failure (bad config, store unreachable,
 a miss for ``get``, a declined confirmation), 2 bad usage. Errors go to stderr, without a
 traceback.

@@ -15,7 +15,7 @@ from cachekit.config.masking import redact
 from cachekit.config.schema import SECTION_PATH, config_origin
 from cachekit.config.url import parse_cache_url
 from cachekit.errors import CacheKeyError
-from cachekit.keys import ANY, KeySelector, KeySpace
+from cachekit.keys import ANY, KeySelector, KeySpace, check_key
 from cachekit.metrics import Metrics, StatsRow
 from cachekit.policy import check_plugins
 from cachekit.policy import resolve as resolve_policy
@@ -186,6 +186,16 @@ class CacheManager:
             metrics=self.metrics,
             policy=policy,
         )
+
+    def full_key(self, cache: Cache, key: str) -> str:
+        """The store key ``cache`` (one of this manager's) uses for ``key``: what
+        ``redis-cli`` shows. A host-side view: a plugin's :class:`~cachekit.cache.Cache`
+        does not show its key layout.
+
+        :raises CacheKeyError: ``key`` is empty or not a ``str``.
+        """
+        prefix = self.keyspace.scope_prefix(cache.plugin, cache.tenant, cache.namespace_name)
+        return prefix + check_key(key)
 
     def stats(self) -> list[StatsRow]:
         """Hits, misses, sets, deletes, errors and store latency of every

@@ -39,7 +39,7 @@ App = TypeVar("App")
 class ScopeMiddleware(Generic[App]):
     """The protocol-free half of both ``CacheMiddleware`` classes, whose docstrings name
     the parameters. A manager given here is registered as the process default
-    (:func:`cachekit.set_default_manager`, which keeps a different one registered earlier).
+    (:func:`cachekit.host.set_default_manager`, which keeps a different one registered earlier).
 
     :raises TypeError: a resolver is not callable, ``tenant`` is a plain string, or
         ``exclude`` is neither paths nor a callable.

@@ -3,7 +3,7 @@
 ::
 
     from flask import Flask
-    from cachekit import CacheManager
+    from cachekit.host import CacheManager
     from cachekit.resolvers import header, path_segment
     from cachekit.wsgi import CacheMiddleware
 
@@ -65,7 +65,7 @@ class CacheMiddleware(ScopeMiddleware[WSGIApplication]):
     :param app: the WSGI app to wrap (for Flask: ``app.wsgi_app``).
     :param manager: the manager to use (default: the active one at each request, see
         :func:`cachekit.context.active_manager`); registered as the process default
-        (:func:`cachekit.set_default_manager`).
+        (:func:`cachekit.host.set_default_manager`).
     :param plugin: a fixed plugin id or a resolver (:mod:`cachekit.resolvers`).
     :param tenant: a tenant resolver, or ``None`` for the platform scope. A tenant from a
         client header must be verified by an authentication layer first.

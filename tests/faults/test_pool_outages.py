@@ -24,8 +24,9 @@ from typing import Any
 import pytest
 from faults.conftest import Outcome, scaled
 
-from cachekit import CacheManager, CacheValueError, StoreError, StoreTimeout
+from cachekit import CacheValueError, StoreError, StoreTimeout
 from cachekit.breaker import CircuitBreaker
+from cachekit.host import CacheManager
 from cachekit.stores.memcache import MemcacheStore
 from cachekit.stores.redis import RedisStore
 from cachekit.testing import FakeClock

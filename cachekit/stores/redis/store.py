@@ -19,7 +19,7 @@ Design choices:
   process holds one pool, not one per plugin. An asyncio client is bound to the event loop
   that created it, so the store keeps **one async client per running loop** (await
   :meth:`RedisStore.aclose` on a loop before closing it, as
-  :meth:`CacheManager.aclose <cachekit.CacheManager.aclose>` does).
+  :meth:`CacheManager.aclose <cachekit.host.CacheManager.aclose>` does).
 * **Bounded pools, bounded queueing.** Each pool opens at most ``maxConnections``
   connections (per node on a cluster). The store lets that many calls run at once per
   client (slots counted per event loop, a token queue for threads); a caller beyond that
