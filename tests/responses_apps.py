@@ -17,10 +17,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from cachekit import CacheManager, current_scope
+from cachekit import ainvalidate_path, ainvalidate_tags, cache_response, current_scope
 from cachekit.asgi import CacheMiddleware
+from cachekit.host import CacheManager
 from cachekit.resolvers import header
-from cachekit.responses import ainvalidate_path, ainvalidate_tags, cache_response
 
 HEADROOM = {"timeouts": {"connect": 5000, "operation": 5000}}
 SCOPE_HEADERS = {"X-Plugin": "shop", "X-Tenant-ID": "acme"}

@@ -19,9 +19,10 @@ from responses_apps import HEADROOM
 from servers import RedisServer
 from starlette.responses import PlainTextResponse
 
-from cachekit import CacheManager, current_scope, set_default_manager
+from cachekit import current_scope
 from cachekit.asgi import CacheMiddleware
 from cachekit.contrib.starlette import install
+from cachekit.host import CacheManager, set_default_manager
 from cachekit.resolvers import header
 from cachekit.responses import ainvalidate_tags, cache_response, response_cache
 

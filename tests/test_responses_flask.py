@@ -15,7 +15,8 @@ from flask import Flask, Response, request
 from http_servers import waitress_serving
 from responses_apps import Clock
 
-from cachekit import CacheManager, current_scope, set_default_manager
+from cachekit import current_scope
+from cachekit.host import CacheManager, set_default_manager
 from cachekit.resolvers import header
 from cachekit.responses import cache_response, invalidate_tags, response_cache
 from cachekit.wsgi import CacheMiddleware

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from cachekit import CacheManager, scope
 from cachekit.errors import CacheKeyError, CacheValueError, ConfigError, NoScopeError
+from cachekit.host import CacheManager, scope
 from cachekit.responses import cache_response, entries, invalidate_tags, response_cache
 from cachekit.responses.engine import Fetched, Served
 from cachekit.responses.keys import NAMESPACE, normal_query, response_key, tag_key

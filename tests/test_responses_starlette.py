@@ -14,7 +14,7 @@ import pytest
 from http_servers import uvicorn_serving
 from responses_apps import SCOPE_HEADERS, Clock, Shop, store_manager
 
-from cachekit import CacheManager, set_default_manager
+from cachekit.host import CacheManager, set_default_manager
 
 STORES = ["memory", "redis", "memcache"]
 
