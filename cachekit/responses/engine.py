@@ -262,13 +262,14 @@ class ResponseCache:
         """A stored variant as the response to ``lookup``'s request: a 304 when its
         validators match, the headers only for a ``HEAD``."""
         headers = entries.served_headers(stored, self.clock(), state)
-        status, body = stored[entries.STATUS], stored[entries.BODY]
+        status = stored[entries.STATUS]
         if status == 200 and self._not_modified(
-            lookup, header_map(stored[entries.HEADERS]), stored
+            lookup, stored[entries.HEADERS], stored[entries.STORED]
         ):
-            kept = [(n, v) for n, v in headers if n.lower() in NOT_MODIFIED_FIELDS or n in _SERVED]
-            return Served(304, kept, b"")
-        return Served(status, headers, b"" if lookup.request.method == "HEAD" else body)
+            return _not_modified_response(headers)
+        return Served(
+            status, headers, b"" if lookup.request.method == "HEAD" else stored[entries.BODY]
+        )
 
     def fresh(self, lookup: Lookup, fetched: Fetched) -> Served | Fetched:
         """The app's own response to this request, with ``X-Cache: MISS`` (a 304 when the
@@ -276,24 +277,22 @@ class ResponseCache:
         if fetched.body is None:
             return fetched
         headers = [*fetched.headers, ("x-cache", MISSED)]
-        stored = header_map(fetched.headers)
-        if fetched.status == 200 and self._not_modified(lookup, stored, None):
-            kept = [(n, v) for n, v in headers if n.lower() in NOT_MODIFIED_FIELDS or n in _SERVED]
-            return Served(304, kept, b"")
+        if fetched.status == 200 and self._not_modified(lookup, fetched.headers, self.clock()):
+            return _not_modified_response(headers)
         return Served(fetched.status, headers, fetched.body)
 
-    def _not_modified(
-        self, lookup: Lookup, headers: Mapping[str, str], stored: Variant | None
-    ) -> bool:
+    def _not_modified(self, lookup: Lookup, headers: Any, stored_at: float) -> bool:
+        """Whether the request's validators match a 200 with ``headers``, stored at
+        ``stored_at`` (RFC 9111 section 4.3.2)."""
         request = lookup.request.headers
+        if not _CONDITIONAL.intersection(request):  # the common case: nothing to compare
+            return False
+        response = header_map(headers)
         if_none_match = request.get("if-none-match")
         if if_none_match is not None:  # RFC 9110 section 13.1.3: it wins over the date
-            return matches_etag(if_none_match, headers.get("etag"))
-        since = request.get("if-modified-since")
-        if since is None:
-            return False
-        stored_at = stored[entries.STORED] if stored is not None else self.clock()
-        return not_modified_since(since, headers.get("last-modified"), stored_at)
+            return matches_etag(if_none_match, response.get("etag"))
+        since = request["if-modified-since"]
+        return not_modified_since(since, response.get("last-modified"), stored_at)
 
     # -- the orchestration --
 
@@ -395,6 +394,13 @@ class ResponseCache:
 
 
 _SERVED: Final = frozenset({"age", "x-cache"})
+_CONDITIONAL: Final = frozenset({"if-none-match", "if-modified-since"})
+
+
+def _not_modified_response(headers: list[tuple[str, str]]) -> Served:
+    """A 304 carrying the fields RFC 9110 section 15.4.5 keeps, with Age and X-Cache."""
+    kept = [(n, v) for n, v in headers if n.lower() in NOT_MODIFIED_FIELDS or n in _SERVED]
+    return Served(304, kept, b"")
 
 
 async def _prepared(made: Any, own: Callable[[Fetched], Fetched]) -> Fetched:

@@ -5,6 +5,7 @@ response object again. Frameworks are imported when first used, never at import 
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from cachekit.responses.asgi import request_of as asgi_request
@@ -47,17 +48,30 @@ def starlette_fetched(value: Any) -> Fetched:
     return Fetched(value.status_code, headers, body, value)
 
 
-def starlette_response(result: Served | Fetched) -> Any:
-    """The Starlette response to return for what the engine chose."""
+@functools.cache
+def _stored_response_class() -> Any:
+    """A Starlette ``Response`` made of a stored status, headers and body as they are
+    (``Response.__init__`` would work out headers the stored response has already)."""
     from starlette.responses import Response
 
+    class StoredResponse(Response):
+        def __init__(self, served: Served) -> None:
+            self.status_code = served.status
+            self.body = served.body
+            self.background = None
+            self.raw_headers = [
+                (name.lower().encode("latin-1"), value.encode("latin-1"))
+                for name, value in served.headers
+            ]
+
+    return StoredResponse
+
+
+def starlette_response(result: Served | Fetched) -> Any:
+    """The Starlette response to return for what the engine chose."""
     if isinstance(result, Fetched):
         return result.passthrough
-    response = Response(result.body, status_code=result.status)
-    response.raw_headers = [
-        (n.lower().encode("latin-1"), v.encode("latin-1")) for n, v in result.headers
-    ]
-    return response
+    return _stored_response_class()(result)
 
 
 # --- Flask ------------------------------------------------------------------------------
