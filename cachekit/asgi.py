@@ -21,11 +21,10 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from cachekit.context import CacheOutcome, activate_manager, active_manager, deactivate_manager
-from cachekit.durations import TTL
 from cachekit.errors import RateLimitExceeded
 from cachekit.http import rate_limit_response
 from cachekit.manager import CacheManager
@@ -38,8 +37,7 @@ from cachekit.resolvers import (
     TenantResolver,
 )
 from cachekit.responses.asgi import CachedResponses
-from cachekit.responses.engine import ResponseCache
-from cachekit.responses.options import by_prefix
+from cachekit.responses.options import Responses
 
 __all__ = ["ASGIApp", "CacheMiddleware", "lifespan_shutdown", "lifespan_startup"]
 
@@ -98,6 +96,8 @@ class CacheMiddleware(ScopeMiddleware[ASGIApp]):
         ``tenant_required=True`` without a tenant resolver, or a bad excluded path.
     """
 
+    cached_responses = CachedResponses
+
     def __init__(
         self,
         app: ASGIApp,
@@ -110,10 +110,8 @@ class CacheMiddleware(ScopeMiddleware[ASGIApp]):
         manage_store: bool = True,
         cache_header: bool = False,
         exclude: Exclude | None = None,
-        responses: Mapping[str, ResponseCache | TTL] | None = None,
+        responses: Responses | None = None,
     ) -> None:
-        if responses:
-            app = CachedResponses(app, by_prefix(responses))
         super().__init__(
             app,
             manager,
@@ -123,6 +121,7 @@ class CacheMiddleware(ScopeMiddleware[ASGIApp]):
             id_pattern=id_pattern,
             cache_header=cache_header,
             exclude=exclude,
+            responses=responses,
         )
         self.manage_store = manage_store
 

@@ -18,28 +18,19 @@
 
 from __future__ import annotations
 
-import re
 import sys
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from http import HTTPStatus
 from typing import Any
 from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 from cachekit.context import Binding, CacheOutcome, bind, unbind
-from cachekit.durations import TTL
 from cachekit.errors import RateLimitExceeded
 from cachekit.http import rate_limit_response
-from cachekit.manager import CacheManager
 from cachekit.middleware import ScopeMiddleware, bind_request, unbind_request
 from cachekit.resolvers import (
-    DEFAULT_ID_PATTERN,
-    Exclude,
-    PluginResolver,
     Rejection,
-    TenantResolver,
 )
-from cachekit.responses.engine import ResponseCache
-from cachekit.responses.options import by_prefix
 from cachekit.responses.wsgi import CachedResponses
 
 __all__ = ["CacheMiddleware"]
@@ -89,31 +80,8 @@ class CacheMiddleware(ScopeMiddleware[WSGIApplication]):
         ``tenant_required=True`` without a tenant resolver, or a bad excluded path.
     """
 
-    def __init__(
-        self,
-        app: WSGIApplication,
-        manager: CacheManager | None = None,
-        *,
-        plugin: str | PluginResolver,
-        tenant: TenantResolver | None = None,
-        tenant_required: bool | None = None,
-        id_pattern: str | re.Pattern[str] = DEFAULT_ID_PATTERN,
-        cache_header: bool = False,
-        exclude: Exclude | None = None,
-        responses: Mapping[str, ResponseCache | TTL] | None = None,
-    ) -> None:
-        if responses:
-            app = CachedResponses(app, by_prefix(responses))
-        super().__init__(
-            app,
-            manager,
-            plugin=plugin,
-            tenant=tenant,
-            tenant_required=tenant_required,
-            id_pattern=id_pattern,
-            cache_header=cache_header,
-            exclude=exclude,
-        )
+    # __init__: ScopeMiddleware's (the parameters above)
+    cached_responses = CachedResponses
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         """Handle one request (PEP 3333): refuse it, or run the app in its scope."""

@@ -11,7 +11,7 @@ from typing import Any
 from cachekit.context import caching_disabled
 from cachekit.errors import NoScopeError
 from cachekit.responses.engine import Fetched, ResponseCache, Served
-from cachekit.responses.options import Prefixes, match
+from cachekit.responses.options import CachedPrefixes, match
 from cachekit.responses.policy import Request
 from cachekit.steps import arun
 
@@ -93,24 +93,18 @@ async def send_served(send: Any, served: Served) -> None:
     await send({"type": "http.response.body", "body": served.body})
 
 
-class CachedResponses:
+class CachedResponses(CachedPrefixes):
     """An ASGI app caching the responses of ``app`` under path prefixes (what
     :class:`cachekit.CacheMiddleware` builds from ``responses=``; it runs inside the
     request's scope). Paths under no prefix, other methods and other scope types pass
     through untouched, as do requests with no scope bound (excluded paths).
 
     :param app: the ASGI app.
-    :param prefixes: from :func:`cachekit.responses.options.by_prefix`.
+    :param responses: path prefixes to response caches
+        (:data:`~cachekit.responses.options.Responses`).
     """
 
-    __slots__ = ("app", "prefixes")
-
-    def __init__(self, app: Any, prefixes: Prefixes) -> None:
-        self.app = app
-        self.prefixes = prefixes
-
-    def __repr__(self) -> str:
-        return f"CachedResponses({self.app!r}, {[prefix for prefix, _ in self.prefixes]})"
+    __slots__ = ()
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         """Serve one ASGI connection, from the cache where a prefix says so."""

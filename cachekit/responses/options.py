@@ -5,14 +5,22 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Collection, Mapping
-from typing import Final
+from typing import Any, Final
 
 from cachekit.durations import TTL, store_ttl
 from cachekit.errors import CacheValueError, ConfigError
 from cachekit.responses.engine import ResponseCache
 from cachekit.responses.policy import Rules
 
-__all__ = ["DEFAULT_MAX_BODY_BYTES", "Prefixes", "by_prefix", "match", "response_cache"]
+__all__ = [
+    "DEFAULT_MAX_BODY_BYTES",
+    "CachedPrefixes",
+    "Prefixes",
+    "Responses",
+    "by_prefix",
+    "match",
+    "response_cache",
+]
 
 DEFAULT_MAX_BODY_BYTES: Final = 1 << 20
 
@@ -75,9 +83,11 @@ def response_cache(
 
 
 Prefixes = tuple[tuple[str, ResponseCache], ...]
+Responses = Mapping[str, ResponseCache | TTL]
+"""A middleware's ``responses=``: path prefixes to a :func:`response_cache` or a TTL."""
 
 
-def by_prefix(responses: Mapping[str, ResponseCache | TTL]) -> Prefixes:
+def by_prefix(responses: Responses) -> Prefixes:
     """A middleware's ``responses=``: path prefixes (whole segments; ``"/"`` is every
     path) to a :func:`response_cache` or a plain TTL, longest prefix first.
 
@@ -99,3 +109,22 @@ def match(prefixes: Prefixes, path: str) -> ResponseCache | None:
         if path == prefix or path.startswith(prefix + "/") or not prefix:
             return cache
     return None
+
+
+class CachedPrefixes:
+    """What the ASGI and WSGI ``CachedResponses`` apps share: the app they wrap and the
+    response cache of each path prefix.
+
+    :param app: the app.
+    :param responses: the middleware's ``responses=`` (:data:`Responses`).
+    :raises ConfigError: a prefix does not start with ``/``.
+    """
+
+    __slots__ = ("app", "prefixes")
+
+    def __init__(self, app: Any, responses: Responses) -> None:
+        self.app = app
+        self.prefixes = by_prefix(responses)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.app!r}, {[prefix for prefix, _ in self.prefixes]})"

@@ -13,7 +13,7 @@ from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 from cachekit.context import caching_disabled
 from cachekit.errors import NoScopeError
 from cachekit.responses.engine import Fetched, Served
-from cachekit.responses.options import Prefixes, match
+from cachekit.responses.options import CachedPrefixes, match
 from cachekit.responses.policy import Request
 from cachekit.steps import run
 
@@ -111,24 +111,19 @@ def reply(result: Served | Fetched, start_response: StartResponse) -> Iterable[b
     return body  # type: ignore[no-any-return]
 
 
-class CachedResponses:
+class CachedResponses(CachedPrefixes):
     """A WSGI app caching the responses of ``app`` under path prefixes (what
     :class:`cachekit.wsgi.CacheMiddleware` builds from ``responses=``; it runs inside
     the request's scope). Paths under no prefix and other methods pass through
     untouched, as do requests with no scope bound (excluded paths).
 
     :param app: the WSGI app.
-    :param prefixes: from :func:`cachekit.responses.options.by_prefix`.
+    :param responses: path prefixes to response caches
+        (:data:`~cachekit.responses.options.Responses`).
     """
 
-    __slots__ = ("app", "prefixes")
-
-    def __init__(self, app: WSGIApplication, prefixes: Prefixes) -> None:
-        self.app = app
-        self.prefixes = prefixes
-
-    def __repr__(self) -> str:
-        return f"CachedResponses({self.app!r}, {[prefix for prefix, _ in self.prefixes]})"
+    __slots__ = ()
+    app: WSGIApplication
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         """Serve one request, from the cache where a prefix says so."""
