@@ -129,7 +129,7 @@ def test_fastapi_tag_invalidation(served: tuple[httpx.Client, Counter[str]]) -> 
 
 def test_asgi_middleware_responses_caches_a_prefix(manager: CacheManager) -> None:
     """responses={"/api": 60} caches GETs under /api in the request's scope; other paths,
-    excluded paths and POSTs pass through."""
+    excluded paths and POSTs pass through, and a successful POST invalidates its path."""
     calls: Counter[str] = Counter()
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -156,6 +156,8 @@ def test_asgi_middleware_responses_caches_a_prefix(manager: CacheManager) -> Non
         assert http.get("/health").text == "/health None 1"
         assert "x-cache" not in http.get("/health").headers
         assert "x-cache" not in http.post("/api/x").headers
+        # RFC 9111 section 4.4: a successful POST invalidates the path's responses
+        assert http.get("/api/x").headers["x-cache"] == "MISS"
 
 
 def test_lock_true_runs_the_endpoint_once_across_event_loops(redis_server: RedisServer) -> None:

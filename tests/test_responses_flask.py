@@ -160,7 +160,7 @@ def test_a_flask_stream_passes_through(served: tuple[httpx.Client, Counter[str],
 
 def test_wsgi_middleware_responses_caches_a_prefix(manager: CacheManager) -> None:
     """responses={"/api": ...} caches GETs under /api (not /apiary, not other paths) in the
-    request's scope, with X-Cache."""
+    request's scope, with X-Cache; a successful POST to a path invalidates it."""
     calls: Counter[str] = Counter()
 
     def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
@@ -186,3 +186,5 @@ def test_wsgi_middleware_responses_caches_a_prefix(manager: CacheManager) -> Non
         http.get("/apiary")
         assert "x-cache" not in http.get("/apiary").headers
         assert calls["/apiary"] == 2
+        http.post("/api/items")  # RFC 9111 section 4.4: a successful POST invalidates it
+        assert http.get("/api/items").headers["x-cache"] == "MISS"

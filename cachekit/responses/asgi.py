@@ -10,7 +10,7 @@ from typing import Any
 
 from cachekit.context import caching_disabled
 from cachekit.errors import NoScopeError
-from cachekit.responses.engine import Fetched, ResponseCache, Served
+from cachekit.responses.engine import UNSAFE_METHODS, Fetched, ResponseCache, Served
 from cachekit.responses.options import CachedPrefixes, match
 from cachekit.responses.policy import Request
 from cachekit.steps import arun
@@ -96,8 +96,9 @@ async def send_served(send: Any, served: Served) -> None:
 class CachedResponses(CachedPrefixes):
     """An ASGI app caching the responses of ``app`` under path prefixes (what
     :class:`cachekit.CacheMiddleware` builds from ``responses=``; it runs inside the
-    request's scope). Paths under no prefix, other methods and other scope types pass
-    through untouched, as do requests with no scope bound (excluded paths).
+    request's scope). A ``POST``, ``PUT``, ``PATCH`` or ``DELETE`` answered without an
+    error invalidates its path's responses. Paths under no prefix, other methods and other
+    scope types pass through untouched, as do requests with no scope bound.
 
     :param app: the ASGI app.
     :param responses: path prefixes to response caches
@@ -109,6 +110,9 @@ class CachedResponses(CachedPrefixes):
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         """Serve one ASGI connection, from the cache where a prefix says so."""
         engine = match(self.prefixes, scope["path"]) if scope["type"] == "http" else None
+        if engine is not None and scope["method"] in UNSAFE_METHODS:
+            await self.app(scope, receive, _invalidating(engine, scope["path"], send))
+            return
         lookup = None if engine is None else engine.lookup(request_of(scope))
         if engine is None or lookup is None or caching_disabled.get():
             await self.app(scope, receive, send)
@@ -119,6 +123,23 @@ class CachedResponses(CachedPrefixes):
             await self.app(scope, receive, send)
             return
         await respond(engine, cache, lookup, self.app, scope, receive, send)
+
+
+def _invalidating(engine: ResponseCache, path: str, send: Any) -> Any:
+    """``send``, invalidating ``path``'s responses when an unsafe request's response
+    starts without an error status (RFC 9111 section 4.4)."""
+
+    async def send_and_invalidate(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            try:
+                cache = engine.cache()
+            except NoScopeError:  # an excluded path: no scope, nothing cached
+                pass
+            else:
+                await arun(engine.invalidate(cache, path, message["status"]))
+        await send(message)
+
+    return send_and_invalidate
 
 
 async def respond(

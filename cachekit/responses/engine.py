@@ -26,7 +26,6 @@ response goes nowhere).
 from __future__ import annotations
 
 import inspect
-import secrets
 import time
 from collections.abc import Callable, Mapping
 from http import HTTPStatus
@@ -50,15 +49,13 @@ from cachekit.responses.policy import (
     not_modified_since,
     vary_names,
 )
+from cachekit.responses.tags import bump, created
 from cachekit.steps import Step, Steps, twin
 
-__all__ = ["TAG_TTL", "Fetched", "ResponseCache", "Served"]
-
-TAG_TTL: Final = 7 * 24 * 3600.0
-"""How long a tag's generation counter is kept from its creation. When it expires, the
-responses it tagged count as invalidated: never stale data, only a miss."""
+__all__ = ["UNSAFE_METHODS", "Fetched", "ResponseCache", "Served"]
 
 MISSED: Final = "MISS"
+UNSAFE_METHODS: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 class Fetched:
@@ -325,7 +322,8 @@ class ResponseCache:
         if not lookup.store:  # a HEAD: the GET entry is what is stored
             return self.fresh(lookup, (yield Step(fetch, fetch)))
         try:
-            generations = yield from self.tagged(cache, tag_keys, generations)
+            # a response is stored only under counters that exist (see tags.created)
+            generations = yield from created(cache, tag_keys, generations)
         except StoreError as exc:
             policy.failed(cache, exc)
             return self.fresh(lookup, (yield Step(fetch, fetch)))
@@ -370,19 +368,16 @@ class ResponseCache:
 
         return call
 
-    def tagged(
-        self, cache: Cache, tag_keys: list[str], generations: dict[str, int]
-    ) -> Steps[Step, dict[str, int]]:
-        """The generations of every tag, creating the missing counters first at a random
-        start: a response is stored only under counters that exist, so one that expires
-        (or is evicted) invalidates its responses rather than reviving old ones."""
-        missing = [k for k in tag_keys if k not in generations]
-        if not missing:
-            return generations
-        for k in missing:
-            yield twin(cache, "add", k, secrets.randbits(48), TAG_TTL)
-        found = yield twin(cache, "get_many", missing)
-        return {**generations, **found}
+    def invalidate(self, cache: Cache, path: str, status: int) -> Steps[Step, None]:
+        """After an unsafe request (``POST``, ``PUT``, ``PATCH``, ``DELETE``) answered
+        without an error, invalidate the responses of its path (RFC 9111 section 4.4).
+        A store failure fails open."""
+        if status >= 400:
+            return
+        try:
+            yield from bump(cache, [path_tag(path)])
+        except StoreError as exc:
+            self.policy.failed(cache, exc)
 
     async def revalidate_async(self, cache: Cache, key: str, call: Fetch) -> None:
         """Start the background refresh of a stale response (an asyncio task)."""

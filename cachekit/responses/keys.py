@@ -15,10 +15,14 @@ import hashlib
 from typing import Final
 from urllib.parse import parse_qsl, urlencode
 
-__all__ = ["NAMESPACE", "normal_query", "path_tag", "response_key", "tag_key"]
+__all__ = ["NAMESPACE", "TAG_TTL", "normal_query", "path_tag", "response_key", "tag_key"]
 
 NAMESPACE: Final = "cachekit.responses"
 """The namespace of the request's scope that holds responses and tag generations."""
+
+TAG_TTL: Final = 7 * 24 * 3600.0
+"""How long a tag's generation counter is kept from its creation. When it expires, the
+responses it tagged count as invalidated: never stale data, only a miss."""
 
 _MAX_KEY: Final = 200
 

@@ -27,11 +27,19 @@ from typing import Any
 from cachekit.cache import Cache
 from cachekit.context import caching_disabled, current_cache
 from cachekit.errors import CacheKeyError, StoreError
-from cachekit.responses.engine import TAG_TTL
-from cachekit.responses.keys import NAMESPACE, path_tag, tag_key
+from cachekit.responses.keys import NAMESPACE, TAG_TTL, path_tag, tag_key
 from cachekit.steps import Step, Steps, arun, run, twin
 
-__all__ = ["ainvalidate_path", "ainvalidate_tags", "invalidate_path", "invalidate_tags"]
+__all__ = [
+    "ainvalidate_path",
+    "ainvalidate_tags",
+    "bump",
+    "created",
+    "invalidate_path",
+    "invalidate_tags",
+    "keyed_by_generations",
+    "tagged",
+]
 
 
 def _checked(tags: Iterable[str]) -> list[str]:
@@ -42,7 +50,20 @@ def _checked(tags: Iterable[str]) -> list[str]:
     return found
 
 
-def _bump(cache: Cache, tags: list[str]) -> Steps[Step, None]:
+def created(cache: Cache, keys: list[str], found: dict[str, int]) -> Steps[Step, dict[str, int]]:
+    """``found`` (generations read) plus those of the ``keys`` it lacks, whose counters are
+    created first at a random start. Entries are stored only under counters that exist,
+    so a counter that expires or is evicted invalidates them, and one created again
+    never starts at a generation they recorded."""
+    missing = [key for key in keys if key not in found]
+    if not missing:
+        return found
+    for key in missing:
+        yield twin(cache, "add", key, secrets.randbits(48), TAG_TTL)
+    return {**found, **(yield twin(cache, "get_many", missing))}
+
+
+def bump(cache: Cache, tags: list[str]) -> Steps[Step, None]:
     """A new generation for each tag: created at a random start when missing (so a
     counter that expired never comes back at a value old responses recorded), then
     incremented."""
@@ -61,13 +82,13 @@ def invalidate_tags(*tags: str) -> None:
     :raises StoreError: the store failed: some tags may not be invalidated.
     """
     checked = _checked(tags)
-    run(_bump(current_cache(NAMESPACE), checked))
+    run(bump(current_cache(NAMESPACE), checked))
 
 
 async def ainvalidate_tags(*tags: str) -> None:
     """Async :func:`invalidate_tags`."""
     checked = _checked(tags)
-    await arun(_bump(current_cache(NAMESPACE), checked))
+    await arun(bump(current_cache(NAMESPACE), checked))
 
 
 def invalidate_path(path: str) -> None:
@@ -98,15 +119,8 @@ _generations: ContextVar[str | None] = ContextVar("cachekit_tag_generations", de
 
 
 def _generations_of(cache: Cache, keys: list[str]) -> Steps[Step, str]:
-    """The key suffix naming the current generation of each tag, creating missing
-    counters at a random start first (so an expired counter never comes back at a
-    generation old entries were keyed by)."""
-    found = yield twin(cache, "get_many", keys)
-    missing = [key for key in keys if key not in found]
-    if missing:
-        for key in missing:
-            yield twin(cache, "add", key, secrets.randbits(48), TAG_TTL)
-        found = {**found, **(yield twin(cache, "get_many", missing))}
+    """The key suffix naming the current generation of each tag (see :func:`created`)."""
+    found = yield from created(cache, keys, (yield twin(cache, "get_many", keys)))
     return "|g" + ".".join(str(found.get(key, "-")) for key in keys)
 
 

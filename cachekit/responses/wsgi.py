@@ -12,7 +12,7 @@ from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 from cachekit.context import caching_disabled
 from cachekit.errors import NoScopeError
-from cachekit.responses.engine import Fetched, Served
+from cachekit.responses.engine import UNSAFE_METHODS, Fetched, ResponseCache, Served
 from cachekit.responses.options import CachedPrefixes, match
 from cachekit.responses.policy import Request
 from cachekit.steps import run
@@ -101,6 +101,22 @@ def _close(response: Iterable[bytes]) -> None:
         close()
 
 
+def _invalidating(engine: ResponseCache, path: str, start_response: StartResponse) -> Any:
+    """``start_response``, invalidating ``path``'s responses when an unsafe request's
+    response starts without an error status (RFC 9111 section 4.4)."""
+
+    def start_and_invalidate(status: str, headers: list[tuple[str, str]], *exc_info: Any) -> Any:
+        try:
+            cache = engine.cache()
+        except NoScopeError:  # an excluded path: no scope, nothing cached
+            pass
+        else:
+            run(engine.invalidate(cache, path, int(status[:3])))
+        return start_response(status, headers, *exc_info)
+
+    return start_and_invalidate
+
+
 def reply(result: Served | Fetched, start_response: StartResponse) -> Iterable[bytes]:
     """Start and return the response the engine chose."""
     if isinstance(result, Served):
@@ -114,8 +130,9 @@ def reply(result: Served | Fetched, start_response: StartResponse) -> Iterable[b
 class CachedResponses(CachedPrefixes):
     """A WSGI app caching the responses of ``app`` under path prefixes (what
     :class:`cachekit.wsgi.CacheMiddleware` builds from ``responses=``; it runs inside
-    the request's scope). Paths under no prefix and other methods pass through
-    untouched, as do requests with no scope bound (excluded paths).
+    the request's scope). A ``POST``, ``PUT``, ``PATCH`` or ``DELETE`` answered without an
+    error invalidates its path's responses. Paths under no prefix and other methods pass
+    through untouched, as do requests with no scope bound (excluded paths).
 
     :param app: the WSGI app.
     :param responses: path prefixes to response caches
@@ -129,6 +146,8 @@ class CachedResponses(CachedPrefixes):
         """Serve one request, from the cache where a prefix says so."""
         request = request_of(environ)
         engine = match(self.prefixes, request.path)
+        if engine is not None and request.method in UNSAFE_METHODS:
+            return self.app(environ, _invalidating(engine, request.path, start_response))
         lookup = None if engine is None else engine.lookup(request)
         if engine is None or lookup is None or caching_disabled.get():
             return self.app(environ, start_response)
