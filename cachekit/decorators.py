@@ -845,6 +845,7 @@ def cached(
         the arguments returning them (plain functions only). Each call reads the tags'
         generations first (one more read) and keys its entry by them; such a function has
         no ``invalidate``/``refresh`` helpers.
+    :param clock: the wall clock (seconds) that dates stale-while-revalidate entries;
         inject a fake one in tests.
     :raises CacheValueError: a bad ``ttl``, ``stale_ttl`` or ``lock_timeout``, or a return
         annotation that names a type that cannot be cached (a pydantic model without
