@@ -759,6 +759,19 @@ def _plain(policy: _Policy, func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper  # type: ignore[no-any-return]
 
 
+def _tagged(
+    policy: _Policy, func: Callable[..., Any], target: Any, tags: Any
+) -> Callable[..., Any]:
+    """``@cached(tags=...)``: the call keyed by its tags' generations
+    (:func:`cachekit.responses.tags.tagged`)."""
+    from cachekit.responses.tags import keyed_by_generations, tagged
+
+    if target is not func or _in_class_body(func):
+        raise TypeError(f"@cached(tags=...) takes plain functions only, not {func.__qualname__}")
+    policy.keys = keyed_by_generations(policy.keys)
+    return tagged(func, tags, _plain(policy, func), policy.failed)
+
+
 # what other caching libraries call a parameter, and cachekit's name for it
 _PEER_NAMES: Final = {
     "expire": "ttl=",  # fastapi-cache2
@@ -777,7 +790,7 @@ _PEER_NAMES: Final = {
     "noself": "nothing: self and cls are always left out of the key",  # aiocache
 }
 _CACHED_PARAMETERS: Final = (
-    "namespace, ttl, key, ignore, unless, cache_none, lock, lock_timeout, stale_ttl, clock"
+    "namespace, ttl, key, ignore, unless, cache_none, lock, lock_timeout, stale_ttl, clock, tags"
 )
 
 
@@ -804,6 +817,7 @@ def cached(
     lock_timeout: TTL = 10.0,
     stale_ttl: TTL | None = None,
     clock: Callable[[], float] = time.time,
+    tags: Collection[str] | Callable[..., Collection[str]] = (),
     **unknown: Never,
 ) -> Callable[[F], F]:
     """Memoize a function (``def`` or ``async def``; plain, method, classmethod or
@@ -826,6 +840,11 @@ def cached(
     :param lock_timeout: the longest a waiter waits for another process before computing
         itself; also the lock's TTL.
     :param stale_ttl: serve an expired entry for this long while it is refreshed.
+    :param tags: tags of each call's entry, for :func:`cachekit.invalidate_tags`:
+        ``str.format`` templates over the arguments (``"user:{user_id}"``) or a callable of
+        the arguments returning them (plain functions only). Each call reads the tags'
+        generations first (one more read) and keys its entry by them; such a function has
+        no ``invalidate``/``refresh`` helpers.
     :param clock: the wall clock (seconds) that dates stale-while-revalidate entries;
         inject a fake one in tests.
     :raises CacheValueError: a bad ``ttl``, ``stale_ttl`` or ``lock_timeout``, or a return
@@ -868,6 +887,8 @@ def cached(
             is_classmethod=isinstance(target, classmethod),
             clock=clock,
         )
+        if tags:
+            return _tagged(policy, func, target, tags)  # type: ignore[return-value]
         if target is func and not _in_class_body(func):
             return _plain(policy, func)  # type: ignore[return-value]
         hit = (_async_hit if policy.is_async else _sync_hit)(policy)
