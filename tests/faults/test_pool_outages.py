@@ -13,8 +13,6 @@ error caused by a closed socket talks about authentication.
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,6 +21,7 @@ from typing import Any
 
 import pytest
 from faults.conftest import Outcome, scaled
+from servers import pause_process, resume_process
 
 from cachekit import CacheValueError, StoreError, StoreTimeout
 from cachekit.breaker import CircuitBreaker
@@ -55,10 +54,10 @@ class Target:
         return any(b.state != "closed" for b in self.breakers())
 
     def pause(self) -> None:
-        os.kill(self.server.pid, signal.SIGSTOP)
+        pause_process(self.server.pid)
 
     def resume(self) -> None:
-        os.kill(self.server.pid, signal.SIGCONT)
+        resume_process(self.server.pid)
 
 
 @pytest.fixture(params=["redis", "memcache"])
