@@ -107,6 +107,7 @@ def _ttl(value: str | None) -> int:
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as the server
+    disable_nagle_algorithm = True  # headers and body leave at once, as Netty sends them
     server_version = "FakeInfinispan"
     state: State
 
@@ -378,6 +379,7 @@ def serve(
     state = State({name: {} for name in caches}, user=user, password=password)
     state.mechanisms = mechanisms
     handler = type("BoundHandler", (Handler,), {"state": state})
+    ThreadingHTTPServer.request_queue_size = 1024  # a burst of new connections is not dropped
     server = ThreadingHTTPServer((host, port), handler)
     server.daemon_threads = True
     return server

@@ -237,9 +237,7 @@ def _ignored(section: InfinispanConfig) -> tuple[str, ...]:
     for dotted, why in _HOT_ROD_ONLY:
         given, standard = section, default
         for part in dotted.split("."):
-            name = next(
-                f.name for f in fields(given) if f.metadata.get("key") == part  # type: ignore[arg-type]
-            )
+            name = next(f.name for f in fields(given) if f.metadata.get("key") == part)
             given, standard = getattr(given, name), getattr(standard, name)
         if given != standard:
             found.append(f"{_PATH}.{dotted} ({why})")

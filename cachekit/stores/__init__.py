@@ -45,9 +45,7 @@ _BUILTINS: Final = {
     "redis": _Builtin("cachekit.stores.redis:RedisStore", ("redis",), "redis"),
     "valkey": _Builtin("cachekit.stores.redis:RedisStore", ("valkey", "redis"), "valkey"),
     "memcache": _Builtin("cachekit.stores.memcache:MemcacheStore", ("pymemcache",), "memcache"),
-    "infinispan": _Builtin(
-        "cachekit.stores.infinispan:InfinispanStore", ("httpx",), "infinispan"
-    ),
+    "infinispan": _Builtin("cachekit.stores.infinispan:InfinispanStore", ("httpx",), "infinispan"),
 }
 
 
