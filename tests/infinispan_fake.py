@@ -28,6 +28,7 @@ the cachekit store. What it does, as the server does:
   ``increment``, ``compareAndSet&expect=&update=`` (``true``/``false``) and
   ``compareAndSwap`` (the previous value), each atomic; an undefined counter answers ``404``
   to ``GET`` and ``400`` ("Strong counter 'x' not found") to the strong operations.
+* A body over the endpoint's ``max-content-length`` (10 MiB unless told) answers ``413``.
 * Authentication, when a user is configured: ``401`` with a ``WWW-Authenticate`` challenge
   per mechanism (``Digest`` with ``qop="auth"``, ``Basic``) to a request without valid
   credentials.
@@ -95,6 +96,7 @@ class State:
     password: str | None = None
     mechanisms: tuple[str, ...] = ("digest", "basic")
     nonces: set[str] = field(default_factory=set)
+    max_content_length: int = 10 * 1024 * 1024  # the REST endpoint's default
 
 
 def _ttl(value: str | None) -> int:
@@ -191,6 +193,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self) -> None:
         body = self._body()
+        if len(body) > self.state.max_content_length:
+            self._reply(413, b"Request Entity Too Large")
+            return
         if not self._authorized():
             self._challenge()
             return
@@ -374,10 +379,12 @@ def serve(
     password: str | None = None,
     mechanisms: tuple[str, ...] = ("digest", "basic"),
     caches: tuple[str, ...] = ("cache",),
+    max_content_length: int = 10 * 1024 * 1024,
 ) -> ThreadingHTTPServer:
     """A fake server bound to ``host:port`` (not yet serving: call ``serve_forever``)."""
     state = State({name: {} for name in caches}, user=user, password=password)
     state.mechanisms = mechanisms
+    state.max_content_length = max_content_length
     handler = type("BoundHandler", (Handler,), {"state": state})
     ThreadingHTTPServer.request_queue_size = 1024  # a burst of new connections is not dropped
     server = ThreadingHTTPServer((host, port), handler)
@@ -395,6 +402,7 @@ class FakeInfinispan(ServerProcess):
     password: str | None = None
     mechanisms: str = "digest,basic"
     caches: str = "cache"
+    max_content_length: int = 10 * 1024 * 1024
 
     @property
     def kind(self) -> str:
@@ -409,6 +417,7 @@ class FakeInfinispan(ServerProcess):
     def _command(self) -> list[str]:
         command = [sys.executable, os.path.abspath(__file__), "--port", str(self.port)]
         command += ["--mechanisms", self.mechanisms, "--caches", self.caches]
+        command += ["--max-content-length", str(self.max_content_length)]
         if self.user is not None:
             command += ["--user", self.user, "--password", self.password or ""]
         return command
@@ -429,6 +438,7 @@ def main() -> None:
     parser.add_argument("--password")
     parser.add_argument("--mechanisms", default="digest,basic")
     parser.add_argument("--caches", default="cache")
+    parser.add_argument("--max-content-length", type=int, default=10 * 1024 * 1024)
     args = parser.parse_args()
     server = serve(
         args.port,
@@ -437,6 +447,7 @@ def main() -> None:
         password=args.password,
         mechanisms=tuple(args.mechanisms.split(",")),
         caches=tuple(args.caches.split(",")),
+        max_content_length=args.max_content_length,
     )
     print(f"fake infinispan on {args.host}:{args.port}", flush=True)
     server.serve_forever()
