@@ -135,7 +135,7 @@ def test_a_dead_holders_lock_is_taken_over_after_the_lease(
     passed on the waiter's own clock, then the incr takes the lock over and counts."""
     clock = FakeClock()
     spec = parse_cache_section(_section(infinispan_fake)).connection_spec
-    store = InfinispanStore(spec, clock=clock)
+    store = InfinispanStore(spec, lock_clock=clock)
     cache_manager = CacheManager(store=store)
     cache = cache_manager.for_plugin("takeover", tenant="t")
     cache.set("n", 1)

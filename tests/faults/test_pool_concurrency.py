@@ -19,7 +19,7 @@ from faults.conftest import Outcome, scaled
 from cachekit import CacheManager, StoreError, cached, counter, rate_limit, scope
 from cachekit.config import parse_cache_section
 
-STORES = ["redis", "memcache", "cluster"]
+STORES = ["redis", "memcache", "cluster", "infinispan"]
 
 
 @pytest.fixture(params=STORES)
@@ -31,6 +31,12 @@ def section(request: pytest.FixtureRequest) -> dict[str, Any]:
     if kind == "memcache":
         server = request.getfixturevalue("memcached_server")
         return {"store": "memcache", "connection": f"{server.host}:{server.port}"}
+    if kind == "infinispan":  # the fake REST server (tests/infinispan_fake.py)
+        fake = request.getfixturevalue("infinispan_fake")
+        return {
+            "store": "infinispan",
+            "infinispan": {"servers": [{"host": fake.host, "port": fake.port}]},
+        }
     cluster = request.getfixturevalue("redis_cluster")
     nodes = [{"url": url} for url in cluster.root_urls]
     return {"store": "redis", "redis": {"cluster": {"rootNodes": nodes}}}

@@ -69,7 +69,6 @@ class Locks:
         self.names = tuple(f"cachekit-lock-{cache}-{i}" for i in range(stripes))
         self.lease = lease
         self.clock = clock
-        self._defined: set[str] = set()
 
     def __repr__(self) -> str:
         return f"Locks(stripes={len(self.names)}, lease={self.lease})"
@@ -94,9 +93,10 @@ class Locks:
             yield Free(name)
 
     def _swap(self, name: str, expect: int, update: int) -> Steps[Step, int]:
-        """``compareAndSwap``, defining the counter first when the server has none."""
+        """``compareAndSwap``, defining the counter first when the server has none (the
+        first use of a stripe, or a server restarted since)."""
         reply = yield counter_swap(name, expect, update)
-        if reply.status == 400 and name not in self._defined:
+        if reply.status == 400:
             defined = yield counter_define(name)
             if defined.status >= 300:
                 raise StoreUnavailable(
@@ -104,7 +104,6 @@ class Locks:
                     f"{defined.status}): the store's locks need the counters API",
                     store=STORE_NAME,
                 )
-            self._defined.add(name)
             reply = yield counter_swap(name, expect, update)
         if reply.status != 200:
             raise StoreUnavailable(
@@ -112,7 +111,6 @@ class Locks:
                 f"{reply.body[:200]!r}",
                 store=STORE_NAME,
             )
-        self._defined.add(name)
         return int(json.loads(reply.body))
 
     def _acquire(self, name: str, key: str) -> Steps[Step, int]:

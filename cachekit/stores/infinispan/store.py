@@ -72,7 +72,7 @@ from cachekit.stores.generations import Heads, new_generation
 from cachekit.stores.infinispan import rest
 from cachekit.stores.infinispan.client import STORE_NAME, Step, Transport
 from cachekit.stores.infinispan.locks import Locks
-from cachekit.stores.infinispan.rest import Batch, Reply
+from cachekit.stores.infinispan.rest import Batch, Free, Hold, Reply
 
 if TYPE_CHECKING:
     from cachekit.config import CacheConfig
@@ -84,6 +84,7 @@ log = logging.getLogger("cachekit")
 T = TypeVar("T")
 
 DEFAULT_STRIPES: Final = 64
+_REFRESH_STRIPES: Final = tuple(f"generations-{i}" for i in range(64))  # local locks
 _UNSCOPED_PREFIX: Final = "%u:"
 
 
@@ -96,7 +97,9 @@ class InfinispanStore(BaseStore):
         :meth:`from_config`).
     :param breaker: the circuit breaker (default: ``spec``'s threshold and cooldown).
     :param stripes: how many lock counters the cache's read-modify-writes share.
-    :param clock: monotonic clock for the generation cache, the locks and the breaker.
+    :param clock: monotonic clock for the generation cache and the breaker.
+    :param lock_clock: monotonic clock the locks time their lease with (real time unless a
+        test says otherwise: a lock must be able to expire while nobody moves a fake clock).
     :ivar connection: ``spec``.
     """
 
@@ -109,6 +112,7 @@ class InfinispanStore(BaseStore):
         breaker: CircuitBreaker | None = None,
         stripes: int = DEFAULT_STRIPES,
         clock: Callable[[], float] = time.monotonic,
+        lock_clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.connection = spec
         if breaker is None:
@@ -122,7 +126,7 @@ class InfinispanStore(BaseStore):
         self._cache = rest.cache_path(spec.cache_name)
         self._heads = Heads(spec.generation_refresh, clock)
         lease = 4 * (spec.connect_timeout + spec.timeout) * len(spec.endpoints)
-        self._locks = Locks(self._cache, stripes, lease, clock)
+        self._locks = Locks(self._cache, stripes, lease, lock_clock)
         for option in spec.ignored:
             log.warning("cachekit: %s is a Hot Rod option; the REST client ignores it", option)
         _LIVE_STORES.add(self)
@@ -175,17 +179,27 @@ class InfinispanStore(BaseStore):
         return stored
 
     def _refresh(self, scope: str) -> Steps[Step, str]:
-        """Read (or create) the scope's generations; cache the key head."""
-        epoch = self._heads.epoch
-        names = generations.scope_generation_keys(scope, rest.shape_key)
-        replies = yield Batch(tuple(rest.get(self._cache, name) for name in names))
-        values = []
-        for name, reply in zip(names, replies, strict=True):
-            if reply.status == 200:
-                values.append(reply.body)
-            else:
-                values.append((yield from self._create_generation(name)))
-        return self._heads.keep(scope, values, epoch)[0]
+        """Read (or create) the scope's generations; cache the key head. Callers of this
+        process that need the same scope meanwhile wait for the first one's answer (a local
+        lock, one of :data:`_REFRESH_STRIPES`) instead of asking the server again."""
+        local = _REFRESH_STRIPES[hash(scope) % len(_REFRESH_STRIPES)]
+        yield Hold(local, self._locks.lease)
+        try:
+            entry = self._heads.lookup(scope)
+            if entry is not None:
+                return entry[0]
+            epoch = self._heads.epoch
+            names = generations.scope_generation_keys(scope, rest.shape_key)
+            replies = yield Batch(tuple(rest.get(self._cache, name) for name in names))
+            values = []
+            for name, reply in zip(names, replies, strict=True):
+                if reply.status == 200:
+                    values.append(reply.body)
+                else:
+                    values.append((yield from self._create_generation(name)))
+            return self._heads.keep(scope, values, epoch)[0]
+        finally:
+            yield Free(local)
 
     def _create_generation(self, name: str) -> Steps[Step, bytes]:
         """Read, else write, a generation under its lock: processes racing to create one
