@@ -41,10 +41,10 @@ sys.path.insert(0, str(HERE))
 from harness import Case, async_case, pin_to_cpu, report, run_rounds  # noqa: E402
 from servers import RedisServer  # noqa: E402
 
-from cachekit import CacheManager  # noqa: E402
 from cachekit.context import scope  # noqa: E402
 from cachekit.counters import counter  # noqa: E402
 from cachekit.decorators import cached  # noqa: E402
+from cachekit.host import CacheManager  # noqa: E402
 
 VALUE = {"id": 42, "name": "widget", "tags": ["a", "b"]}
 CORE = "0"
@@ -146,7 +146,7 @@ def redis_cases(url: str, manager: CacheManager) -> list[Case]:
     ours = cached(namespace="bench", ttl=300)(load)
     hits = counter("hits")
     ours(1)
-    key = manager.for_plugin("bench", "acme").namespace("bench").full_key("1")
+    key = manager.full_key(manager.for_plugin("bench", "acme").namespace("bench"), "1")
     codec = manager.codec
     raw.set("raw:1", codec.encode(VALUE))
     assert raw.get(key) is not None

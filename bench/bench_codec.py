@@ -26,8 +26,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import Case, pin_to_cpu, report, run_rounds
 
-from cachekit import Codec
 from cachekit.errors import CacheValueError
+from cachekit.host import Codec
 
 CPU = "0"
 PLAIN = {"id": 42, "name": "widget", "tags": ["a", "b"]}

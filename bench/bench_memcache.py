@@ -46,8 +46,8 @@ from harness import Case, async_case, pin_to_cpu, report, run_rounds
 from pymemcache.client.base import Client
 from servers import MemcachedServer
 
-from cachekit import CacheManager
 from cachekit.codec import Codec
+from cachekit.host import CacheManager
 from cachekit.stores.memcache import MemcacheStore
 
 try:
@@ -130,11 +130,11 @@ def run(port: int) -> None:
     cache.set_many(dict.fromkeys(keys, VALUE), ttl=300)
     cache.set("ctr", 0)
     cache.set("ctr-raw", 0)
-    stored = store.locate(cache.full_key("item"))[1]
-    stored_many = [store.locate(cache.full_key(k))[1] for k in keys]
-    stored_ctr = store.locate(cache.full_key("ctr-raw"))[1]
-    full, full_many = cache.full_key("item"), [cache.full_key(k) for k in keys]
-    full_ctr = cache.full_key("ctr-store")
+    stored = store.locate(manager.full_key(cache, "item"))[1]
+    stored_many = [store.locate(manager.full_key(cache, k))[1] for k in keys]
+    stored_ctr = store.locate(manager.full_key(cache, "ctr-raw"))[1]
+    full, full_many = manager.full_key(cache, "item"), [manager.full_key(cache, k) for k in keys]
+    full_ctr = manager.full_key(cache, "ctr-store")
 
     def raw_get_decoded() -> Any:
         return codec.decode(raw.get(stored))

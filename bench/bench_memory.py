@@ -21,7 +21,7 @@ import cachetools
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import Case, report, run_rounds
 
-from cachekit import CacheManager
+from cachekit.host import CacheManager
 from cachekit.stores.memory import MemoryStore
 
 VALUE = {"id": 42, "name": "widget", "tags": ["a", "b"]}

@@ -16,8 +16,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import Case, report, run_rounds
 
-from cachekit import Cache, CacheManager
+from cachekit import Cache
 from cachekit.codec import DecodeError
+from cachekit.host import CacheManager
 from cachekit.keys import check_key
 
 VALUE = {"id": 42, "name": "widget", "tags": ["a", "b"]}

@@ -43,9 +43,9 @@ sys.path.insert(0, str(HERE))
 from harness import Case, async_case, pin_to_cpu, report, run_rounds  # noqa: E402
 from servers import RedisServer  # noqa: E402
 
-from cachekit import CacheManager  # noqa: E402
 from cachekit.context import scope  # noqa: E402
 from cachekit.decorators import cached  # noqa: E402
+from cachekit.host import CacheManager  # noqa: E402
 
 CORE = "0"
 BATCH = 200

@@ -35,7 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from servers import RedisServer
 
-from cachekit import Cache, CacheManager, StoreError
+from cachekit import Cache, StoreError
+from cachekit.host import CacheManager
 
 COOLDOWN = 2.1  # a little over the default circuitBreaker.cooldown
 

@@ -42,7 +42,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import Case, async_case, pin_to_cpu, ratio, report, run_rounds
 from servers import RedisServer
 
-from cachekit import Cache, CacheManager
+from cachekit import Cache
+from cachekit.host import CacheManager
 
 HERE = Path(__file__).resolve().parent
 CPU = os.environ.get("BENCH_CPU", str((os.cpu_count() or 1) - 1))  # the last core
@@ -124,7 +125,7 @@ def in_process(redis_url: str) -> None:
 CHILD = r"""
 import json, sys, time
 import cachekit
-from cachekit import CacheManager
+from cachekit.host import CacheManager
 from cachekit.stores.memory import MemoryStore
 from cachekit.stores.redis import RedisStore
 

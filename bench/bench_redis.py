@@ -43,8 +43,8 @@ from harness import Case, async_case, pin_to_cpu, ratio, report, run_rounds
 from redis.backoff import NoBackoff
 from servers import RedisServer
 
-from cachekit import CacheManager
 from cachekit.codec import Codec
+from cachekit.host import CacheManager
 from cachekit.stores.redis import RedisStore
 
 CPU = os.environ.get("BENCH_CPU", str((os.cpu_count() or 1) - 1))  # the last core

@@ -42,7 +42,10 @@ CPU = os.environ.get("BENCH_CPU", str((os.cpu_count() or 1) - 1))
 
 CHILD = r"""
 import asyncio, importlib.util, json, sys, time
-from cachekit import CacheManager
+try:
+    from cachekit.host import CacheManager
+except ImportError:  # the older commit: before cachekit.host (0.1)
+    from cachekit import CacheManager
 from cachekit.stores.redis import RedisStore
 
 url, ops = sys.argv[1], int(sys.argv[2])

@@ -3,7 +3,7 @@
 A pure ASGI middleware (not Starlette's ``BaseHTTPMiddleware``, which runs the app in
 another task and loses context variables). It works with any ASGI framework::
 
-    from cachekit import CacheManager, CacheMiddleware
+    from cachekit.host import CacheManager, CacheMiddleware
     from cachekit.resolvers import header, path_prefix
 
     manager = CacheManager.from_yaml("app-config.yaml")
@@ -36,6 +36,8 @@ from cachekit.resolvers import (
     Rejection,
     TenantResolver,
 )
+from cachekit.responses.asgi import CachedResponses
+from cachekit.responses.options import Responses
 
 __all__ = ["ASGIApp", "CacheMiddleware", "lifespan_shutdown", "lifespan_startup"]
 
@@ -69,7 +71,7 @@ class CacheMiddleware(ScopeMiddleware[ASGIApp]):
     :param app: the ASGI app to wrap.
     :param manager: the manager to use (default: the active one at each request, see
         :func:`cachekit.context.active_manager`); registered as the process default
-        (:func:`cachekit.set_default_manager`).
+        (:func:`cachekit.host.set_default_manager`).
     :param plugin: a fixed plugin id or a resolver (:mod:`cachekit.resolvers`).
     :param tenant: a tenant resolver, or ``None`` for the platform scope. A tenant from a
         client header must be verified by an authentication layer first.
@@ -84,11 +86,17 @@ class CacheMiddleware(ScopeMiddleware[ASGIApp]):
     :param manage_store: ping the store at lifespan startup and close it at shutdown.
     :param cache_header: add ``X-Cache: HIT`` or ``MISS`` to responses whose request ran
         ``@cached`` functions (``MISS`` if any call missed).
+    :param responses: cache the HTTP responses under these path prefixes (whole segments)
+        in each request's scope, following RFC 9111:
+        ``{"/api/catalog": response_cache("5m", vary=("Accept-Language",))}``, or a plain
+        TTL (:func:`cachekit.responses.response_cache`).
     :raises TypeError: a resolver is not callable, ``tenant`` is a plain string, or
         ``exclude`` is neither paths nor a callable.
     :raises ValueError: a fixed plugin id does not match ``id_pattern``,
         ``tenant_required=True`` without a tenant resolver, or a bad excluded path.
     """
+
+    cached_responses = CachedResponses
 
     def __init__(
         self,
@@ -102,6 +110,7 @@ class CacheMiddleware(ScopeMiddleware[ASGIApp]):
         manage_store: bool = True,
         cache_header: bool = False,
         exclude: Exclude | None = None,
+        responses: Responses | None = None,
     ) -> None:
         super().__init__(
             app,
@@ -112,6 +121,7 @@ class CacheMiddleware(ScopeMiddleware[ASGIApp]):
             id_pattern=id_pattern,
             cache_header=cache_header,
             exclude=exclude,
+            responses=responses,
         )
         self.manage_store = manage_store
 

@@ -80,9 +80,15 @@ unreadable_log = UnreadableLog()
 class Cache:
     """A cache bound to one (plugin, tenant) scope and, optionally, one namespace.
 
-    Get one from :meth:`CacheManager.for_plugin <cachekit.CacheManager.for_plugin>` or,
-    inside a request, from :func:`cachekit.current_cache`. TTLs are seconds (``int``,
-    ``float``) or ``timedelta``; ``ttl=None`` means the default TTL, ``ttl=0`` no expiry.
+    Plugin code gets one from :func:`cachekit.current_cache`; the host from
+    :meth:`CacheManager.for_plugin <cachekit.host.CacheManager.for_plugin>`. TTLs are
+    seconds (``int``, ``float``) or ``timedelta``; ``ttl=None`` means the default TTL,
+    ``ttl=0`` no expiry.
+
+    It is the plugin surface: it exposes its ids and operations, never its store, its
+    manager or its full keys, and every call stays in its scope (the host's views are
+    :meth:`CacheManager.full_key <cachekit.host.CacheManager.full_key>` and
+    ``manager.store``).
 
     Direct calls raise :class:`~cachekit.errors.StoreError` subclasses when the store
     fails: a failed write never looks like success. A cache from a manager follows its
@@ -180,12 +186,6 @@ class Cache:
         return self._default_ttl
 
     @property
-    def store(self) -> Store:
-        """The store behind this cache (shared by every cache of its manager), as the
-        plugin's policy lets it be used (:class:`cachekit.policy.PolicyStore`)."""
-        return self._ops
-
-    @property
     def policy(self) -> Policy | None:
         """The effective policy of this scope, or ``None`` when built without one."""
         return self._policy
@@ -225,14 +225,7 @@ class Cache:
             "policy": self._policy,
         }
         store = self._ops.origin if isinstance(self._ops, PolicyStore) else self._ops
-        return Cache(store, **(args | changes))
-
-    def full_key(self, key: str) -> str:
-        """The store key this cache uses for ``key`` (what ``redis-cli`` shows).
-
-        :raises CacheKeyError: ``key`` is empty or not a ``str``.
-        """
-        return self._key(key)
+        return type(self)(store, **(args | changes))
 
     # --- shared, I/O-free steps -------------------------------------------------------
 
@@ -371,12 +364,12 @@ class Cache:
             out = {key: decode(raw) for key, raw in pairs if raw is not None}
         except DecodeError:
             out = {}
-            for key, raw in zip(keys, values, strict=True):
+            for key, full_key, raw in zip(keys, full, values, strict=True):
                 if raw is not None:
                     try:
                         out[key] = decode(raw)
                     except DecodeError as exc:
-                        self._unreadable(self._prefix + key, exc, None)
+                        self._unreadable(full_key, exc, None)
         # every key gave a value: no miss (counting the None values costs a pass)
         misses = 0 if len(out) == len(values) else values.count(None)
         self._stats.hits += len(values) - misses
@@ -526,6 +519,12 @@ class Cache:
         self._stats.sets += 1
         return value
 
+    def gcra(self, key: str, now: int, interval: int, period: int, cost: int) -> tuple[bool, int]:
+        """One atomic step of the generic cell rate algorithm on ``key`` (:mod:`cachekit.gcra`;
+        what ``rate_limit(algorithm="gcra")`` runs): ``(allowed, theoretical arrival time)``,
+        times in microseconds; a negative ``cost`` takes a step back."""
+        return self._call(self._ops.gcra, self._key(key), now, interval, period, cost)
+
     def decr(self, key: str, delta: int = 1, ttl: TTL | None = None) -> int:
         """Atomically subtract ``delta`` (see :meth:`incr`); values may go negative."""
         return self.incr(key, -self._delta(delta), ttl)
@@ -637,6 +636,12 @@ class Cache:
         value = await self._acall(self._ops.aincr, full, delta, self._ttl(ttl))
         self._stats.sets += 1
         return value
+
+    async def agcra(
+        self, key: str, now: int, interval: int, period: int, cost: int
+    ) -> tuple[bool, int]:
+        """Async :meth:`gcra`."""
+        return await self._acall(self._ops.agcra, self._key(key), now, interval, period, cost)
 
     async def adecr(self, key: str, delta: int = 1, ttl: TTL | None = None) -> int:
         """Async :meth:`decr`."""

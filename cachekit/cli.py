@@ -12,7 +12,7 @@ read or write single keys, from the host's ``app-config.yaml``.
     cachekit delete --plugin catalog --tenant acme item:1
 
 Every subcommand reads ``-c/--config FILE`` (repeatable, deep-merged in order like
-:meth:`CacheManager.from_yaml <cachekit.CacheManager.from_yaml>`; default
+:meth:`CacheManager.from_yaml <cachekit.host.CacheManager.from_yaml>`; default
 ``./app-config.yaml``). Exit status: 0 success, 1 failure (bad config, store unreachable,
 a miss for ``get``, a declined confirmation), 2 bad usage. Errors go to stderr, without a
 traceback.
@@ -51,7 +51,7 @@ from cachekit.errors import (
     StoreTimeout,
     StoreUnavailable,
 )
-from cachekit.keys import ANY, KeySelector, parse_scope
+from cachekit.keys import ANY, KeySelector
 from cachekit.manager import CacheManager
 from cachekit.policy import configured
 from cachekit.stores.base import CountingStore, InfoStore, Store
@@ -430,7 +430,7 @@ def _collect_stats(manager: CacheManager, args: argparse.Namespace) -> dict[str,
             ANY if args.plugin is None else args.plugin, tenant, ANY
         )
         counts = [
-            _ScopeCount(*parse_scope(scope, selector.prefix), keys=n)
+            _ScopeCount(*selector.parse_scope(scope), keys=n)
             for scope, n in store.count_scopes(selector).items()
         ]
         counts.sort(key=lambda c: (c.plugin, c.tenant or "", c.namespace or ""))

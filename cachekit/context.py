@@ -1,11 +1,12 @@
 """The request scope: which plugin and tenant the running code works for.
 
-A middleware (:class:`cachekit.CacheMiddleware`, :class:`cachekit.wsgi.CacheMiddleware`)
+A middleware (:class:`cachekit.host.CacheMiddleware`, :class:`cachekit.host.WSGICacheMiddleware`)
 or :func:`scope` binds a :class:`Scope` in a context variable; :func:`current_cache`,
 ``@cached`` and ``counter()`` read it from there, so plugin code never names its own
 plugin or tenant::
 
-    from cachekit import current_cache, scope
+    from cachekit import carry, current_cache      # plugin code
+    from cachekit.host import scope                 # the host's
 
     async def endpoint(request):              # under CacheMiddleware
         await current_cache().aset("k", 1)
@@ -16,10 +17,12 @@ plugin or tenant::
 Context variables follow the code that runs for a request: every asyncio task and every
 thread Starlette or anyio starts for it copies them, so sync endpoints in a thread pool,
 streaming bodies and background tasks all see the request's scope, and nothing else does.
+A thread plugin code starts itself copies nothing: :func:`carry` takes the current scope
+along (and only that one: plugin code cannot name a scope).
 
 Which manager is used: the one passed to :func:`scope` or the middleware; else the one an
 enclosing scope or middleware lifespan made active; else the process default; else an
-in-memory :class:`~cachekit.CacheManager` created on first use.
+in-memory :class:`~cachekit.host.CacheManager` created on first use.
 
 One manager per process: the manager given to a middleware (ASGI or WSGI), the Flask
 extension, :func:`cachekit.contrib.starlette.install` or :func:`set_default_manager` becomes
@@ -57,6 +60,7 @@ __all__ = [
     "active_manager",
     "bind",
     "caching_disabled",
+    "carry",
     "current_cache",
     "current_scope",
     "deactivate_manager",
@@ -70,10 +74,11 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 NO_SCOPE_MESSAGE: Final = (
-    "no cachekit scope is bound here: serve the app through cachekit.CacheMiddleware "
-    "(ASGI) or cachekit.wsgi.CacheMiddleware (WSGI), or wrap the code in "
-    "`with cachekit.scope(plugin='my-plugin', tenant=...):` (background jobs, CLI scripts, "
-    "tests)"
+    "no cachekit scope is bound here: serve the app through cachekit.host.CacheMiddleware "
+    "(ASGI) or cachekit.host.WSGICacheMiddleware (WSGI), or wrap the code in "
+    "`with cachekit.host.scope(plugin='my-plugin', tenant=...):` (background jobs, CLI "
+    "scripts, tests); plugin code that starts a thread or a callback passes it "
+    "cachekit.carry(fn) to take its scope along"
 )
 
 
@@ -214,7 +219,7 @@ def set_default_manager(
                 "cachekit: the default manager stays %s; %s was not made the default "
                 "(scope() without manager= and current_cache() outside requests keep using "
                 "the first). Pass manager= where the second is meant, or replace the default "
-                "explicitly: cachekit.set_default_manager(manager, replace=True)",
+                "explicitly: cachekit.host.set_default_manager(manager, replace=True)",
                 _named(current),
                 _named(manager),
             )
@@ -351,12 +356,7 @@ class ScopeContext:
         :raises TypeError: ``fn`` is a generator function (its body runs between the
             caller's steps, where a scope cannot stay bound safely).
         """
-        if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
-            raise TypeError(
-                f"scope() cannot decorate the generator function {fn.__qualname__}: "
-                "its body runs between the caller's steps; bind the scope around the "
-                "code that consumes it instead"
-            )
+        _refuse_generator(fn, "scope() cannot decorate")
         resolve = self._resolve
         if _is_async_callable(fn):
 
@@ -381,6 +381,14 @@ class ScopeContext:
         return run
 
 
+def _refuse_generator(fn: Callable[..., Any], what: str) -> None:
+    if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
+        raise TypeError(
+            f"{what} the generator function {fn.__qualname__}: its body runs between the "
+            "caller's steps; bind the scope around the code that consumes it instead"
+        )
+
+
 def _is_async_callable(fn: object) -> bool:
     while isinstance(fn, functools.partial):
         fn = fn.func
@@ -398,10 +406,10 @@ def scope(
 
     ::
 
-        with cachekit.scope(plugin="catalog", tenant="acme") as cache:
+        with cachekit.host.scope(plugin="catalog", tenant="acme") as cache:
             cache.set("k", 1)           # the same object as current_cache()
 
-        @cachekit.scope(plugin="reports")
+        @cachekit.host.scope(plugin="reports")
         async def nightly_job() -> None:
             await cachekit.current_cache().aincr("runs")
 
@@ -414,3 +422,60 @@ def scope(
     if tenant is not None:
         escape_segment(tenant, "tenant id")
     return ScopeContext(Scope(plugin, tenant), manager)
+
+
+class _Carried:
+    """What :func:`carry` returns for a sync callable: ``fn`` run in the binding that was
+    current when it was made. The binding is kept private: nothing public leads from here
+    to the manager or to another scope."""
+
+    __slots__ = ("__wrapped__", "_bound")
+
+    def __init__(self, fn: Callable[..., Any], bound: Binding) -> None:
+        self.__wrapped__ = fn
+        self._bound = bound
+
+    def __repr__(self) -> str:
+        return f"carry({self.__wrapped__!r}, scope={self._bound.scope!r})"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        token = _binding.set(self._bound)
+        try:
+            return self.__wrapped__(*args, **kwargs)
+        finally:
+            _binding.reset(token)
+
+
+class _AsyncCarried(_Carried):
+    """:class:`_Carried` for an async callable: the scope is bound while it is awaited."""
+
+    __slots__ = ()
+
+    async def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        token = _binding.set(self._bound)
+        try:
+            return await self.__wrapped__(*args, **kwargs)
+        finally:
+            _binding.reset(token)
+
+
+def carry(fn: Callable[P, R]) -> Callable[P, R]:
+    """``fn``, bound to the scope current *now* wherever it is called later: in a thread
+    (threads do not copy context variables), an executor, a callback of a library that
+    keeps no context. The way plugin code takes its own scope along; it cannot name
+    another (the host binds scopes with :func:`cachekit.host.scope`)::
+
+        threading.Thread(target=cachekit.carry(warm_up)).start()
+        executor.submit(cachekit.carry(rebuild_index), region)
+
+    asyncio tasks need nothing: they copy the context of the code that creates them.
+
+    :raises NoScopeError: no scope is bound here (nothing to carry).
+    :raises TypeError: ``fn`` is a generator function.
+    """
+    bound = _binding.get()
+    if bound is None:
+        raise NoScopeError(NO_SCOPE_MESSAGE)
+    _refuse_generator(fn, "carry() cannot wrap")
+    cls = _AsyncCarried if _is_async_callable(fn) else _Carried
+    return cls(fn, bound)

@@ -48,7 +48,7 @@ from cachekit import gcra
 from cachekit.breaker import OutageLog
 from cachekit.cache import Cache
 from cachekit.codec import parse_int
-from cachekit.context import current_cache
+from cachekit.context import active_manager, current_cache
 from cachekit.durations import TTL, store_ttl
 from cachekit.errors import CacheValueError, RateLimitExceeded, StoreError
 from cachekit.keys import KeyPart, key_text
@@ -137,21 +137,22 @@ class Counter(Generic[R]):
         return value
 
     @staticmethod
-    def _ok(cache: Cache, value: T) -> T:
+    def _ok(value: T) -> T:
         """The store answered: a next outage gets its warning."""
         if _counter_outages.active:
-            _counter_outages.recovered(cache.store)
+            _counter_outages.recovered(active_manager().store)
         return value
 
-    def _failed(self, cache: Cache, exc: StoreError) -> None:
+    def _failed(self, exc: StoreError) -> None:
         """Raise, or with ``on_error="ignore"`` warn once per outage and answer ``None``."""
         if self.on_error == "raise":
             raise exc
-        if _counter_outages.first_failure(cache.store):
+        store = active_manager().store  # the scope's store: a plugin's Cache hands out none
+        if _counter_outages.first_failure(store):
             log.warning(
                 "cachekit: counter %r answers None while the %s store fails: %s",
                 self.name,
-                cache.store.name,
+                store.name,
                 exc,
             )
 
@@ -162,26 +163,26 @@ class Counter(Generic[R]):
         """
         cache = self._cache()
         try:
-            return self._ok(cache, cast(R, cache.incr(self.name, delta, self.ttl)))
+            return self._ok(cast(R, cache.incr(self.name, delta, self.ttl)))
         except StoreError as exc:
-            return cast(R, self._failed(cache, exc))
+            return cast(R, self._failed(exc))
 
     def decr(self, delta: int = 1) -> R:
         """Subtract ``delta`` atomically (counters may go negative); see :meth:`incr`."""
         cache = self._cache()
         try:
-            return self._ok(cache, cast(R, cache.decr(self.name, delta, self.ttl)))
+            return self._ok(cast(R, cache.decr(self.name, delta, self.ttl)))
         except StoreError as exc:
-            return cast(R, self._failed(cache, exc))
+            return cast(R, self._failed(exc))
 
     def get(self) -> R:
         """The current value (``0`` when the counter does not exist; ``None`` on a store
         outage with ``on_error="ignore"``)."""
         cache = self._cache()
         try:
-            return self._ok(cache, cast(R, self._int(cache.get(self.name, 0))))
+            return self._ok(cast(R, self._int(cache.get(self.name, 0))))
         except StoreError as exc:
-            return cast(R, self._failed(cache, exc))
+            return cast(R, self._failed(exc))
 
     def reset(self) -> bool:
         """Delete the counter; ``True`` if it existed. Raises on a store outage whatever
@@ -197,25 +198,25 @@ class Counter(Generic[R]):
         """Async :meth:`incr`."""
         cache = self._cache()
         try:
-            return self._ok(cache, cast(R, await cache.aincr(self.name, delta, self.ttl)))
+            return self._ok(cast(R, await cache.aincr(self.name, delta, self.ttl)))
         except StoreError as exc:
-            return cast(R, self._failed(cache, exc))
+            return cast(R, self._failed(exc))
 
     async def adecr(self, delta: int = 1) -> R:
         """Async :meth:`decr`."""
         cache = self._cache()
         try:
-            return self._ok(cache, cast(R, await cache.adecr(self.name, delta, self.ttl)))
+            return self._ok(cast(R, await cache.adecr(self.name, delta, self.ttl)))
         except StoreError as exc:
-            return cast(R, self._failed(cache, exc))
+            return cast(R, self._failed(exc))
 
     async def aget(self) -> R:
         """Async :meth:`get`."""
         cache = self._cache()
         try:
-            return self._ok(cache, cast(R, self._int(await cache.aget(self.name, 0))))
+            return self._ok(cast(R, self._int(await cache.aget(self.name, 0))))
         except StoreError as exc:
-            return cast(R, self._failed(cache, exc))
+            return cast(R, self._failed(exc))
 
     async def areset(self) -> bool:
         """Async :meth:`reset`."""
@@ -381,8 +382,8 @@ class RateLimit:
         retry = 0.0 if allowed else max(0.0, (tat + interval - period - now) / 1e6)
         return RateLimitResult(allowed, self.limit, remaining, max(0, tat - now) / 1e6, retry)
 
-    def _failed(self, exc: StoreError, store: object) -> RateLimitResult:
-        if _outages.first_failure(store):
+    def _failed(self, exc: StoreError) -> RateLimitResult:
+        if _outages.first_failure(active_manager().store):
             log.warning(
                 "cachekit: rate limit %r %s hits while the store fails: %s",
                 self.name,
@@ -394,9 +395,9 @@ class RateLimit:
         return RateLimitResult(False, self.limit, 0, self.per, self.per)
 
     @staticmethod
-    def _ok(cache: Cache) -> None:
+    def _ok() -> None:
         if _outages.active:
-            _outages.recovered(cache.store)
+            _outages.recovered(active_manager().store)
 
     # --- the orchestrations, written once (cachekit.steps) -------------------------------
 
@@ -409,11 +410,11 @@ class RateLimit:
             if self.algorithm == "gcra":
                 interval, period = self._gcra_params()
                 now_us = round(now * 1e6)
-                full = cache.full_key(self._base())
-                allowed, tat = yield twin(cache.store, "gcra", full, now_us, interval, period, cost)
+                base = self._base()
+                allowed, tat = yield twin(cache, "gcra", base, now_us, interval, period, cost)
                 result = self._gcra(allowed, tat, now_us)
                 if allowed:  # a step of -cost moves the TAT back by what this hit added
-                    undo = twin(cache.store, "gcra", full, now_us, interval, period, -cost)
+                    undo = twin(cache, "gcra", base, now_us, interval, period, -cost)
             else:
                 current, previous, into = self._windows(now)
                 count = yield twin(cache, "incr", current, cost, 2 * self.per)
@@ -427,8 +428,8 @@ class RateLimit:
                     yield undo
                     undo = None
         except StoreError as exc:
-            return self._failed(exc, cache.store), None
-        self._ok(cache)
+            return self._failed(exc), None
+        self._ok()
         return result, undo
 
     async def _take_back(self, hit: asyncio.Future[tuple[RateLimitResult, Step | None]]) -> None:
@@ -457,7 +458,7 @@ class RateLimit:
             found = yield twin(cache, "get_many", [current, previous])
             return self._peek_windows(found, current, previous, into)
         except StoreError as exc:
-            return self._failed(exc, cache.store)
+            return self._failed(exc)
 
     # --- sync and async: thin shells ----------------------------------------------------
 
@@ -473,7 +474,7 @@ class RateLimit:
         mid-hit: it needs no task."""
         cache = current_cache(RATE_LIMIT_NAMESPACE)
         steps = self._hit(cache, cost)
-        if not getattr(cache.store, "blocking", True):
+        if not getattr(active_manager().store, "blocking", True):
             return (await arun(steps))[0]
         hit = asyncio.ensure_future(arun(steps))
         try:

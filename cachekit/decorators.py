@@ -9,7 +9,7 @@
     def price_list(region: str) -> list: ...
 
 The decorator is applied at import time and resolves the cache at call time, from the
-scope a middleware or :func:`cachekit.scope` bound (:func:`cachekit.current_cache`): the
+scope a middleware or :func:`cachekit.host.scope` bound (:func:`cachekit.current_cache`): the
 same function caches per plugin and per tenant with no code of its own.
 
 How a call goes:
@@ -64,7 +64,7 @@ import wrapt
 from cachekit.breaker import OutageLog
 from cachekit.cache import Cache
 from cachekit.codec import MISS
-from cachekit.context import caching_disabled, current_cache
+from cachekit.context import active_manager, caching_disabled, current_cache
 from cachekit.context import outcome as request_outcome
 from cachekit.durations import TTL, store_ttl
 from cachekit.errors import CacheKeyError, CacheValueError, StoreError
@@ -247,13 +247,19 @@ def _store_failed(cache: Cache, exc: StoreError, fn: Callable[..., Any]) -> None
     """Fail open (log once per outage) or, with failOpen: false, re-raise."""
     if not cache.fail_open:  # the plugin's failOpen (cachekit.policy)
         raise exc
-    if _outages.first_failure(cache.store):
+    store = active_manager().store  # the scope's store: a plugin's Cache hands out none
+    if _outages.first_failure(store):
         log.warning(
             "cachekit: @cached %s calls through while the %s store fails: %s",
             fn.__qualname__,
-            cache.store.name,
+            store.name,
             exc,
         )
+
+
+def _store_answered() -> None:
+    """The store answered while an outage was reported: its next outage gets a warning."""
+    _outages.recovered(active_manager().store)
 
 
 # --- the decorated function -----------------------------------------------------------
@@ -265,18 +271,18 @@ class _Policy:
     """Everything about one decorated function that does not change per call."""
 
     __slots__ = (
+        "_inflight",
+        "_locks",
+        "_locks_guard",
+        "_refreshing",
         "cache_none",
         "clock",
         "fn",
-        "inflight",
         "is_async",
         "keys",
         "lock",
         "lock_timeout",
-        "locks",
-        "locks_guard",
         "namespace",
-        "refreshing",
         "shape",
         "stale_ttl",
         "ttl",
@@ -310,10 +316,10 @@ class _Policy:
         self.lock = lock
         self.lock_timeout = lock_timeout
         self.stale_ttl = stale_ttl
-        self.locks: dict[_Scoped, list[Any]] = {}  # key -> [threading.Lock, waiters, turns]
-        self.locks_guard = threading.Lock()
-        self.inflight: dict[tuple[int, _Scoped], asyncio.Future[Any]] = {}  # (loop, key)
-        self.refreshing: set[_Scoped] = set()
+        self._locks: dict[_Scoped, list[Any]] = {}  # key -> [threading.Lock, waiters, turns]
+        self._locks_guard = threading.Lock()
+        self._inflight: dict[tuple[int, _Scoped], asyncio.Future[Any]] = {}  # (loop, key)
+        self._refreshing: set[_Scoped] = set()
         # the return annotation's shape (cachekit.shapes), None for plain values: what a
         # stored entry is rebuilt by, and the result written as
         shape = returned_shape(fn)
@@ -361,8 +367,8 @@ class _Policy:
         counts the call for a middleware's ``X-Cache`` header."""
         if entry is _FAILED:
             entry = MISS
-        elif _outages.active:  # the store answers again: a next outage gets its warning
-            _outages.recovered(cache.store)
+        elif _outages.active:
+            _store_answered()
         noted = request_outcome.get()
         if noted is not None:  # a middleware asked for an X-Cache header
             noted.note(entry is MISS)
@@ -376,9 +382,9 @@ class _Policy:
     def claim_refresh(self, cache: Cache, key: str) -> bool:
         """Whether this caller refreshes a stale entry (``False``: one already does)."""
         scoped = _scoped(cache, key)
-        if scoped in self.refreshing:
+        if scoped in self._refreshing:
             return False
-        self.refreshing.add(scoped)
+        self._refreshing.add(scoped)
         return True
 
     # -- the I/O orchestrations, written once (cachekit.steps): run() or arun() them --
@@ -390,8 +396,8 @@ class _Policy:
         except StoreError as exc:
             _store_failed(cache, exc, self.fn)
             return MISS
-        if _outages.active:  # the store answers again: a next outage gets its warning
-            _outages.recovered(cache.store)
+        if _outages.active:
+            _store_answered()
         return entry
 
     def store(self, cache: Cache, key: str, result: Any) -> Steps[Step, None]:
@@ -456,7 +462,7 @@ class _Policy:
         except Exception:
             log.exception("cachekit: background refresh of %s failed", self.fn.__qualname__)
         finally:
-            self.refreshing.discard(_scoped(cache, key))
+            self._refreshing.discard(_scoped(cache, key))
 
     # -- the in-process de-duplication: threads and asyncio tasks differ by nature --
 
@@ -470,8 +476,8 @@ class _Policy:
         never handed to other threads, each retries in turn.
         """
         scoped = _scoped(cache, key)
-        with self.locks_guard:
-            slot = self.locks.setdefault(scoped, [threading.Lock(), 0, 0])  # lock, queued, turns
+        with self._locks_guard:
+            slot = self._locks.setdefault(scoped, [threading.Lock(), 0, 0])  # lock, queued, turns
             slot[1] += 1
         try:
             with slot[0]:
@@ -480,10 +486,10 @@ class _Policy:
                 steps = self.compute(cache, key, call) if first else self.recheck(cache, key, call)
                 return run(steps)
         finally:
-            with self.locks_guard:
+            with self._locks_guard:
                 slot[1] -= 1
                 if not slot[1]:
-                    del self.locks[scoped]
+                    del self._locks[scoped]
 
     async def miss_async(self, cache: Cache, key: str, call: Callable[[], Any]) -> Any:
         """Tasks of this loop computing one key await the first caller's (the leader's)
@@ -499,7 +505,7 @@ class _Policy:
         """
         loop = asyncio.get_running_loop()
         slot = (id(loop), _scoped(cache, key))
-        while (waiting := self.inflight.get(slot)) is not None:
+        while (waiting := self._inflight.get(slot)) is not None:
             # wait() leaves `waiting` alone when this waiter is cancelled, and raises
             # nothing of the leader's: its outcome is read below
             await asyncio.wait((waiting,))
@@ -507,7 +513,7 @@ class _Policy:
                 return waiting.result()
             # the leader was cancelled (not us): take over, or wait on whoever did
         future: asyncio.Future[Any] = loop.create_future()
-        self.inflight[slot] = future
+        self._inflight[slot] = future
         try:
             result = await arun(self.compute(cache, key, call))
         except asyncio.CancelledError:
@@ -521,8 +527,8 @@ class _Policy:
             future.set_result(result)
             return result
         finally:
-            if self.inflight.get(slot) is future:
-                del self.inflight[slot]
+            if self._inflight.get(slot) is future:
+                del self._inflight[slot]
 
     def revalidate_sync(self, cache: Cache, key: str, call: Callable[[], Any]) -> None:
         """Refresh a stale entry in a thread, in a copy of the caller's context."""
@@ -627,15 +633,15 @@ class _Helpers:
     ``arefresh`` and ``uncached``. ``instance`` is the bound object of a method (``None``
     otherwise) and ``target`` what ``refresh`` calls."""
 
-    __slots__ = ("instance", "policy", "target")
+    __slots__ = ("_instance", "_policy", "_target")
 
     def __init__(self, policy: _Policy, instance: Any, target: Callable[..., Any]) -> None:
-        self.policy = policy
-        self.instance = instance
-        self.target = target
+        self._policy = policy
+        self._instance = instance
+        self._target = target
 
     def _parts(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Cache, str]:
-        return self.policy.cache(), self.policy.key(self.instance, args, kwargs)
+        return self._policy.cache(), self._policy.key(self._instance, args, kwargs)
 
     def invalidate(self, *args: Any, **kwargs: Any) -> bool:
         """Delete the entry these arguments map to, in the current scope."""
@@ -652,27 +658,29 @@ class _Helpers:
 
         :raises TypeError: on an ``async def`` function: ``await f.arefresh(...)`` it.
         """
-        if self.policy.is_async:
-            fn = self.policy.fn
+        if self._policy.is_async:
+            fn = self._policy.fn
             raise TypeError(
                 f"{fn.__qualname__} is an async function: use `await {fn.__name__}.arefresh(...)`"
             )
         cache, key = self._parts(args, kwargs)
-        return run(self.policy.compute(cache, key, functools.partial(self.target, *args, **kwargs)))
+        return run(
+            self._policy.compute(cache, key, functools.partial(self._target, *args, **kwargs))
+        )
 
     async def arefresh(self, *args: Any, **kwargs: Any) -> Any:
         """Call the function (an ``async def``) now and store its result; returns the result.
 
         :raises TypeError: on a ``def`` function: call ``f.refresh(...)``.
         """
-        if not self.policy.is_async:
-            fn = self.policy.fn
+        if not self._policy.is_async:
+            fn = self._policy.fn
             raise TypeError(
                 f"{fn.__qualname__} is not an async function: call {fn.__name__}.refresh(...)"
             )
         cache, key = self._parts(args, kwargs)
-        call = functools.partial(self.target, *args, **kwargs)
-        return await arun(self.policy.compute(cache, key, call))
+        call = functools.partial(self._target, *args, **kwargs)
+        return await arun(self._policy.compute(cache, key, call))
 
 
 class _WraptHelpers:
@@ -751,6 +759,19 @@ def _plain(policy: _Policy, func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper  # type: ignore[no-any-return]
 
 
+def _tagged(
+    policy: _Policy, func: Callable[..., Any], target: Any, tags: Any
+) -> Callable[..., Any]:
+    """``@cached(tags=...)``: the call keyed by its tags' generations
+    (:func:`cachekit.responses.tags.tagged`)."""
+    from cachekit.responses.tags import keyed_by_generations, tagged
+
+    if target is not func or _in_class_body(func):
+        raise TypeError(f"@cached(tags=...) takes plain functions only, not {func.__qualname__}")
+    policy.keys = keyed_by_generations(policy.keys)
+    return tagged(func, tags, _plain(policy, func), policy.failed)
+
+
 # what other caching libraries call a parameter, and cachekit's name for it
 _PEER_NAMES: Final = {
     "expire": "ttl=",  # fastapi-cache2
@@ -769,7 +790,7 @@ _PEER_NAMES: Final = {
     "noself": "nothing: self and cls are always left out of the key",  # aiocache
 }
 _CACHED_PARAMETERS: Final = (
-    "namespace, ttl, key, ignore, unless, cache_none, lock, lock_timeout, stale_ttl, clock"
+    "namespace, ttl, key, ignore, unless, cache_none, lock, lock_timeout, stale_ttl, clock, tags"
 )
 
 
@@ -796,6 +817,7 @@ def cached(
     lock_timeout: TTL = 10.0,
     stale_ttl: TTL | None = None,
     clock: Callable[[], float] = time.time,
+    tags: Collection[str] | Callable[..., Collection[str]] = (),
     **unknown: Never,
 ) -> Callable[[F], F]:
     """Memoize a function (``def`` or ``async def``; plain, method, classmethod or
@@ -818,6 +840,11 @@ def cached(
     :param lock_timeout: the longest a waiter waits for another process before computing
         itself; also the lock's TTL.
     :param stale_ttl: serve an expired entry for this long while it is refreshed.
+    :param tags: tags of each call's entry, for :func:`cachekit.invalidate_tags`:
+        ``str.format`` templates over the arguments (``"user:{user_id}"``) or a callable of
+        the arguments returning them (plain functions only). Each call reads the tags'
+        generations first (one more read) and keys its entry by them; such a function has
+        no ``invalidate``/``refresh`` helpers.
     :param clock: the wall clock (seconds) that dates stale-while-revalidate entries;
         inject a fake one in tests.
     :raises CacheValueError: a bad ``ttl``, ``stale_ttl`` or ``lock_timeout``, or a return
@@ -860,6 +887,8 @@ def cached(
             is_classmethod=isinstance(target, classmethod),
             clock=clock,
         )
+        if tags:
+            return _tagged(policy, func, target, tags)  # type: ignore[return-value]
         if target is func and not _in_class_body(func):
             return _plain(policy, func)  # type: ignore[return-value]
         hit = (_async_hit if policy.is_async else _sync_hit)(policy)

@@ -8,13 +8,14 @@ import os
 from collections.abc import Iterable, Mapping
 from typing import Any, Self
 
+from cachekit.backstage import BackstageCache, KeyvJsonCodec, layout_for
 from cachekit.cache import Cache
 from cachekit.codec import Codec
 from cachekit.config import CacheConfig, cache_section, load_app_config, parse_cache_section
 from cachekit.config.masking import redact
 from cachekit.config.schema import SECTION_PATH, config_origin
 from cachekit.config.url import parse_cache_url
-from cachekit.errors import CacheKeyError
+from cachekit.errors import CacheKeyError, ConfigError
 from cachekit.keys import ANY, KeySelector, KeySpace
 from cachekit.metrics import Metrics, StatsRow
 from cachekit.policy import check_plugins
@@ -70,6 +71,19 @@ class CacheManager:
         self.store: Store = store if store is not None else create_store(self.config)
         self.codec = codec if codec is not None else Codec()
         self.keyspace = KeySpace(self.store.key_prefix)
+        self._cache_class = Cache
+        # Backstage's layout and value format (cachekit.backstage), chosen here once
+        if self.config.value_format == "keyv-json":
+            if codec is not None:
+                raise ConfigError(
+                    "valueFormat: keyv-json encodes values itself: drop codec=, or use "
+                    "valueFormat: cachekit",
+                    path=f"{SECTION_PATH}.valueFormat",
+                )
+            self.codec = KeyvJsonCodec()
+        if self.config.key_layout == "backstage":
+            self.keyspace = layout_for(self.config, self.store.key_prefix)
+            self._cache_class = BackstageCache
         self.metrics = Metrics(
             per_tenant=self.config.metrics.per_tenant, max_series=self.config.metrics.max_series
         )
@@ -82,6 +96,8 @@ class CacheManager:
         """Where the config came from: file paths, ``a mapping``, the URL (masked), ..."""
         self.store_name, self.target = _describe(self.store, self.config, given=store is not None)
         log.info("cachekit: %s; config from %s", self.describe(), source)
+        for note in self.config.ignored_options:
+            log.warning("cachekit: %s", note)
 
     @classmethod
     def from_config(cls, app_config: Mapping[str, Any], **kwargs: Any) -> Self:
@@ -169,14 +185,21 @@ class CacheManager:
             f"source={self.source!r})"
         )
 
+    @property
+    def tenants(self) -> bool:
+        """Whether scopes may have a tenant: ``False`` under ``keyLayout: backstage``,
+        whose keys are per plugin only."""
+        return self.keyspace.tenants
+
     def for_plugin(self, plugin_id: str, tenant: str | None = None) -> Cache:
         """The cache of ``plugin_id`` for ``tenant`` (``None``: the platform scope), under
         the scope's policy (:func:`cachekit.policy.resolve`, worked out here, once per cache).
 
         :raises CacheKeyError: an id is empty or not a ``str``.
+        :raises ConfigError: a tenant under ``keyLayout: backstage``.
         """
         policy = resolve_policy(self.config, plugin_id, tenant)
-        return Cache(
+        return self._cache_class(
             self.store,
             plugin=plugin_id,
             tenant=tenant,
@@ -186,6 +209,15 @@ class CacheManager:
             metrics=self.metrics,
             policy=policy,
         )
+
+    def full_key(self, cache: Cache, key: str) -> str:
+        """The store key ``cache`` (one of this manager's) uses for ``key``: what
+        ``redis-cli`` shows. A host-side view: a plugin's :class:`~cachekit.cache.Cache`
+        does not show its key layout.
+
+        :raises CacheKeyError: ``key`` is empty or not a ``str``.
+        """
+        return self.keyspace.full_key(cache.plugin, cache.tenant, cache.namespace_name, key)
 
     def stats(self) -> list[StatsRow]:
         """Hits, misses, sets, deletes, errors and store latency of every

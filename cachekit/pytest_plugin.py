@@ -16,8 +16,8 @@ test suite of an environment where cachekit is installed::
 Fixtures:
 
 ``cachekit_manager``
-    A fresh in-memory :class:`~cachekit.CacheManager` per test, made the process default
-    (:func:`cachekit.set_default_manager` with ``replace=True``) for the test; the previous
+    A fresh in-memory :class:`~cachekit.host.CacheManager` per test, made the process default
+    (:func:`cachekit.host.set_default_manager` with ``replace=True``) for the test; the previous
     default is restored after.
 ``cachekit_scope``
     Binds a plugin scope for the test (``"test-plugin"`` / ``"test-tenant"``; override

@@ -1,6 +1,6 @@
 """How a middleware finds the plugin and tenant of a request.
 
-Both middlewares (:class:`cachekit.CacheMiddleware` for ASGI,
+Both middlewares (:class:`cachekit.host.CacheMiddleware` for ASGI,
 :class:`cachekit.wsgi.CacheMiddleware` for WSGI) see a request through one small
 :class:`RequestView` — path, headers, host and the ``state`` an earlier (authentication)
 layer left — and ask two resolvers for ids:

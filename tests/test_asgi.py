@@ -20,17 +20,9 @@ from starlette.responses import JSONResponse, PlainTextResponse, StreamingRespon
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from cachekit import (
-    CacheManager,
-    CacheMiddleware,
-    NoScopeError,
-    Scope,
-    StoreUnavailable,
-    current_cache,
-    current_scope,
-    set_default_manager,
-)
+from cachekit import NoScopeError, Scope, StoreUnavailable, current_cache, current_scope
 from cachekit.context import active_manager
+from cachekit.host import CacheManager, CacheMiddleware, set_default_manager
 from cachekit.resolvers import header, path_prefix, path_segment, state
 from cachekit.stores.memory import MemoryStore
 

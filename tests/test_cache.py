@@ -10,11 +10,12 @@ import pytest
 from custom_store import DictStore
 from flaky_store import FlakyStore
 
-import cachekit
-from cachekit import Cache, CacheManager
+import cachekit.host
+from cachekit import Cache
 from cachekit.cache import UnreadableLog, unreadable_log
 from cachekit.codec import DecodeError
 from cachekit.errors import CacheKeyError, CacheValueError, StoreUnavailable
+from cachekit.host import CacheManager
 from cachekit.stores.memory import MemoryStore
 from cachekit.testing import FakeClock
 
@@ -30,17 +31,14 @@ def manager(clock: FakeClock) -> CacheManager:
 
 
 def test_public_api_is_pinned() -> None:
-    """The names exported by `cachekit` are exactly the documented public API."""
+    """The names exported by `cachekit` are exactly the plugin surface."""
     expected = {
         "MISS",
         "Cache",
-        "CacheConfig",
         "CacheKeyError",
-        "CacheManager",
         "CachePolicyError",
         "CacheValueError",
         "CachekitError",
-        "Codec",
         "ConfigError",
         "NoScopeError",
         "RateLimitExceeded",
@@ -48,13 +46,16 @@ def test_public_api_is_pinned() -> None:
         "StoreTimeout",
         "StoreUnavailable",
         "__version__",
-        "CacheMiddleware",
         "Scope",
+        "carry",
         "current_cache",
         "current_scope",
-        "scope",
-        "set_default_manager",
         "cached",
+        "cache_response",
+        "invalidate_tags",
+        "ainvalidate_tags",
+        "invalidate_path",
+        "ainvalidate_path",
         "counter",
         "rate_limit",
         "rate_limited",
@@ -63,6 +64,26 @@ def test_public_api_is_pinned() -> None:
     assert set(cachekit.__all__) == expected
     for name in cachekit.__all__:
         assert hasattr(cachekit, name), name
+
+
+def test_host_api_is_pinned() -> None:
+    """The names exported by `cachekit.host` are exactly the host's API."""
+    assert set(cachekit.host.__all__) == {
+        "Cache",
+        "CacheConfig",
+        "CacheManager",
+        "CacheMiddleware",
+        "Codec",
+        "Scope",
+        "ScopeContext",
+        "WSGICacheMiddleware",
+        "active_manager",
+        "get_default_manager",
+        "scope",
+        "set_default_manager",
+    }
+    for name in cachekit.host.__all__:
+        assert hasattr(cachekit.host, name), name
 
 
 def test_errors_share_one_root() -> None:
@@ -93,17 +114,21 @@ def test_reprs_say_what_they_are(manager: CacheManager) -> None:
 
 
 def test_scope_properties(manager: CacheManager) -> None:
-    """A cache exposes its plugin, tenant, namespace, default TTL and shared store."""
+    """A cache exposes its plugin, tenant, namespace and default TTL, and no store."""
     cache = manager.for_plugin("catalog").namespace("n").with_options(default_ttl=30)
     assert (cache.plugin, cache.tenant, cache.namespace_name) == ("catalog", None, "n")
     assert cache.default_ttl == 30.0
-    assert cache.store is manager.store
+    assert not hasattr(cache, "store")
 
 
 def test_every_plugin_shares_one_store(manager: CacheManager) -> None:
-    """All caches of a manager share its single store (one pool per process)."""
-    stores = {id(manager.for_plugin(p, tenant=t).store) for p in "abc" for t in ("x", None)}
-    assert stores == {id(manager.store)}
+    """All caches of a manager share its single store (one pool per process): what one
+    writes, the manager's store holds."""
+    for plugin in "abc":
+        for tenant in ("x", None):
+            cache = manager.for_plugin(plugin, tenant=tenant)
+            cache.set("k", plugin)
+            assert manager.store.get(manager.full_key(cache, "k")) is not None
 
 
 @pytest.mark.parametrize(("plugin", "tenant"), [("", "t"), ("p", ""), (None, "t"), ("p", 5)])
@@ -262,14 +287,14 @@ def test_batch_reads_agree_on_every_store_shape(store_class: type[DictStore], mo
     manager = CacheManager(store=store)
     cache = manager.for_plugin("p", tenant="t")
     cache.set_many({"a": 1, "b": [2]}, ttl=0)
-    store.set(cache.full_key("bad"), b"\xc1", None)  # 0xc1 is never valid msgpack
+    store.set(manager.full_key(cache, "bad"), b"\xc1", None)  # 0xc1 is never valid msgpack
     asked = (key for key in ["a", "zz", "b", "a", "bad"])  # any iterable, read once
     found = cache.get_many(asked) if mode == "sync" else asyncio.run(cache.aget_many(asked))
     assert found == {"a": 1, "b": [2]}
     (row,) = manager.stats()
     assert (row.hits, row.misses) == (4, 1)
     if isinstance(store, AlignedDictStore) and mode == "sync":
-        assert store.batches == [[cache.full_key(k) for k in ["a", "zz", "b", "a", "bad"]]]
+        assert store.batches == [[manager.full_key(cache, k) for k in ["a", "zz", "b", "a", "bad"]]]
 
 
 @pytest.mark.parametrize("store_class", [DictStore, AlignedDictStore])
@@ -302,7 +327,7 @@ def test_unreadable_value_is_logged_once_per_key_and_period(
     monkeypatch.setattr(unreadable_log, "clock", clock)
     cache = manager.for_plugin("p", tenant="t")
     for key in ("a", "b"):
-        manager.store.set(cache.full_key(key), b"4_2", None)
+        manager.store.set(manager.full_key(cache, key), b"4_2", None)
 
     def warnings() -> int:
         return len([r for r in caplog.records if "unreadable" in r.getMessage()])

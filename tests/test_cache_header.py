@@ -15,8 +15,9 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 import cachekit.wsgi
-from cachekit import CacheManager, cached
+from cachekit import cached
 from cachekit.asgi import CacheMiddleware
+from cachekit.host import CacheManager
 
 
 def asgi_app(cache_header: bool) -> Any:

@@ -23,8 +23,9 @@ import pytest
 import yaml
 from servers import MemcachedServer, RedisCluster, RedisServer, free_port, redis_command
 
-from cachekit import MISS, CacheManager
+from cachekit import MISS
 from cachekit.cli import PROBE_PLUGIN, main
+from cachekit.host import CacheManager
 
 SCRIPT = Path(sys.executable).parent / "cachekit"
 
@@ -624,7 +625,7 @@ def test_set_with_ttl_sets_an_expiry(
         main(["set", "--plugin", "a", "--tenant", "t1", "-c", config, "k", "1", "--ttl", "90"]) == 0
     )
     with manager_for(redis_cache) as manager:
-        full_key = manager.for_plugin("a", "t1").full_key("k")
+        full_key = manager.full_key(manager.for_plugin("a", "t1"), "k")
     pttl = redis_command(redis_server.host, redis_server.port, "PTTL", full_key)
     assert isinstance(pttl, int)
     assert 80_000 < pttl <= 90_000
@@ -647,7 +648,7 @@ def test_set_reads_a_duration_ttl(
     assert main(["set", "--plugin", "a", "-c", config, "k", "1", f"--ttl={ttl}"]) == 0
     assert f"ttl {seconds}s" in capsys.readouterr().out
     with manager_for(redis_cache) as manager:
-        full_key = manager.for_plugin("a").full_key("k")
+        full_key = manager.full_key(manager.for_plugin("a"), "k")
     pttl = redis_command(redis_server.host, redis_server.port, "PTTL", full_key)
     assert isinstance(pttl, int)
     assert (seconds - 10) * 1000 < pttl <= seconds * 1000

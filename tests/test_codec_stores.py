@@ -18,8 +18,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from typed_values import Color, Level, Mode, assert_same, register_enums, values
 
-from cachekit import MISS, CacheManager
+from cachekit import MISS
 from cachekit.cache import Cache
+from cachekit.host import CacheManager
 
 HEADROOM = {"timeouts": {"connect": 5000, "operation": 5000}}
 EXAMPLES = {"memory": 200, "redis": 100, "memcache": 100}  # network round trips: keep it quick
@@ -126,7 +127,7 @@ def test_malformed_payload_in_the_store_is_a_miss_with_one_warning(
     """Bytes holding a malformed built-in payload (another writer, an older layout) read as
     a miss with one warning per key, never an exception or a half-built value."""
     key = f"bad-{uuid.uuid4().hex}"
-    manager.store.set(cache.full_key(key), payload, None)
+    manager.store.set(manager.full_key(cache, key), payload, None)
     with caplog.at_level(logging.WARNING, logger="cachekit"):
         assert cache.get(key, "dflt") == "dflt"
         assert cache.get(key, MISS) is MISS

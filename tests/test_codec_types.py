@@ -21,9 +21,9 @@ import pytest
 from hypothesis import given, settings
 from typed_values import Color, assert_same, register_enums, values
 
-from cachekit import Codec
 from cachekit.codec import MAX_NESTING, DecodeError
 from cachekit.errors import CacheValueError
+from cachekit.host import Codec
 
 DOC = (Path(__file__).resolve().parent.parent / "docs" / "values.md").read_text()
 UTC = dt.UTC

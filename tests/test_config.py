@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from cachekit import CacheManager
 from cachekit.config import (
     CacheConfig,
     load_app_config,
@@ -14,6 +13,7 @@ from cachekit.config import (
     parse_cache_section,
 )
 from cachekit.errors import ConfigError
+from cachekit.host import CacheManager
 
 
 def test_defaults_are_the_memory_store() -> None:

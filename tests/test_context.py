@@ -9,18 +9,10 @@ from collections.abc import Iterator
 
 import pytest
 
-import cachekit
-from cachekit import (
-    CacheKeyError,
-    CacheManager,
-    NoScopeError,
-    Scope,
-    current_cache,
-    current_scope,
-    scope,
-    set_default_manager,
-)
+import cachekit.host
+from cachekit import CacheKeyError, NoScopeError, Scope, current_cache, current_scope
 from cachekit.context import active_manager
+from cachekit.host import CacheManager, scope, set_default_manager
 
 pytestmark = pytest.mark.anyio
 
@@ -44,7 +36,7 @@ def test_outside_any_scope_current_cache_raises_with_how_to_bind() -> None:
         current_cache()
     message = str(info.value)
     assert "CacheMiddleware" in message
-    assert "cachekit.scope(plugin=" in message
+    assert "cachekit.host.scope(plugin=" in message
     with pytest.raises(NoScopeError):
         current_scope()
     assert isinstance(info.value, LookupError)
@@ -300,14 +292,10 @@ def test_scope_is_a_frozen_value_with_a_readable_repr() -> None:
 
 
 def test_public_names_are_exported() -> None:
-    """The request-scope API is importable from cachekit and listed in __all__."""
-    for name in (
-        "CacheMiddleware",
-        "Scope",
-        "current_cache",
-        "current_scope",
-        "scope",
-        "set_default_manager",
-    ):
+    """The plugin's request-scope API is exported by cachekit, the host's by cachekit.host."""
+    for name in ("Scope", "carry", "current_cache", "current_scope"):
         assert name in cachekit.__all__
         assert hasattr(cachekit, name)
+    for name in ("CacheMiddleware", "WSGICacheMiddleware", "scope", "set_default_manager"):
+        assert name in cachekit.host.__all__
+        assert name not in cachekit.__all__

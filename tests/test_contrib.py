@@ -25,20 +25,19 @@ from starlette.routing import Route
 from cachekit import (
     Cache,
     CacheKeyError,
-    CacheManager,
     ConfigError,
     NoScopeError,
     RateLimitExceeded,
     StoreUnavailable,
     current_cache,
     current_scope,
-    scope,
 )
 from cachekit.context import active_manager
 from cachekit.contrib import flask as flask_contrib
 from cachekit.contrib.flask import CacheKit
 from cachekit.contrib.prometheus import CacheCollector, register
 from cachekit.contrib.starlette import cache_dependency, install, lifespan, rate_limit_handler
+from cachekit.host import CacheManager, scope
 from cachekit.resolvers import header
 from cachekit.stores.memory import MemoryStore
 from cachekit.stores.redis import RedisStore

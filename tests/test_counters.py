@@ -14,10 +14,10 @@ from collections.abc import Iterator
 import pytest
 from flaky_store import FlakyStore
 
-from cachekit import CacheManager
 from cachekit.context import current_cache, scope
 from cachekit.counters import RateLimit, counter, rate_limit, rate_limited
 from cachekit.errors import CacheValueError, RateLimitExceeded, StoreUnavailable
+from cachekit.host import CacheManager
 from cachekit.http import rate_limit_headers, rate_limit_response
 from cachekit.stores.memory import MemoryStore
 from cachekit.testing import FakeClock

@@ -9,8 +9,8 @@ import pytest
 from custom_store import DictStore
 
 import cachekit.stores
-from cachekit import CacheManager
 from cachekit.errors import ConfigError
+from cachekit.host import CacheManager
 from cachekit.stores import store_names
 from cachekit.testing import FakeClock
 from cachekit.testing.contract import StoreContract

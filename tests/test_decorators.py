@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 from flaky_store import FlakyStore
 
-from cachekit import CacheManager
 from cachekit.codec import MISS
 from cachekit.context import current_cache, scope
 from cachekit.decorators import cached
 from cachekit.errors import CacheKeyError, CacheValueError, NoScopeError, StoreUnavailable
+from cachekit.host import CacheManager
 from cachekit.stores.memory import MemoryStore
 from cachekit.testing import FakeClock
 
@@ -407,7 +407,7 @@ def test_thread_stampede_computes_once(bound: CacheManager) -> None:
         t.join()
     assert results == [3] * 50
     assert calls.count == 1
-    assert slow.invalidate.__self__.policy.locks == {}  # type: ignore[attr-defined]
+    assert slow.invalidate.__self__._policy._locks == {}  # type: ignore[attr-defined]
 
 
 def test_failed_computation_reaches_every_waiter_and_is_not_cached(bound: CacheManager) -> None:
@@ -985,7 +985,7 @@ def test_a_thread_that_waited_rereads_once(bound: CacheManager) -> None:
 
     waiter = threading.Thread(target=follower)
     waiter.start()
-    locks = slow.invalidate.__self__.policy.locks  # type: ignore[attr-defined]
+    locks = slow.invalidate.__self__._policy._locks  # type: ignore[attr-defined]
     while locks.get(("p", None, "1"), [None, 0])[1] != 2:
         time.sleep(0.001)  # until the follower has missed and queued on the key's lock
     release.set()

@@ -37,7 +37,7 @@ import httpx
 import pytest
 from servers import RedisServer
 
-from cachekit import CacheManager, scope
+from cachekit.host import CacheManager, scope
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ("README.md", "examples/README.md")

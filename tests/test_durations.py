@@ -6,9 +6,9 @@ from datetime import timedelta
 
 import pytest
 
-from cachekit import CacheManager
 from cachekit.durations import MAX_TTL, parse_config_duration, parse_duration, store_ttl
 from cachekit.errors import CacheValueError, ConfigError
+from cachekit.host import CacheManager
 from cachekit.stores.memcache.values import LATEST_EXPTIME, RELATIVE_TTL_LIMIT, expiry
 from cachekit.stores.memory import MemoryStore
 from cachekit.testing import FakeClock

@@ -13,8 +13,9 @@ import pytest
 from fastapi import Depends, FastAPI
 from http_servers import uvicorn_serving
 
-from cachekit import Cache, CacheManager, current_scope, set_default_manager
+from cachekit import Cache, current_scope
 from cachekit.contrib.starlette import cache_dependency, install
+from cachekit.host import CacheManager, set_default_manager
 from cachekit.resolvers import header
 
 DOCS = ["/docs/*", "/redoc", "/openapi.json", "/healthz"]

@@ -18,7 +18,8 @@ from fastapi import Depends, FastAPI
 from http_servers import uvicorn_serving
 from servers import RedisServer
 
-from cachekit import CacheManager, CacheMiddleware, cached, set_default_manager
+from cachekit import cached
+from cachekit.host import CacheManager, CacheMiddleware, set_default_manager
 from cachekit.resolvers import header
 
 

@@ -27,12 +27,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from cachekit import CacheManager
 from cachekit.asgi import CacheMiddleware
 from cachekit.context import scope
 from cachekit.counters import RateLimit, counter
 from cachekit.decorators import cached
 from cachekit.errors import StoreError
+from cachekit.host import CacheManager
 
 ROOT = Path(__file__).resolve().parent.parent
 # Timeouts with headroom (ms): on a busy machine a timed-out call fails open and turns into a
@@ -74,7 +74,7 @@ CHILD = textwrap.dedent(
     """
     import json, sys, time
     import redis
-    from cachekit import CacheManager
+    from cachekit.host import CacheManager
     from cachekit.context import scope
     from cachekit.decorators import cached
 

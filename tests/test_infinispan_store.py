@@ -1,7 +1,8 @@
 """The Infinispan store beyond the contract, on the fake REST server (tests/infinispan_fake.py):
 exact counters under 50 concurrent writers, the server's ETag quirk, TTL headers,
 authentication, failover to backup clusters, generations across processes, lock takeover,
-Backstage's configuration, and secrets kept out of sight."""
+Backstage's configuration (its docs' example runs in tests/test_backstage_options.py), and
+secrets kept out of sight."""
 
 from __future__ import annotations
 
@@ -13,15 +14,14 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
-import yaml
 from conftest import INFINISPAN_PASSWORD, INFINISPAN_USER
 from infinispan_fake import FakeInfinispan
 from servers import LOOPBACK, free_port
 
-from cachekit import CacheManager
 from cachekit.config import parse_app_config, parse_cache_section
 from cachekit.config.infinispan import InfinispanConnectionSpec
 from cachekit.errors import CacheValueError, ConfigError, StoreUnavailable
+from cachekit.host import CacheManager
 from cachekit.stores.infinispan import InfinispanStore
 from cachekit.testing import FakeClock
 
@@ -232,49 +232,6 @@ def test_rejected_credentials_are_store_unavailable_naming_authentication(
     with pytest.raises(StoreUnavailable, match="authentication"):
         _arun(store, store.aget("raw-k"))
     store.close()
-
-
-def test_backstages_documented_example_with_authentication_works(
-    tmp_path: Any, caplog: pytest.LogCaptureFixture
-) -> None:
-    """The Infinispan example of Backstage's cache docs (servers, cacheName, mediaType,
-    authentication with PLAIN), pointed at the fake, loads and works; mediaType, a Hot Rod
-    option, is logged once as ignored."""
-    fake = FakeInfinispan(
-        user="yourusername",
-        password="yourpassword",
-        caches="backstage-cache",
-        workdir=tmp_path / "fake",
-    ).start()
-    try:
-        text = f"""
-backend:
-  cache:
-    store: infinispan
-    infinispan:
-      servers:
-        - host: 127.0.0.1
-          port: {fake.port}
-      cacheName: backstage-cache
-      mediaType: application/json
-      authentication:
-        enabled: true
-        userName: yourusername
-        password: yourpassword
-        saslMechanism: PLAIN
-"""
-        with caplog.at_level(logging.WARNING, logger="cachekit"):
-            manager = CacheManager.from_config(yaml.safe_load(text))
-        ignored = [r.getMessage() for r in caplog.records if "ignores" in r.getMessage()]
-        assert len(ignored) == 1
-        assert "infinispan.mediaType" in ignored[0]
-        cache = manager.for_plugin("catalog", tenant="acme")
-        cache.set("entity", {"kind": "Component"}, ttl=60)
-        assert cache.get("entity") == {"kind": "Component"}
-        assert cache.incr("hits") == 1
-        manager.close()
-    finally:
-        fake.kill()
 
 
 def test_minimal_configuration_means_backstages_defaults() -> None:

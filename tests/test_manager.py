@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from servers import MemcachedServer, RedisServer
 
-from cachekit import CacheManager
 from cachekit.config import CacheConfig, parse_cache_section
 from cachekit.errors import ConfigError
+from cachekit.host import CacheManager
 
 
 def startup_lines(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:

@@ -215,7 +215,7 @@ def test_biased_counters_go_below_zero_and_back(
     cache.set("m", -3)
     assert cache.decr("m") == -4
     assert cache.get("m") == -4
-    _, key = manager.store.locate(cache.full_key("n"))  # type: ignore[attr-defined]
+    _, key = manager.store.locate(manager.full_key(cache, "n"))  # type: ignore[attr-defined]
     raw = raw_client(memcached_server)
     try:
         assert int(raw.get(key)) == BIAS + 7
@@ -362,7 +362,7 @@ def test_awkward_keys_are_hashed_keeping_the_scope_readable(
     """The memcached key keeps `plugin:tenant:namespace:` in front of a hash and is valid."""
     cache = manager.for_plugin(plugin, tenant="acme").namespace("users")
     cache.set(key, "v")
-    _, stored = manager.store.locate(cache.full_key(key))  # type: ignore[attr-defined]
+    _, stored = manager.store.locate(manager.full_key(cache, key))  # type: ignore[attr-defined]
     assert stored.startswith(f"{plugin}:acme:users:")
     assert "%#" in stored
     assert valid_memcached_key(stored)
@@ -377,7 +377,7 @@ def test_awkward_keys_are_hashed_keeping_the_scope_readable(
 def test_plain_keys_stay_readable(manager: CacheManager, plugin: str) -> None:
     """A short printable key is stored as scope, generation tag and the key itself."""
     cache = manager.for_plugin(plugin, tenant="acme")
-    _, stored = manager.store.locate(cache.full_key("user:42"))  # type: ignore[attr-defined]
+    _, stored = manager.store.locate(manager.full_key(cache, "user:42"))  # type: ignore[attr-defined]
     scope, _, rest = stored.partition("::")
     assert scope == f"{plugin}:acme"
     assert rest.endswith(":user:42")
@@ -539,8 +539,9 @@ def three_private_servers(tmp_path: Path) -> Iterator[list[MemcachedServer]]:
 
 def keys_by_server(store: MemcacheStore, cache: Any, count: int = 60) -> dict[str, list[str]]:
     found: dict[str, list[str]] = {}
+    manager = CacheManager(store=store)
     for i in range(count):
-        server, _ = store.locate(cache.full_key(f"k{i}"))
+        server, _ = store.locate(manager.full_key(cache, f"k{i}"))
         found.setdefault(server, []).append(f"k{i}")
     return found
 

@@ -9,9 +9,9 @@ import tracemalloc
 
 import pytest
 
-from cachekit import CacheManager
 from cachekit.config import CacheConfig, MemoryConfig
 from cachekit.errors import CacheValueError
+from cachekit.host import CacheManager
 from cachekit.keys import KeySpace
 from cachekit.stores.memory import DEADLINE_OVERHEAD, ENTRY_OVERHEAD, MemoryStore, entry_size
 from cachekit.testing import FakeClock

@@ -8,9 +8,10 @@ import pytest
 from custom_store import DictStore
 from flaky_store import FlakyStore
 
-from cachekit import CacheManager, StoreUnavailable
+from cachekit import StoreUnavailable
 from cachekit.config import CacheConfig, MetricsConfig
 from cachekit.errors import ConfigError
+from cachekit.host import CacheManager
 from cachekit.metrics import DEFAULT_MAX_SERIES, OTHER, Metrics
 from cachekit.stores.memory import MemoryStore
 

@@ -22,17 +22,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from cachekit import (
-    CacheManager,
-    CacheMiddleware,
-    current_cache,
-    current_scope,
-    scope,
-    set_default_manager,
-)
+from cachekit import current_cache, current_scope
 from cachekit.context import active_manager, get_default_manager
 from cachekit.contrib.flask import CacheKit
 from cachekit.contrib.starlette import install
+from cachekit.host import CacheManager, CacheMiddleware, scope, set_default_manager
 from cachekit.resolvers import header
 from cachekit.wsgi import CacheMiddleware as WSGIMiddleware
 

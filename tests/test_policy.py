@@ -24,7 +24,6 @@ from cachekit import (
     MISS,
     CacheKeyError,
     CachekitError,
-    CacheManager,
     CachePolicyError,
     CacheValueError,
     ConfigError,
@@ -32,7 +31,6 @@ from cachekit import (
     StoreUnavailable,
     cached,
     rate_limit,
-    scope,
 )
 from cachekit import policy as policy_module
 from cachekit.cli import main
@@ -40,6 +38,7 @@ from cachekit.config import parse_cache_section
 from cachekit.config.policy import LimitsConfig
 from cachekit.contrib.prometheus import register
 from cachekit.errors import ValueTooLarge
+from cachekit.host import CacheManager, scope
 from cachekit.policy import DEFAULT_MAX_VALUE_BYTES, Policy, PolicyStore, resolve
 from cachekit.stores.memory import MemoryStore
 from cachekit.testing import Driver, FakeClock
@@ -592,9 +591,9 @@ def test_max_ttl_turns_no_expiry_into_a_pttl_on_redis(redis_server: RedisServer)
         cache.touch("touched", ttl=0)
         free.set("zero", 1, ttl=0)
         for key in ("none", "zero", "count", "expired", "touched"):
-            pttl = raw.pttl(cache.full_key(key))
+            pttl = raw.pttl(manager.full_key(cache, key))
             assert 50_000 < pttl <= 60_000, (key, pttl)
-        assert raw.pttl(free.full_key("zero")) == -1
+        assert raw.pttl(manager.full_key(free, "zero")) == -1
     raw.close()
 
 
@@ -638,15 +637,15 @@ def test_namespaces_and_options_keep_the_policy() -> None:
     rows = {row.namespace: row.policy_violations for row in manager.stats()}
     assert rows[None] == {}  # the scope's own row: nothing was refused there
     assert rows["users"] == {"maxValueBytes": 1, "operations": 1}
-    assert isinstance(users.store, PolicyStore)
-    assert users.store.origin is manager.store
+    assert isinstance(users._ops, PolicyStore)  # white-box: the view a plugin never sees
+    assert users._ops.origin is manager.store
 
 
 def test_a_cache_without_limits_uses_the_store_itself() -> None:
     """A scope whose policy restricts no operation talks to the manager's store directly
     (no view in between)."""
     manager = CacheManager.from_config(section(plugins={"catalog": {"maxTtl": "1m"}}))
-    assert manager.for_plugin("catalog").store is manager.store
+    assert manager.for_plugin("catalog")._ops is manager.store  # white-box
 
 
 def test_violations_are_counted_by_limit_in_stats() -> None:
@@ -708,7 +707,7 @@ def test_reprs_and_description_say_what_the_policy_is() -> None:
         "enabled, defaultTtl 1m, maxTtl 1m, maxValueBytes 1048576, operations read, failOpen true"
     )
     manager = CacheManager.from_config(section(plugins={"off": {"enabled": False}}))
-    assert "plugin='off', disabled" in repr(manager.for_plugin("off").store)
+    assert "plugin='off', disabled" in repr(manager.for_plugin("off")._ops)
 
 
 # --- cachekit check -----------------------------------------------------------------------------

@@ -18,9 +18,10 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from test_asgi import uvicorn_serving
 
-from cachekit import CacheManager, CachePolicyError, cached, current_cache
+from cachekit import CachePolicyError, cached, current_cache
 from cachekit.asgi import CacheMiddleware
 from cachekit.errors import ValueTooLarge
+from cachekit.host import CacheManager
 from cachekit.resolvers import header, path_segment
 
 pytestmark = pytest.mark.servers
@@ -118,7 +119,7 @@ def http(manager: CacheManager) -> Iterator[httpx.Client]:
 
 
 def full_key(manager: CacheManager, plugin: str, key: str) -> str:
-    return manager.for_plugin(plugin, "acme").full_key(key)
+    return manager.full_key(manager.for_plugin(plugin, "acme"), key)
 
 
 def test_a_value_over_the_plugins_cap_answers_its_error_and_writes_nothing(
@@ -161,7 +162,7 @@ def test_a_disabled_plugins_cached_endpoint_computes_on_every_call(
     assert off[2] == off[1] + 1
     on = [http.get("/api/big/computed", headers=ACME).json()["count"] for _ in range(3)]
     assert on == [on[0]] * 3
-    prefix = manager.for_plugin("off", "acme").full_key("x")[:-1]
+    prefix = manager.full_key(manager.for_plugin("off", "acme"), "x")[:-1]
     assert list(raw.scan_iter(match=prefix + "*")) == []
 
 

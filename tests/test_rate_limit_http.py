@@ -17,11 +17,12 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 import cachekit.wsgi
-from cachekit import CacheManager, RateLimitExceeded
+from cachekit import RateLimitExceeded
 from cachekit.asgi import CacheMiddleware
 from cachekit.contrib import flask as flask_contrib
 from cachekit.contrib import starlette as starlette_contrib
 from cachekit.counters import rate_limited
+from cachekit.host import CacheManager
 from cachekit.resolvers import header
 
 # The endpoints use GCRA: it has no window boundary for a test's few requests to straddle on

@@ -14,9 +14,10 @@ import pytest
 import redis
 from servers import RedisCluster, RedisSentinel, RedisServer
 
-from cachekit import CacheManager, ConfigError, StoreTimeout, StoreUnavailable, gcra
+from cachekit import ConfigError, StoreTimeout, StoreUnavailable, gcra
 from cachekit.breaker import CircuitBreaker
 from cachekit.config import parse_cache_section
+from cachekit.host import CacheManager
 from cachekit.stores.redis import RedisStore
 from cachekit.stores.redis.scripts import INCR_WITH_TTL, PERSIST
 from cachekit.stores.redis.store import _milliseconds

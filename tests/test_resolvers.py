@@ -14,8 +14,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cachekit import CacheManager, Scope
+from cachekit import Scope
 from cachekit.context import Binding
+from cachekit.host import CacheManager
 from cachekit.resolvers import (
     DEFAULT_ID_PATTERN,
     Rejection,

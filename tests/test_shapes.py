@@ -20,9 +20,10 @@ from typing import Any, NamedTuple, Optional, TypedDict
 import pydantic
 import pytest
 
-from cachekit import MISS, CacheManager, cached, scope
+from cachekit import MISS, cached
 from cachekit.cache import Cache, unreadable_log
 from cachekit.errors import CacheValueError
+from cachekit.host import CacheManager, scope
 from cachekit.shapes import ShapeMismatch, as_shape, returned_shape, shape_of
 from cachekit.testing import FakeClock
 

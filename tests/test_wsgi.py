@@ -13,7 +13,8 @@ import pytest
 from flask import Flask, Response
 from http_servers import Waitress
 
-from cachekit import CacheManager, NoScopeError, current_cache, current_scope
+from cachekit import NoScopeError, current_cache, current_scope
+from cachekit.host import CacheManager
 from cachekit.resolvers import header, path_prefix, state
 from cachekit.wsgi import CacheMiddleware, ScopedResponse
 

@@ -12,8 +12,8 @@ from zoneinfo import ZoneInfo
 
 from hypothesis import strategies as st
 
-from cachekit import Codec
 from cachekit.codec import MAX_NESTING
+from cachekit.host import Codec
 
 
 class Color(enum.Enum):

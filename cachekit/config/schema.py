@@ -30,6 +30,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from cachekit.config.masking import mask_mapping
+from cachekit.config.redis import CLIENT_OPTION_KEYS
 from cachekit.durations import MAX_TTL, parse_config_duration
 from cachekit.errors import ConfigError
 
@@ -218,6 +219,11 @@ class RedisClientConfig:
     key_prefix_separator: str = _opt("keyPrefixSeparator", _str, ":")
     clear_batch_size: int = _opt("clearBatchSize", _positive_int, 1000)
     use_unlink: bool = _opt("useUnlink", _bool, True)
+    options: Mapping[str, Any] = _opt(
+        CLIENT_OPTION_KEYS, _mapping, factory=lambda: MappingProxyType({})
+    )
+    """Backstage's other client options (``connectionTimeout``, ``socket``, ...), mapped to
+    the driver or logged as ignored by :mod:`cachekit.config.redis`."""
 
     @property
     def key_prefix(self) -> str:
@@ -239,6 +245,14 @@ class RedisClusterConfig:
     """``backend.cache.<redis|valkey>.cluster``: Redis/Valkey Cluster seed nodes."""
 
     root_nodes: tuple[str, ...] = _opt("rootNodes", _url_list, ())
+    defaults: Mapping[str, Any] = _opt("defaults", _mapping, factory=lambda: MappingProxyType({}))
+    """Client options for every node (node-redis ``defaults``), mapped like
+    ``redis.client``'s."""
+    use_replicas: bool = _opt("useReplicas", _bool, False)
+    max_command_redirections: int | None = _opt(
+        "maxCommandRedirections", _optional(_positive_int), None
+    )
+    minimize_connections: bool | None = _opt("minimizeConnections", _optional(_bool), None)
 
 
 @dataclass(frozen=True)
@@ -509,6 +523,12 @@ class CacheConfig:
         "circuitBreaker", _nested(CircuitBreakerConfig), factory=CircuitBreakerConfig
     )
     metrics: MetricsConfig = _opt("metrics", _nested(MetricsConfig), factory=MetricsConfig)
+    key_layout: str = _opt("keyLayout", _choice("cachekit", "backstage"), "cachekit")
+    """``backstage``: keys as Backstage's cache writes them (:mod:`cachekit.backstage`)."""
+    value_format: str = _opt("valueFormat", _choice("cachekit", "keyv-json"), "cachekit")
+    """``keyv-json``: values as Backstage's keyv stores write them (:mod:`cachekit.backstage`)."""
+    use_redis_sets: bool | None = _opt("useRedisSets", _optional(_bool), None)
+    """Backstage's deprecated ``useRedisSets``: accepted, logged as ignored."""
     policy: PolicyConfig = _opt(_POLICY_KEYS, _policy, factory=_no_policy)
     """``plugins``, ``pluginDefaults``, ``tenants``, ``knownPlugins``: see
     :mod:`cachekit.config.policy`."""
@@ -520,6 +540,12 @@ class CacheConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "connection_spec", _connection_spec(self))
+        for key, value in (("keyLayout", self.key_layout), ("valueFormat", self.value_format)):
+            if value != "cachekit" and self.store != "redis":
+                raise ConfigError(
+                    f"{key}: {value} shares a Redis store with Backstage: it needs store: redis",
+                    path=f"{SECTION_PATH}.{key}",
+                )
 
     def __repr__(self) -> str:
         """The keys that differ from the defaults, passwords masked."""
@@ -532,6 +558,19 @@ class CacheConfig:
             if value != default:
                 shown.append(f"{f.name}={mask_mapping(value)!r}")
         return f"CacheConfig({', '.join(shown)})"
+
+    @property
+    def ignored_options(self) -> tuple[str, ...]:
+        """Backstage options this config accepts without effect, as ``path: ignored
+        (reason)``; the manager logs each once when it is built."""
+        notes = tuple(getattr(self.connection_spec, "ignored", ()))
+        if self.use_redis_sets is not None:
+            notes = (
+                "backend.cache.useRedisSets: ignored (deprecated in Backstage; cachekit's "
+                "scoped clear finds a scope's keys without a Redis set)",
+                *notes,
+            )
+        return notes
 
     @property
     def target(self) -> str:

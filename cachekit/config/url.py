@@ -1,5 +1,5 @@
 """One URL for the whole ``backend.cache`` section (:meth:`CacheManager.from_url
-<cachekit.CacheManager.from_url>`)::
+<cachekit.host.CacheManager.from_url>`)::
 
     redis://:pw@cache:6379/0?defaultTtl=5m&namespace=my-app&maxConnections=20
     rediss://cache:6380/0?ssl_ca_certs=/etc/ca.pem     valkey://cache:6379   valkeys://...

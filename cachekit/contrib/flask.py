@@ -43,7 +43,7 @@ with a store config, or when Flask-Caching is set up on the app first, they are 
 Flask-Caching, which may serve the app alongside.
 
 The manager serving the app is registered as the process default
-(:func:`cachekit.set_default_manager`): :func:`cachekit.scope` without ``manager=`` in a
+(:func:`cachekit.host.set_default_manager`): :func:`cachekit.host.scope` without ``manager=`` in a
 background thread or a CLI command uses it.
 """
 
@@ -201,7 +201,7 @@ class CacheKit:
         )
 
     def scope(self, plugin: str, tenant: str | None = None) -> ScopeContext:
-        """:func:`cachekit.scope` on this extension's manager, for code outside requests
+        """:func:`cachekit.host.scope` on this extension's manager, for code outside requests
         (CLI commands, background jobs): ``with ext.scope("catalog", "acme"): ...``."""
         return scope(plugin, tenant, manager=self.manager)
 

@@ -8,7 +8,7 @@
     register(manager)          # into prometheus_client's default REGISTRY
     start_http_server(9100)    # or mount prometheus_client.make_asgi_app()
 
-Each scrape reads :meth:`CacheManager.stats() <cachekit.CacheManager.stats>` (nothing is
+Each scrape reads :meth:`CacheManager.stats() <cachekit.host.CacheManager.stats>` (nothing is
 counted twice and nothing runs between scrapes) and exports, labelled ``plugin``,
 ``namespace`` (empty: the default namespace) and ``store``:
 
@@ -72,7 +72,7 @@ _LATENCY_HELP = "Time spent in store calls (network stores only)."
 
 
 class CacheCollector(Collector):
-    """A Prometheus collector over one manager's :meth:`~cachekit.CacheManager.stats`.
+    """A Prometheus collector over one manager's :meth:`~cachekit.host.CacheManager.stats`.
 
     :param manager: the manager whose caches are counted.
     :param prefix: the metric name prefix.

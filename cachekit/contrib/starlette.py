@@ -7,7 +7,7 @@ handler into an app.
 ::
 
     from starlette.applications import Starlette
-    from cachekit import CacheManager
+    from cachekit.host import CacheManager
     from cachekit.contrib.starlette import cache_dependency, install, lifespan
     from cachekit.resolvers import header
 
@@ -116,18 +116,18 @@ def install(
     tenant: TenantResolver | None = None,
     **options: Any,
 ) -> Starlette:
-    """Serve ``app`` through :class:`cachekit.CacheMiddleware` (added with
+    """Serve ``app`` through :class:`cachekit.host.CacheMiddleware` (added with
     ``app.add_middleware``) and turn :class:`~cachekit.errors.RateLimitExceeded` into a 429
     (:func:`rate_limit_handler`). Call it before the app starts.
 
     ``manager`` is registered as the process default now
-    (:func:`cachekit.set_default_manager`), not when Starlette builds the middleware at the
+    (:func:`cachekit.host.set_default_manager`), not when Starlette builds the middleware at the
     app's first call, so background code started before the server sees it too.
 
     :param manager: the manager (default: the active one at each request).
     :param plugin: a fixed plugin id or a resolver (:mod:`cachekit.resolvers`).
     :param tenant: a tenant resolver, or ``None`` for the platform scope.
-    :param options: more :class:`~cachekit.CacheMiddleware` options (``tenant_required``,
+    :param options: more :class:`~cachekit.host.CacheMiddleware` options (``tenant_required``,
         ``id_pattern``, ``manage_store``, ``cache_header``, ``exclude`` — for FastAPI,
         ``exclude=["/docs/*", "/redoc", "/openapi.json"]``).
     :returns: ``app``.
@@ -149,7 +149,7 @@ async def rate_limit_handler(request: Request, exc: Exception) -> Response:
         app.add_exception_handler(RateLimitExceeded, rate_limit_handler)
 
     An endpoint's exception reaches an outer middleware only as a 500, so an app needs
-    this handler as well as :class:`~cachekit.CacheMiddleware`.
+    this handler as well as :class:`~cachekit.host.CacheMiddleware`.
 
     :raises TypeError: ``exc`` is not a ``RateLimitExceeded`` (the handler is registered
         for another exception).

@@ -7,7 +7,7 @@ A store is named in config in one of three ways:
   ``[project.entry-points."cachekit.stores"] mystore = "pkg.mod:MyStore"``);
 * a dotted path ``pkg.module:Class``.
 
-(or a store instance is passed to :class:`~cachekit.CacheManager` directly). The class
+(or a store instance is passed to :class:`~cachekit.host.CacheManager` directly). The class
 is built with ``Class.from_config(config)`` when it has that classmethod, else with
 ``Class(**config.options)``. Store modules are imported only when chosen, so a driver
 that is not installed only matters to the host that picks it.

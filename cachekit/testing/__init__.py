@@ -45,7 +45,7 @@ def disabled() -> Iterator[CacheManager]:
     Inside the block:
 
     * ``@cached`` calls the function every time and stores nothing;
-    * :func:`cachekit.current_cache`, and :func:`cachekit.scope` without an explicit
+    * :func:`cachekit.current_cache`, and :func:`cachekit.host.scope` without an explicit
       manager, give caches on a throwaway in-memory store made for this block: reads never
       see the real store's data, and what is written is dropped with the store when the
       block ends (within the block a write can be read back, as counters and rate limits
@@ -55,7 +55,7 @@ def disabled() -> Iterator[CacheManager]:
     binds that manager: its ``current_cache()`` reaches the real store (``@cached`` still
     calls through). Blocks nest; each gets its own throwaway store.
 
-    Yields the throwaway :class:`~cachekit.CacheManager`.
+    Yields the throwaway :class:`~cachekit.host.CacheManager`.
     """
     manager = CacheManager(store=MemoryStore())
     flag = caching_disabled.set(True)

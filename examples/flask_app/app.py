@@ -25,7 +25,6 @@ from flask import Blueprint, Flask, Response, jsonify, request
 
 from cachekit import (
     MISS,
-    CacheManager,
     RateLimitExceeded,
     cached,
     counter,
@@ -34,6 +33,7 @@ from cachekit import (
     rate_limited,
 )
 from cachekit.contrib.flask import rate_limit_handler
+from cachekit.host import CacheManager
 from cachekit.resolvers import header, path_segment
 from cachekit.wsgi import CacheMiddleware
 

@@ -30,8 +30,6 @@ from starlette.types import ASGIApp
 
 from cachekit import (
     MISS,
-    CacheManager,
-    CacheMiddleware,
     RateLimitExceeded,
     cached,
     counter,
@@ -40,6 +38,7 @@ from cachekit import (
     rate_limited,
 )
 from cachekit.contrib.starlette import rate_limit_handler
+from cachekit.host import CacheManager, CacheMiddleware
 from cachekit.resolvers import header, path_prefix
 
 CONFIG = Path(__file__).with_name("app-config.yaml")

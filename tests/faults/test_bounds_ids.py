@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 from conftest import Outcome, scaled
 
-from cachekit import CacheManager, current_cache
+from cachekit import current_cache
 from cachekit.asgi import CacheMiddleware
+from cachekit.host import CacheManager
 from cachekit.metrics import DEFAULT_MAX_SERIES
 from cachekit.resolvers import header, path_segment
 

@@ -12,7 +12,8 @@ from collections.abc import Callable
 
 from conftest import Outcome, scaled
 
-from cachekit import MISS, CacheManager
+from cachekit import MISS
+from cachekit.host import CacheManager
 
 MAX_BYTES = 4 * 1024 * 1024
 # stated in cachekit/stores/memory.py and docs/reliability.md: memory held, and at the

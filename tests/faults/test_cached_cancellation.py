@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 from conftest import Outcome, scaled
 
-from cachekit import CacheManager
 from cachekit.context import scope
 from cachekit.counters import RateLimit
 from cachekit.decorators import cached
+from cachekit.host import CacheManager
 
 HEADROOM = {"timeouts": {"connect": 5000, "operation": 5000}}  # a busy machine is not an outage
 

@@ -28,7 +28,7 @@ HEADROOM = {"timeouts": {"connect": 5000, "operation": 5000}}
 CHILD = textwrap.dedent(
     """
     import json, random, sys, time
-    from cachekit import CacheManager
+    from cachekit.host import CacheManager
     from cachekit.cache import Cache
     from cachekit.context import scope
     from cachekit.decorators import cached

@@ -26,13 +26,13 @@ import redis
 from faults.conftest import Outcome, scaled
 from pymemcache.client.base import Client as MemcacheClient
 
-from cachekit import CacheManager
 from cachekit.breaker import CircuitBreaker
 from cachekit.cache import Cache
 from cachekit.codec import MISS, Codec
 from cachekit.config import parse_cache_section
 from cachekit.durations import MAX_TTL
 from cachekit.errors import CacheKeyError, CacheValueError
+from cachekit.host import CacheManager
 from cachekit.stores.base import Store
 from cachekit.stores.memcache import MemcacheStore
 from cachekit.stores.memcache.values import encode_value
@@ -50,24 +50,26 @@ class _Planted:
         self,
         name: str,
         store: Store,
-        plant: Callable[[Cache, str, bytes], None],
+        plant: Callable[[CacheManager, Cache, str, bytes], None],
         close: Callable[[], None],
     ):
         self.name, self.store, self.plant, self.close = name, store, plant, close
 
 
-def _redis_planter(url: str) -> tuple[Callable[[Cache, str, bytes], None], Callable[[], None]]:
+def _redis_planter(
+    url: str,
+) -> tuple[Callable[[CacheManager, Cache, str, bytes], None], Callable[[], None]]:
     raw = redis.Redis.from_url(url)
 
-    def plant(cache: Cache, key: str, payload: bytes) -> None:
-        raw.set(cache.full_key(key), payload)
+    def plant(manager: CacheManager, cache: Cache, key: str, payload: bytes) -> None:
+        raw.set(manager.full_key(cache, key), payload)
 
     return plant, raw.close
 
 
 def _memcached_planter(
     host: str, port: int
-) -> tuple[Callable[[Cache, str, bytes], None], Callable[[], None]]:
+) -> tuple[Callable[[CacheManager, Cache, str, bytes], None], Callable[[], None]]:
     """Overwrites the memcached item cachekit wrote for ``key`` (found with ``lru_crawler
     metadump``: the stored key carries the scope's generation tag)."""
     raw = MemcacheClient((host, port))
@@ -83,9 +85,9 @@ def _memcached_planter(
                 dump += chunk
         return [unquote(line.split()[0][4:]) for line in dump.decode().splitlines()[:-1]]
 
-    def plant(cache: Cache, key: str, payload: bytes) -> None:
+    def plant(manager: CacheManager, cache: Cache, key: str, payload: bytes) -> None:
         cache.set(key, "placeholder")  # an item under the scope's current generation
-        prefix = cache.full_key(key)[: -len(key)]
+        prefix = manager.full_key(cache, key)[: -len(key)]
         mine = [k for k in stored_keys() if k.startswith(prefix) and k.endswith(":" + key)]
         assert len(mine) == 1, mine
         raw.set(mine[0], payload)
@@ -290,7 +292,7 @@ def test_planted_bytes_read_as_a_miss_or_their_value(
     cache = manager.for_plugin("victim", tenant="acme")
     keys = {f"p{i}": payload for i, payload in enumerate(PAYLOADS)}
     for key, payload in keys.items():
-        planted.plant(cache, key, payload)
+        planted.plant(manager, cache, key, payload)
     readers, rounds = 4, scaled(20)
     tally = outcome("planted hostile bytes", planted.name, readers)
     lock = threading.Lock()

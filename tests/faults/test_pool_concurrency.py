@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 from faults.conftest import Outcome, scaled
 
-from cachekit import CacheManager, StoreError, cached, counter, rate_limit, scope
+from cachekit import StoreError, cached, counter, rate_limit
 from cachekit.config import parse_cache_section
+from cachekit.host import CacheManager, scope
 
 STORES = ["redis", "memcache", "cluster", "infinispan"]
 

@@ -24,9 +24,10 @@ from typing import Any
 import pytest
 from faults.conftest import Outcome, scaled
 
-from cachekit import CacheManager, CacheValueError, StoreError, StoreTimeout
+from cachekit import CacheValueError, StoreError, StoreTimeout
 from cachekit.breaker import CircuitBreaker
 from cachekit.config import parse_cache_section
+from cachekit.host import CacheManager
 from cachekit.stores.infinispan import InfinispanStore
 from cachekit.stores.memcache import MemcacheStore
 from cachekit.stores.redis import RedisStore

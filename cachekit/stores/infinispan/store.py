@@ -53,9 +53,7 @@ Async
 from __future__ import annotations
 
 import logging
-import os
 import time
-import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Final, TypeVar
 
@@ -68,6 +66,7 @@ from cachekit.keys import KeySelector, scope_of
 from cachekit.steps import Steps
 from cachekit.stores import generations
 from cachekit.stores.base import BaseStore
+from cachekit.stores.forks import close_in_children
 from cachekit.stores.generations import Heads, new_generation
 from cachekit.stores.infinispan import rest
 from cachekit.stores.infinispan.client import STORE_NAME, Step, Transport
@@ -129,7 +128,7 @@ class InfinispanStore(BaseStore):
         self._locks = Locks(self._cache, stripes, lease, lock_clock)
         for option in spec.ignored:
             log.warning("cachekit: %s is a Hot Rod option; the REST client ignores it", option)
-        _LIVE_STORES.add(self)
+        close_in_children(self)
 
     @classmethod
     def from_config(cls, config: CacheConfig) -> InfinispanStore:
@@ -489,16 +488,3 @@ class InfinispanStore(BaseStore):
 
     async def aclose(self) -> None:
         await self._transport.aclose()
-
-
-# A forked child must not share its parent's sockets: it drops its copies and opens its own.
-_LIVE_STORES: weakref.WeakSet[InfinispanStore] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    for store in list(_LIVE_STORES):
-        store.close()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)

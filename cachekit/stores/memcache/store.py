@@ -88,10 +88,8 @@ Async
 from __future__ import annotations
 
 import math
-import os
 import random
 import time
-import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
@@ -109,6 +107,7 @@ from cachekit.config.memcache import (
 from cachekit.errors import CacheValueError, StoreError, StoreUnavailable
 from cachekit.keys import KeySelector, scope_of
 from cachekit.stores.base import BaseStore
+from cachekit.stores.forks import close_in_children
 from cachekit.stores.memcache.binary import BinaryClient
 from cachekit.stores.memcache.client import STORE_NAME, ServerClient
 from cachekit.stores.memcache.generations import (
@@ -272,7 +271,7 @@ class MemcacheStore(BaseStore):
         self._ring = Ring([n.address for n in nodes]) if len(nodes) > 1 else None
         self._located: dict[str, _Location] = {}
         self._clears = 0  # bumped by every clear: cached locations from before are stale
-        _LIVE_STORES.add(self)
+        close_in_children(self)
 
     @classmethod
     def from_spec(
@@ -654,17 +653,3 @@ class MemcacheStore(BaseStore):
             f"(the others answered): {error}",
             store=self.name,
         ) from error
-
-
-# A forked child must not share its parent's sockets: it closes its copies (the parent's
-# connections stay open) and opens its own on first use.
-_LIVE_STORES: weakref.WeakSet[MemcacheStore] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    for store in list(_LIVE_STORES):
-        store.close()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
