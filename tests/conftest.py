@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from infinispan_fake import FakeInfinispan
+from infinispan_fake import TEST_PASSWORD, TEST_USER, FakeInfinispan
 from servers import (
     MemcachedServer,
     RedisCluster,
@@ -182,8 +182,6 @@ def memcached_ascii_server(
 
 
 # The Infinispan fake (tests/infinispan_fake.py) needs nothing but Python: never skipped.
-INFINISPAN_USER = "app"
-INFINISPAN_PASSWORD = "s3cr3t:@/pw"
 
 
 @pytest.fixture(scope="session")
@@ -196,10 +194,10 @@ def infinispan_fake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeIn
 
 @pytest.fixture(scope="session")
 def infinispan_fake_auth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeInfinispan]:
-    """The fake requiring INFINISPAN_USER / INFINISPAN_PASSWORD (Digest or Basic)."""
+    """The fake requiring TEST_USER / TEST_PASSWORD of infinispan_fake (Digest or Basic)."""
     server = FakeInfinispan(
-        user=INFINISPAN_USER,
-        password=INFINISPAN_PASSWORD,
+        user=TEST_USER,
+        password=TEST_PASSWORD,
         workdir=tmp_path_factory.mktemp("infinispan-auth"),
     ).start()
     yield server

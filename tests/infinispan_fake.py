@@ -59,9 +59,11 @@ from urllib.parse import parse_qs, unquote_to_bytes, urlsplit
 
 from servers import LOOPBACK, ServerProcess  # the script's directory is on sys.path
 
-__all__ = ["FakeInfinispan", "serve"]
+__all__ = ["TEST_PASSWORD", "TEST_USER", "FakeInfinispan", "serve"]
 
 REALM = "default"
+TEST_USER = "app"
+TEST_PASSWORD = "s3cr3t:@/pw"  # the suite's credentials for an authenticating fake
 
 
 @dataclass

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from conftest import INFINISPAN_PASSWORD, INFINISPAN_USER
+from infinispan_fake import TEST_PASSWORD, TEST_USER
 from servers import LOOPBACK, free_port
 
 from cachekit.config import parse_cache_section
@@ -38,8 +38,8 @@ def _digest(request: pytest.FixtureRequest) -> dict[str, Any]:
     fake = request.getfixturevalue("infinispan_fake_auth")
     authentication = {
         "enabled": True,
-        "userName": INFINISPAN_USER,
-        "password": INFINISPAN_PASSWORD,
+        "userName": TEST_USER,
+        "password": TEST_PASSWORD,
         "saslMechanism": "DIGEST-MD5",
     }
     servers = [{"host": fake.host, "port": fake.port}]

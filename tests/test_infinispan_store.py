@@ -14,8 +14,7 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
-from conftest import INFINISPAN_PASSWORD, INFINISPAN_USER
-from infinispan_fake import FakeInfinispan
+from infinispan_fake import TEST_PASSWORD, TEST_USER, FakeInfinispan
 from servers import LOOPBACK, free_port
 
 from cachekit.config import parse_app_config, parse_cache_section
@@ -194,8 +193,8 @@ def test_incr_keeps_the_expiry_of_an_existing_counter(
 # --- authentication ---------------------------------------------------------------------
 
 
-def _auth(mechanism: str | None, password: str = INFINISPAN_PASSWORD) -> dict[str, Any]:
-    auth: dict[str, Any] = {"enabled": True, "userName": INFINISPAN_USER, "password": password}
+def _auth(mechanism: str | None, password: str = TEST_PASSWORD) -> dict[str, Any]:
+    auth: dict[str, Any] = {"enabled": True, "userName": TEST_USER, "password": password}
     if mechanism is not None:
         auth["saslMechanism"] = mechanism
     return auth
