@@ -7,11 +7,13 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 import yaml
+from infinispan_fake import FakeInfinispan
 from servers import RedisCluster, RedisServer
 
 from cachekit import ConfigError
@@ -108,23 +110,37 @@ def raw(redis_server: RedisServer) -> Iterator[redis.Redis]:
     client.close()
 
 
-@pytest.mark.parametrize("snippet", [MEMORY, MEMCACHE, REDIS, VALKEY, USE_REDIS_SETS])
+@pytest.mark.parametrize("snippet", [MEMORY, MEMCACHE, REDIS, VALKEY, INFINISPAN, USE_REDIS_SETS])
 def test_backstages_documented_snippets_load(snippet: str) -> None:
     """Each example of Backstage's docs builds a manager (which connects to nothing yet)."""
     manager = CacheManager.from_config(yaml.safe_load(snippet))
     assert manager.store_name == yaml.safe_load(snippet)["backend"]["cache"]["store"]
 
 
-def test_the_infinispan_snippet_parses_and_names_the_missing_store() -> None:
-    """The Infinispan example's keys (authentication included) are all accepted; building
-    a manager stops at the documented 'not supported yet' until the Infinispan store lands."""
-    section = yaml.safe_load(INFINISPAN)["backend"]["cache"]
-    infinispan = {k: v for k, v in section.items() if k != "store"}
-    config = parse_cache_section({"store": "memory", **infinispan})
-    assert config.infinispan.authentication.user_name == "yourusername"
-    assert config.infinispan.media_type == "application/json"
-    with pytest.raises(ConfigError, match="'infinispan' is not supported yet"):
-        CacheManager.from_config(yaml.safe_load(INFINISPAN))
+def test_the_infinispan_snippet_works_with_its_authentication(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The Infinispan example (PLAIN authentication, cacheName, mediaType), pointed at the
+    fake Infinispan server with the example's credentials, stores, reads and counts;
+    mediaType, a Hot Rod option, is logged once as ignored."""
+    fake = FakeInfinispan(
+        user="yourusername", password="yourpassword", workdir=tmp_path / "infinispan"
+    ).start()
+    try:
+        config = load(INFINISPAN)
+        config["backend"]["cache"]["infinispan"]["servers"][0]["port"] = fake.port
+        with caplog.at_level(logging.WARNING, logger="cachekit"):
+            manager = CacheManager.from_config(config)
+        ignored = [r.getMessage() for r in caplog.records if "Hot Rod" in r.getMessage()]
+        assert len(ignored) == 1
+        assert "backend.cache.infinispan.mediaType" in ignored[0]
+        cache = manager.for_plugin("catalog", tenant="acme")
+        cache.set("entity", {"kind": "Component"}, ttl=60)
+        assert cache.get("entity") == {"kind": "Component"}
+        assert cache.incr("hits") == 1
+        manager.close()
+    finally:
+        fake.kill()
 
 
 def test_the_redis_snippets_options_take_effect(

@@ -6,6 +6,7 @@ Parsing validates everything and connects to nothing. Every problem raises
     backend:
       cache:
         store: redis                       # memory (default) | redis | valkey | memcache
+                                           #   | infinispan
         connection: redis://localhost:6379 #   | an entry point name | pkg.module:Class
         defaultTtl: 5m                     # a bare number is milliseconds, as in Backstage
         redis:
@@ -426,8 +427,10 @@ def _clusters(value: Any, path: str) -> tuple[InfinispanCluster, ...]:
 
 @dataclass(frozen=True)
 class InfinispanConfig:
-    """``backend.cache.infinispan``: Backstage's Infinispan keys, checked (the store itself
-    is not supported yet)."""
+    """``backend.cache.infinispan``: Backstage's Infinispan keys, and two of cachekit's
+    (``generationRefresh``, ``maxConnections``, as for memcache). The store speaks REST, so
+    the Hot Rod-only keys are read, checked and logged as ignored: see
+    :mod:`cachekit.config.infinispan`. ``cacheName`` unset means ``cache``."""
 
     version: str = _opt("version", _choice("2.9", "2.5", "2.2"), "2.9")
     cache_name: str | None = _opt("cacheName", _optional(_str), None)
@@ -443,6 +446,8 @@ class InfinispanConfig:
     )
     ssl: InfinispanSsl = _opt("ssl", _nested(InfinispanSsl), factory=InfinispanSsl)
     clusters: tuple[InfinispanCluster, ...] = _opt("clusters", _clusters, ())
+    generation_refresh: float = _opt("generationRefresh", _positive_duration, 1.0)
+    max_connections: int = _opt("maxConnections", _positive_int, 50)
 
 
 @dataclass(frozen=True)
@@ -530,7 +535,8 @@ class CacheConfig:
     connection_spec: Any = field(default=None, init=False, repr=False, compare=False)
     """The store's connection options, parsed and checked into the store's typed spec when
     the section is parsed (``None`` for stores without one): see
-    :mod:`cachekit.config.redis` and :mod:`cachekit.config.memcache`."""
+    :mod:`cachekit.config.redis`, :mod:`cachekit.config.memcache` and
+    :mod:`cachekit.config.infinispan`."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "connection_spec", _connection_spec(self))
@@ -570,7 +576,8 @@ class CacheConfig:
     def target(self) -> str:
         """Where the store connects, for logs and ``repr`` (no passwords):
         ``redis://:***@host:6379/0``, ``cluster h1:7000,h2:7001``, ``sentinel h:26379 master
-        mymaster``, ``h1:11211,h2:11211``, ``this process`` (memory), or ``""`` when a
+        mymaster``, ``h1:11211,h2:11211``, ``http://ispn:11222 cache 'cache'`` (infinispan),
+        ``this process`` (memory), or ``""`` when a
         custom store's config does not say."""
         spec = self.connection_spec
         if spec is not None:
@@ -593,6 +600,10 @@ def _connection_spec(config: CacheConfig) -> Any:
         from cachekit.config.memcache import parse_memcache_connection
 
         return parse_memcache_connection(config)
+    if config.store == "infinispan":
+        from cachekit.config.infinispan import parse_infinispan_connection
+
+        return parse_infinispan_connection(config)
     return None
 
 

@@ -2,7 +2,7 @@
 
 A store is named in config in one of three ways:
 
-* a built-in name: ``memory``, ``redis``, ``valkey``, ``memcache``;
+* a built-in name: ``memory``, ``redis``, ``valkey``, ``memcache``, ``infinispan``;
 * the name of an entry point in the ``cachekit.stores`` group (a package's
   ``[project.entry-points."cachekit.stores"] mystore = "pkg.mod:MyStore"``);
 * a dotted path ``pkg.module:Class``.
@@ -45,8 +45,8 @@ _BUILTINS: Final = {
     "redis": _Builtin("cachekit.stores.redis:RedisStore", ("redis",), "redis"),
     "valkey": _Builtin("cachekit.stores.redis:RedisStore", ("valkey", "redis"), "valkey"),
     "memcache": _Builtin("cachekit.stores.memcache:MemcacheStore", ("pymemcache",), "memcache"),
+    "infinispan": _Builtin("cachekit.stores.infinispan:InfinispanStore", ("httpx",), "infinispan"),
 }
-_PLANNED: Final = ("infinispan",)
 
 
 def store_names() -> list[str]:
@@ -90,10 +90,6 @@ def _resolve_class(name: str, path: str) -> Any:
                 path=path,
             )
         return _load(builtin.target, name, path)
-    if name in _PLANNED:
-        raise ConfigError(
-            f"store {name!r} is not supported yet; known: {', '.join(store_names())}", path=path
-        )
     for ep in entry_points(group=ENTRY_POINT_GROUP, name=name):
         try:
             return ep.load()
