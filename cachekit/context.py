@@ -342,7 +342,8 @@ def cache_lookup(binding: str | None) -> Callable[[str | None], Cache]:
 def store_of(cache: Cache) -> Store:
     """The store behind ``cache`` (of the active manager): what outage bookkeeping keys
     on (a plugin's :class:`~cachekit.Cache` hands out no store)."""
-    return active_manager().binding(cache.binding).store
+    manager, binding = active_manager(), cache.binding
+    return manager.store if binding == DEFAULT_BINDING else manager.binding(binding).store
 
 
 # For middlewares (application code uses scope()): ``token = bind(binding)`` binds a

@@ -134,8 +134,6 @@ class CacheManager:
             bindings[name] = CacheBinding(name, self.config.binding(name), self.config)
         self.bindings: Mapping[str, CacheBinding] = MappingProxyType(bindings)
         """Every binding by name, the default one first."""
-        self.store: Store = default.store
-        """The default binding's store."""
         self.keyspace = default.keyspace
         self.metrics = default.metrics
         self.codec = codec if codec is not None else Codec()
@@ -224,6 +222,15 @@ class CacheManager:
         kwargs.setdefault("source", origin)
         return cls(parse_cache_section(section), **kwargs)
 
+    @property
+    def store(self) -> Store:
+        """The default binding's store (``manager.binding(name).store``: another's)."""
+        return self.bindings[DEFAULT_BINDING].store
+
+    @store.setter
+    def store(self, store: Store) -> None:
+        self.bindings[DEFAULT_BINDING].store = store
+
     def describe(self) -> str:
         """The default binding's store and where it connects, in words (no passwords):
         ``redis store at redis://:***@cache:6379/0``."""
@@ -301,7 +308,9 @@ class CacheManager:
         the rows of each binding."""
         return [row for b in self.bindings.values() for row in b.metrics.snapshot()]
 
-    def _selector(self, binding: CacheBinding, plugin: str | None, tenant: str | None) -> KeySelector:
+    def _selector(
+        self, binding: CacheBinding, plugin: str | None, tenant: str | None
+    ) -> KeySelector:
         if plugin is None and tenant is None:
             raise CacheKeyError(
                 "name a plugin, a tenant or both: clear(plugin='catalog') clears a plugin for "

@@ -108,7 +108,7 @@ def _merge(a: LimitsConfig, b: LimitsConfig | None, *, stricter: bool) -> Limits
     with ``stricter``, the stricter of the two."""
     if b is None:
         return a
-    merged = {}
+    merged: dict[str, Any] = {}
     for name in _STRICTER:
         x, y = getattr(a, name), getattr(b, name)
         if stricter and name in _GRANTS and (x is None or y is None):
