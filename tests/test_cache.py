@@ -70,6 +70,7 @@ def test_host_api_is_pinned() -> None:
     """The names exported by `cachekit.host` are exactly the host's API."""
     assert set(cachekit.host.__all__) == {
         "Cache",
+        "CacheBinding",
         "CacheConfig",
         "CacheManager",
         "CacheMiddleware",

@@ -32,12 +32,13 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 from cachekit.config.masking import mask_mapping
 from cachekit.config.redis import CLIENT_OPTION_KEYS
 from cachekit.durations import MAX_TTL, parse_config_duration
-from cachekit.errors import ConfigError
+from cachekit.errors import CacheKeyError, ConfigError
 
 if TYPE_CHECKING:
     from cachekit.config.policy import PolicyConfig
 
 __all__ = [
+    "DEFAULT_BINDING",
     "CacheConfig",
     "CircuitBreakerConfig",
     "InfinispanConfig",
@@ -51,13 +52,18 @@ __all__ = [
     "TimeoutsConfig",
     "ValkeyClientConfig",
     "ValkeyConfig",
+    "binding_env_name",
     "cache_section",
+    "check_binding_name",
     "load_app_config",
     "parse_app_config",
     "parse_cache_section",
 ]
 
 SECTION_PATH: Final = "backend.cache"
+
+DEFAULT_BINDING: Final = "default"
+"""The name of the binding ``backend.cache`` itself is (``binding=None`` means it too)."""
 
 T = TypeVar("T")
 Converter = Callable[[Any, str], Any]
@@ -500,6 +506,83 @@ def _no_policy() -> PolicyConfig:
     return PolicyConfig()
 
 
+# --- named bindings: backend.cache.bindings.<name> ---------------------------------------
+
+_BINDING_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+# keys of backend.cache that belong to the manager, not to one binding's store
+_MANAGER_KEYS: Final = {
+    "bindings": "bindings do not nest: list every binding under backend.cache.bindings",
+    "metrics": "metrics are the manager's: set them once, under backend.cache.metrics",
+    **dict.fromkeys(
+        ("knownPlugins", "pluginDefaults", "plugins", "tenants"),
+        "per-plugin limits and grants are set once, under backend.cache, and apply on "
+        "every binding (a binding's own defaultTtl and failOpen are its plugins' defaults)",
+    ),
+}
+
+
+def binding_env_name(name: str) -> str:
+    """``name`` as it appears in an environment variable: upper-cased, every character
+    that is not a letter or a digit as ``_`` (``user-sessions`` -> ``USER_SESSIONS``)."""
+    return re.sub(r"[^A-Z0-9]", "_", name.upper())
+
+
+def check_binding_name(name: object) -> str:
+    """``name`` if it can name a binding (1-64 characters of ``A-Za-z0-9_-``, starting with
+    a letter or a digit), for helpers that take ``binding=`` in code.
+
+    :raises CacheKeyError: it cannot.
+    """
+    if not isinstance(name, str) or _BINDING_NAME.fullmatch(name) is None:
+        raise CacheKeyError(
+            f"{name!r} is not a binding name: bindings are named in backend.cache.bindings "
+            "with 1-64 characters of A-Za-z0-9_-"
+        )
+    return name
+
+
+def _bindings(value: Any, path: str) -> Mapping[str, CacheConfig]:
+    """``backend.cache.bindings``: binding name -> a store section of its own."""
+    if not isinstance(value, Mapping):
+        raise _type_error("a mapping of binding names to store sections", value, path)
+    parsed: dict[str, CacheConfig] = {}
+    by_env: dict[str, str] = {}
+    for name, section in value.items():
+        where = f"{path}.{name}"
+        if not isinstance(name, str) or _BINDING_NAME.fullmatch(name) is None:
+            raise ConfigError(
+                f"{name!r} is not a valid binding name: use 1-64 characters of A-Za-z0-9_- "
+                "starting with a letter or digit",
+                path=where,
+            )
+        if name == DEFAULT_BINDING:
+            raise ConfigError(
+                f"{DEFAULT_BINDING!r} is the name of backend.cache itself (the default "
+                "binding): give this binding another name",
+                path=where,
+            )
+        twin = by_env.setdefault(binding_env_name(name), name)
+        if twin != name:
+            raise ConfigError(
+                f"bindings {twin!r} and {name!r} share the environment name "
+                f"{binding_env_name(name)} (CACHEKIT_CACHE_SOCKET_<NAME>): rename one",
+                path=where,
+            )
+        if isinstance(section, Mapping):
+            for key in section:
+                if key in _MANAGER_KEYS:
+                    raise ConfigError(
+                        f"{key!r} cannot be set per binding: {_MANAGER_KEYS[key]}",
+                        path=f"{where}.{key}",
+                    )
+        parsed[name] = _parse_section(CacheConfig, section, where)
+    return MappingProxyType(parsed)
+
+
+def _no_bindings() -> Mapping[str, CacheConfig]:
+    return MappingProxyType({})
+
+
 @dataclass(frozen=True)
 class CacheConfig:
     """The whole ``backend.cache`` section. ``CacheConfig()`` is the in-memory default."""
@@ -532,6 +615,9 @@ class CacheConfig:
     policy: PolicyConfig = _opt(_POLICY_KEYS, _policy, factory=_no_policy)
     """``plugins``, ``pluginDefaults``, ``tenants``, ``knownPlugins``: see
     :mod:`cachekit.config.policy`."""
+    bindings: Mapping[str, CacheConfig] = _opt("bindings", _bindings, factory=_no_bindings)
+    """``backend.cache.bindings``: the named bindings, each a store section of its own
+    (parsed as it is written: :meth:`binding` gives the effective config of one)."""
     connection_spec: Any = field(default=None, init=False, repr=False, compare=False)
     """The store's connection options, parsed and checked into the store's typed spec when
     the section is parsed (``None`` for stores without one): see
@@ -546,6 +632,34 @@ class CacheConfig:
                     f"{key}: {value} shares a Redis store with Backstage: it needs store: redis",
                     path=f"{SECTION_PATH}.{key}",
                 )
+        from cachekit.config.policy import check_grants
+
+        check_grants(self.policy, self.binding_names, SECTION_PATH)
+
+    @property
+    def binding_names(self) -> tuple[str, ...]:
+        """Every binding's name: :data:`DEFAULT_BINDING` first, then the named ones."""
+        return (DEFAULT_BINDING, *self.bindings)
+
+    def binding(self, name: str | None = None) -> CacheConfig:
+        """The store section of binding ``name`` (``None`` or ``"default"``: this section
+        itself). A named binding's section has no ``policy``, ``metrics`` or ``bindings``
+        of its own: the per-plugin limits, grants and metrics of this section apply to
+        every binding (:func:`cachekit.policy.resolve`).
+
+        :raises ConfigError: no binding of that name is configured (naming the ones that
+            are).
+        """
+        if name is None or name == DEFAULT_BINDING:
+            return self
+        try:
+            section = self.bindings[name]
+        except (KeyError, TypeError):
+            raise ConfigError(
+                f"no cache binding {name!r}; configured: {', '.join(self.binding_names)}",
+                path=f"{SECTION_PATH}.bindings",
+            ) from None
+        return section
 
     def __repr__(self) -> str:
         """The keys that differ from the defaults, passwords masked."""
