@@ -39,6 +39,13 @@ from cachekit.errors import (
     StoreTimeout,
     StoreUnavailable,
 )
+from cachekit.responses import (
+    ainvalidate_path,
+    ainvalidate_tags,
+    cache_response,
+    invalidate_path,
+    invalidate_tags,
+)
 
 __version__ = "0.1.0.dev0"
 
@@ -58,11 +65,16 @@ __all__ = [
     "StoreTimeout",
     "StoreUnavailable",
     "__version__",
+    "ainvalidate_path",
+    "ainvalidate_tags",
+    "cache_response",
     "cached",
     "carry",
     "counter",
     "current_cache",
     "current_scope",
+    "invalidate_path",
+    "invalidate_tags",
     "rate_limit",
     "rate_limited",
 ]

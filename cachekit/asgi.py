@@ -36,6 +36,8 @@ from cachekit.resolvers import (
     Rejection,
     TenantResolver,
 )
+from cachekit.responses.asgi import CachedResponses
+from cachekit.responses.options import Responses
 
 __all__ = ["ASGIApp", "CacheMiddleware", "lifespan_shutdown", "lifespan_startup"]
 
@@ -84,11 +86,17 @@ class CacheMiddleware(ScopeMiddleware[ASGIApp]):
     :param manage_store: ping the store at lifespan startup and close it at shutdown.
     :param cache_header: add ``X-Cache: HIT`` or ``MISS`` to responses whose request ran
         ``@cached`` functions (``MISS`` if any call missed).
+    :param responses: cache the HTTP responses under these path prefixes (whole segments)
+        in each request's scope, following RFC 9111:
+        ``{"/api/catalog": response_cache("5m", vary=("Accept-Language",))}``, or a plain
+        TTL (:func:`cachekit.responses.response_cache`).
     :raises TypeError: a resolver is not callable, ``tenant`` is a plain string, or
         ``exclude`` is neither paths nor a callable.
     :raises ValueError: a fixed plugin id does not match ``id_pattern``,
         ``tenant_required=True`` without a tenant resolver, or a bad excluded path.
     """
+
+    cached_responses = CachedResponses
 
     def __init__(
         self,
@@ -102,6 +110,7 @@ class CacheMiddleware(ScopeMiddleware[ASGIApp]):
         manage_store: bool = True,
         cache_header: bool = False,
         exclude: Exclude | None = None,
+        responses: Responses | None = None,
     ) -> None:
         super().__init__(
             app,
@@ -112,6 +121,7 @@ class CacheMiddleware(ScopeMiddleware[ASGIApp]):
             id_pattern=id_pattern,
             cache_header=cache_header,
             exclude=exclude,
+            responses=responses,
         )
         self.manage_store = manage_store
 

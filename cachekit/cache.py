@@ -19,6 +19,7 @@ from time import monotonic, perf_counter
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from cachekit.codec import MISS, Codec, DecodeError
+from cachekit.config.schema import DEFAULT_BINDING
 from cachekit.durations import TTL, store_ttl
 from cachekit.errors import CacheKeyError, CacheValueError, StoreError
 from cachekit.keys import ANY, KeySelector, KeySpace, check_key, unencodable_key
@@ -98,6 +99,7 @@ class Cache:
 
     __slots__ = (
         "_aread_batch",
+        "_binding",
         "_codec",
         "_default_ttl",
         "_keyspace",
@@ -128,7 +130,9 @@ class Cache:
         keyspace: KeySpace | None = None,
         metrics: Metrics | None = None,
         policy: Policy | None = None,
+        binding: str = DEFAULT_BINDING,
     ) -> None:
+        self._binding = binding
         self._codec = codec if codec is not None else Codec()
         self._keyspace = keyspace if keyspace is not None else KeySpace(store.key_prefix)
         self._plugin = plugin
@@ -162,7 +166,9 @@ class Cache:
     def __repr__(self) -> str:
         return (
             f"Cache(plugin={self._plugin!r}, tenant={self._tenant!r}, "
-            f"namespace={self._namespace!r}, store={self._store.name!r})"
+            f"namespace={self._namespace!r}, store={self._store.name!r}"
+            + ("" if self._binding == DEFAULT_BINDING else f", binding={self._binding!r}")
+            + ")"
         )
 
     @property
@@ -174,6 +180,12 @@ class Cache:
     def tenant(self) -> str | None:
         """The tenant id, or ``None`` for the platform scope."""
         return self._tenant
+
+    @property
+    def binding(self) -> str:
+        """The name of the binding whose store holds this cache's data (``"default"``:
+        ``backend.cache`` itself)."""
+        return self._binding
 
     @property
     def namespace_name(self) -> str | None:
@@ -223,9 +235,10 @@ class Cache:
             "keyspace": self._keyspace,
             "metrics": self._metrics,
             "policy": self._policy,
+            "binding": self._binding,
         }
         store = self._ops.origin if isinstance(self._ops, PolicyStore) else self._ops
-        return Cache(store, **(args | changes))
+        return type(self)(store, **(args | changes))
 
     # --- shared, I/O-free steps -------------------------------------------------------
 
@@ -364,12 +377,12 @@ class Cache:
             out = {key: decode(raw) for key, raw in pairs if raw is not None}
         except DecodeError:
             out = {}
-            for key, raw in zip(keys, values, strict=True):
+            for key, full_key, raw in zip(keys, full, values, strict=True):
                 if raw is not None:
                     try:
                         out[key] = decode(raw)
                     except DecodeError as exc:
-                        self._unreadable(self._prefix + key, exc, None)
+                        self._unreadable(full_key, exc, None)
         # every key gave a value: no miss (counting the None values costs a pass)
         misses = 0 if len(out) == len(values) else values.count(None)
         self._stats.hits += len(values) - misses

@@ -10,6 +10,7 @@ read or write single keys, from the host's ``app-config.yaml``.
     cachekit get --plugin catalog --tenant acme item:1
     cachekit set --plugin catalog --tenant acme item:1 '{"name": "widget"}' --ttl 60
     cachekit delete --plugin catalog --tenant acme item:1
+    cachekit providers [--json]                      # installed stores and their manifests
 
 Every subcommand reads ``-c/--config FILE`` (repeatable, deep-merged in order like
 :meth:`CacheManager.from_yaml <cachekit.host.CacheManager.from_yaml>`; default
@@ -51,7 +52,7 @@ from cachekit.errors import (
     StoreTimeout,
     StoreUnavailable,
 )
-from cachekit.keys import ANY, KeySelector, parse_scope
+from cachekit.keys import ANY, KeySelector
 from cachekit.manager import CacheManager
 from cachekit.policy import configured
 from cachekit.stores.base import CountingStore, InfoStore, Store
@@ -205,6 +206,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     delete.add_argument("key", metavar="KEY")
     delete.set_defaults(run=_delete)
+
+    providers = commands.add_parser(
+        "providers",
+        help="list the installed store providers and their manifests",
+        description="List every store provider installed here — the built-in stores and "
+        "the entry points of the cachekit.stores group — with the fields of its manifest "
+        "(kind, source, version, displayName, description, spec.configSchemaPath). Reads "
+        "no config.",
+    )
+    providers.add_argument("--json", action="store_true", help="print JSON")
+    providers.set_defaults(run=_providers)
     return parser
 
 
@@ -430,7 +442,7 @@ def _collect_stats(manager: CacheManager, args: argparse.Namespace) -> dict[str,
             ANY if args.plugin is None else args.plugin, tenant, ANY
         )
         counts = [
-            _ScopeCount(*parse_scope(scope, selector.prefix), keys=n)
+            _ScopeCount(*selector.parse_scope(scope), keys=n)
             for scope, n in store.count_scopes(selector).items()
         ]
         counts.sort(key=lambda c: (c.plugin, c.tenant or "", c.namespace or ""))
@@ -662,3 +674,42 @@ def _from_json(data: Any) -> Any:
                 _usage(f"{_BYTES_TAG} must hold base64, got {data[_BYTES_TAG]!r}")
         return {k: _from_json(v) for k, v in data.items()}
     return data
+
+
+# --- providers --------------------------------------------------------------------------------
+
+
+def _providers(args: argparse.Namespace) -> int:
+    from cachekit.manifests import providers
+
+    found = providers()
+    out = sys.stdout
+    if args.json:
+        report = [
+            {
+                "name": p.name,
+                "origin": p.origin,
+                "target": p.target,
+                "manifest": None
+                if p.manifest is None
+                else {"file": str(p.manifest.file), **p.manifest.fields()},
+                "problem": p.problem or None,
+            }
+            for p in found
+        ]
+        json.dump(report, out, indent=2)
+        print(file=out)
+        return EXIT_OK
+    for i, p in enumerate(found):
+        if i:
+            print(file=out)
+        print(f"{p.name}  ({p.origin}, {p.target})", file=out)
+        rows = list(p.manifest.fields().items()) if p.manifest is not None else []
+        rows.append(("manifest", "none" if p.manifest is None else str(p.manifest.file)))
+        if p.problem:
+            rows.append(("problem", p.problem))
+        width = max(len(key) for key, _ in rows)
+        for key, value in rows:
+            if value:
+                print(f"  {key.ljust(width)}  {value}", file=out)
+    return EXIT_OK

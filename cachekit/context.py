@@ -44,12 +44,16 @@ import weakref
 from collections.abc import Callable, Coroutine
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
-from typing import Any, Final, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar, overload
 
 from cachekit.cache import Cache
+from cachekit.config.schema import DEFAULT_BINDING, check_binding_name
 from cachekit.errors import NoScopeError
 from cachekit.keys import escape_segment
 from cachekit.manager import CacheManager
+
+if TYPE_CHECKING:
+    from cachekit.stores import Store
 
 __all__ = [
     "Binding",
@@ -59,6 +63,7 @@ __all__ = [
     "activate_manager",
     "active_manager",
     "bind",
+    "cache_lookup",
     "caching_disabled",
     "carry",
     "current_cache",
@@ -67,6 +72,7 @@ __all__ = [
     "get_default_manager",
     "scope",
     "set_default_manager",
+    "store_of",
     "unbind",
 ]
 
@@ -107,7 +113,9 @@ class Binding:
         self.manager = manager
         self.scope = scope
         self.cache = manager.for_plugin(scope.plugin, scope.tenant)
-        self.namespaces: dict[str, Cache] = {}
+        # namespace name -> its cache on the default binding; (binding, namespace or
+        # None) -> a cache on a named one
+        self.namespaces: dict[str | tuple[str, str | None], Cache] = {}
 
     def __repr__(self) -> str:
         return f"Binding({self.scope!r}, manager={self.manager!r})"
@@ -124,6 +132,27 @@ class Binding:
         cache = self.cache.namespace(name)
         if len(self.namespaces) < 256:  # a bound: namespaces are few, names from code
             self.namespaces[name] = cache
+        return cache
+
+    def on(self, binding: str, namespace: str | None = None) -> Cache:
+        """The cache of this scope on binding ``binding`` (or of its namespace
+        ``namespace``), built once, then reused.
+
+        :raises CachePolicyError: the plugin is not granted ``binding``.
+        :raises CacheKeyError: ``namespace`` is empty or not a ``str``.
+        """
+        if binding == DEFAULT_BINDING:
+            return self.cache if namespace is None else self.namespace(namespace)
+        cache = self.namespaces.get((binding, namespace))
+        if cache is not None:
+            return cache
+        root = self.namespaces.get((binding, None))
+        if root is None:
+            root = self.manager.for_plugin(self.scope.plugin, self.scope.tenant, binding=binding)
+            self.namespaces[(binding, None)] = root
+        cache = root if namespace is None else root.namespace(namespace)
+        if len(self.namespaces) < 256:
+            self.namespaces[(binding, namespace)] = cache
         return cache
 
 
@@ -263,22 +292,58 @@ def current_scope() -> Scope:
     return binding.scope
 
 
-def current_cache(namespace: str | None = None) -> Cache:
-    """The :class:`~cachekit.Cache` of the bound scope, or of its namespace ``namespace``.
+def current_cache(namespace: str | None = None, *, binding: str | None = None) -> Cache:
+    """The :class:`~cachekit.Cache` of the bound scope, or of its namespace ``namespace``,
+    on the default binding or on ``binding``.
 
     Cheap enough to call on every use: the caches are built once per scope.
 
     :param namespace: a namespace within the scope (``None``: the default namespace).
+    :param binding: a binding the host granted the plugin (``backend.cache.bindings``);
+        ``None`` or ``"default"``: ``backend.cache`` itself.
     :raises NoScopeError: no scope is bound (the message says how to bind one).
     :raises CacheKeyError: ``namespace`` is empty or not a ``str``.
+    :raises CachePolicyError: the plugin is not granted ``binding`` (naming the plugin,
+        the binding and the ones it is granted).
     """
-    binding = _binding.get()
-    if binding is None:
+    bound = _binding.get()
+    if bound is None:
         raise NoScopeError(NO_SCOPE_MESSAGE)
+    if binding is not None:
+        return bound.on(binding, namespace)
     if namespace is None:
-        return binding.cache
-    cache = binding.namespaces.get(namespace)
-    return cache if cache is not None else binding.namespace(namespace)
+        return bound.cache
+    cache = bound.namespaces.get(namespace)
+    return cache if cache is not None else bound.namespace(namespace)
+
+
+def cache_lookup(binding: str | None) -> Callable[[str | None], Cache]:
+    """What a helper bound to ``binding`` calls for its cache: ``lookup(namespace)``.
+    :func:`current_cache` itself for the default binding; for another, a function that
+    finds the scope's cache with one dictionary read (the helper resolves its binding
+    once, when it is made, not per call).
+
+    :raises CacheKeyError: ``binding`` is not a valid binding name.
+    """
+    if binding is None or binding == DEFAULT_BINDING:
+        return current_cache
+    check_binding_name(binding)
+
+    def lookup(namespace: str | None) -> Cache:
+        bound = _binding.get()
+        if bound is None:
+            raise NoScopeError(NO_SCOPE_MESSAGE)
+        cache = bound.namespaces.get((binding, namespace))
+        return cache if cache is not None else bound.on(binding, namespace)
+
+    return lookup
+
+
+def store_of(cache: Cache) -> Store:
+    """The store behind ``cache`` (of the active manager): what outage bookkeeping keys
+    on (a plugin's :class:`~cachekit.Cache` hands out no store)."""
+    manager, binding = active_manager(), cache.binding
+    return manager.store if binding == DEFAULT_BINDING else manager.binding(binding).store
 
 
 # For middlewares (application code uses scope()): ``token = bind(binding)`` binds a

@@ -48,7 +48,7 @@ from cachekit import gcra
 from cachekit.breaker import OutageLog
 from cachekit.cache import Cache
 from cachekit.codec import parse_int
-from cachekit.context import active_manager, current_cache
+from cachekit.context import cache_lookup, store_of
 from cachekit.durations import TTL, store_ttl
 from cachekit.errors import CacheValueError, RateLimitExceeded, StoreError
 from cachekit.keys import KeyPart, key_text
@@ -80,7 +80,7 @@ class Counter(Generic[R]):
     raises on a store outage; ``Counter[int | None]`` (``on_error="ignore"``) answers
     ``None`` instead."""
 
-    __slots__ = ("name", "namespace", "on_error", "ttl")
+    __slots__ = ("_lookup", "binding", "name", "namespace", "on_error", "ttl")
 
     @overload
     def __init__(
@@ -90,6 +90,7 @@ class Counter(Generic[R]):
         ttl: TTL | None = None,
         namespace: str = "counters",
         on_error: Literal["raise"] = "raise",
+        binding: str | None = None,
     ) -> None: ...
 
     @overload
@@ -100,6 +101,7 @@ class Counter(Generic[R]):
         ttl: TTL | None = None,
         namespace: str = "counters",
         on_error: Literal["ignore"],
+        binding: str | None = None,
     ) -> None: ...
 
     def __init__(
@@ -109,6 +111,7 @@ class Counter(Generic[R]):
         ttl: TTL | None = None,
         namespace: str = "counters",
         on_error: Literal["raise", "ignore"] = "raise",
+        binding: str | None = None,
     ) -> None:
         if type(name) is not str or not name:
             raise CacheValueError(f"a counter needs a non-empty str name, got {name!r}")
@@ -120,15 +123,19 @@ class Counter(Generic[R]):
         self.ttl = ttl
         self.namespace = namespace
         self.on_error = on_error
+        self._lookup = cache_lookup(binding)  # a bad binding name fails here
+        self.binding = binding
 
     def __repr__(self) -> str:
         return (
             f"counter({self.name!r}, ttl={self.ttl!r}, namespace={self.namespace!r}, "
-            f"on_error={self.on_error!r})"
+            f"on_error={self.on_error!r}"
+            + ("" if self.binding is None else f", binding={self.binding!r}")
+            + ")"
         )
 
     def _cache(self) -> Cache:
-        return current_cache(self.namespace)
+        return self._lookup(self.namespace)
 
     @staticmethod
     def _int(value: Any) -> int:
@@ -137,17 +144,17 @@ class Counter(Generic[R]):
         return value
 
     @staticmethod
-    def _ok(value: T) -> T:
+    def _ok(cache: Cache, value: T) -> T:
         """The store answered: a next outage gets its warning."""
         if _counter_outages.active:
-            _counter_outages.recovered(active_manager().store)
+            _counter_outages.recovered(store_of(cache))
         return value
 
-    def _failed(self, exc: StoreError) -> None:
+    def _failed(self, cache: Cache, exc: StoreError) -> None:
         """Raise, or with ``on_error="ignore"`` warn once per outage and answer ``None``."""
         if self.on_error == "raise":
             raise exc
-        store = active_manager().store  # the scope's store: a plugin's Cache hands out none
+        store = store_of(cache)  # the scope's store: a plugin's Cache hands out none
         if _counter_outages.first_failure(store):
             log.warning(
                 "cachekit: counter %r answers None while the %s store fails: %s",
@@ -163,26 +170,26 @@ class Counter(Generic[R]):
         """
         cache = self._cache()
         try:
-            return self._ok(cast(R, cache.incr(self.name, delta, self.ttl)))
+            return self._ok(cache, cast(R, cache.incr(self.name, delta, self.ttl)))
         except StoreError as exc:
-            return cast(R, self._failed(exc))
+            return cast(R, self._failed(cache, exc))
 
     def decr(self, delta: int = 1) -> R:
         """Subtract ``delta`` atomically (counters may go negative); see :meth:`incr`."""
         cache = self._cache()
         try:
-            return self._ok(cast(R, cache.decr(self.name, delta, self.ttl)))
+            return self._ok(cache, cast(R, cache.decr(self.name, delta, self.ttl)))
         except StoreError as exc:
-            return cast(R, self._failed(exc))
+            return cast(R, self._failed(cache, exc))
 
     def get(self) -> R:
         """The current value (``0`` when the counter does not exist; ``None`` on a store
         outage with ``on_error="ignore"``)."""
         cache = self._cache()
         try:
-            return self._ok(cast(R, self._int(cache.get(self.name, 0))))
+            return self._ok(cache, cast(R, self._int(cache.get(self.name, 0))))
         except StoreError as exc:
-            return cast(R, self._failed(exc))
+            return cast(R, self._failed(cache, exc))
 
     def reset(self) -> bool:
         """Delete the counter; ``True`` if it existed. Raises on a store outage whatever
@@ -198,25 +205,25 @@ class Counter(Generic[R]):
         """Async :meth:`incr`."""
         cache = self._cache()
         try:
-            return self._ok(cast(R, await cache.aincr(self.name, delta, self.ttl)))
+            return self._ok(cache, cast(R, await cache.aincr(self.name, delta, self.ttl)))
         except StoreError as exc:
-            return cast(R, self._failed(exc))
+            return cast(R, self._failed(cache, exc))
 
     async def adecr(self, delta: int = 1) -> R:
         """Async :meth:`decr`."""
         cache = self._cache()
         try:
-            return self._ok(cast(R, await cache.adecr(self.name, delta, self.ttl)))
+            return self._ok(cache, cast(R, await cache.adecr(self.name, delta, self.ttl)))
         except StoreError as exc:
-            return cast(R, self._failed(exc))
+            return cast(R, self._failed(cache, exc))
 
     async def aget(self) -> R:
         """Async :meth:`get`."""
         cache = self._cache()
         try:
-            return self._ok(cast(R, self._int(await cache.aget(self.name, 0))))
+            return self._ok(cache, cast(R, self._int(await cache.aget(self.name, 0))))
         except StoreError as exc:
-            return cast(R, self._failed(exc))
+            return cast(R, self._failed(cache, exc))
 
     async def areset(self) -> bool:
         """Async :meth:`reset`."""
@@ -234,6 +241,7 @@ def counter(
     ttl: TTL | None = None,
     namespace: str = "counters",
     on_error: Literal["raise"] = "raise",
+    binding: str | None = None,
 ) -> Counter[int]: ...
 
 
@@ -244,6 +252,7 @@ def counter(
     ttl: TTL | None = None,
     namespace: str = "counters",
     on_error: Literal["ignore"],
+    binding: str | None = None,
 ) -> Counter[int | None]: ...
 
 
@@ -253,6 +262,7 @@ def counter(
     ttl: TTL | None = None,
     namespace: str = "counters",
     on_error: Literal["raise", "ignore"] = "raise",
+    binding: str | None = None,
 ) -> Counter[Any]:
     """An atomic counter named ``name`` in the current scope's ``namespace``.
 
@@ -262,9 +272,13 @@ def counter(
         :class:`~cachekit.errors.StoreError`), or ``"ignore"``: ``incr``/``decr``/``get``
         answer ``None`` and one warning is logged per outage — for counts that must not
         fail a request (page views, statistics).
+    :param binding: the binding (``backend.cache.bindings``) to count in, one the host
+        grants the plugin (else :class:`~cachekit.errors.CachePolicyError` when used);
+        ``None``: the default binding.
     :raises CacheValueError: a bad name, TTL or ``on_error``.
+    :raises CacheKeyError: ``binding`` is not a binding name.
     """
-    return Counter(name, ttl=ttl, namespace=namespace, on_error=on_error)
+    return Counter(name, ttl=ttl, namespace=namespace, on_error=on_error, binding=binding)
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,7 +316,17 @@ _taking_back: set[asyncio.Task[None]] = set()
 class RateLimit:
     """``limit`` hits per ``per`` seconds in the current scope (see :func:`rate_limit`)."""
 
-    __slots__ = ("algorithm", "clock", "key", "limit", "name", "on_error", "per")
+    __slots__ = (
+        "_lookup",
+        "algorithm",
+        "binding",
+        "clock",
+        "key",
+        "limit",
+        "name",
+        "on_error",
+        "per",
+    )
 
     def __init__(
         self,
@@ -314,6 +338,7 @@ class RateLimit:
         key: KeyPart | None = None,
         on_error: Literal["allow", "deny"] = "allow",
         clock: Callable[[], float] = time.time,
+        binding: str | None = None,
     ) -> None:
         if type(name) is not str or not name:
             raise CacheValueError(f"a rate limit needs a non-empty str name, got {name!r}")
@@ -327,12 +352,19 @@ class RateLimit:
         self.key = None if key is None else _key(key)
         self.on_error = on_error
         self.clock = clock
+        self._lookup = cache_lookup(binding)  # a bad binding name fails here
+        self.binding = binding
 
     def __repr__(self) -> str:
         return (
             f"rate_limit({self.name!r}, {self.limit}, per={self.per}, "
-            f"algorithm={self.algorithm!r}, key={self.key!r}, on_error={self.on_error!r})"
+            f"algorithm={self.algorithm!r}, key={self.key!r}, on_error={self.on_error!r}"
+            + ("" if self.binding is None else f", binding={self.binding!r}")
+            + ")"
         )
+
+    def _cache(self) -> Cache:
+        return self._lookup(RATE_LIMIT_NAMESPACE)
 
     # --- shared, I/O-free steps ---------------------------------------------------------
 
@@ -382,8 +414,8 @@ class RateLimit:
         retry = 0.0 if allowed else max(0.0, (tat + interval - period - now) / 1e6)
         return RateLimitResult(allowed, self.limit, remaining, max(0, tat - now) / 1e6, retry)
 
-    def _failed(self, exc: StoreError) -> RateLimitResult:
-        if _outages.first_failure(active_manager().store):
+    def _failed(self, cache: Cache, exc: StoreError) -> RateLimitResult:
+        if _outages.first_failure(store_of(cache)):
             log.warning(
                 "cachekit: rate limit %r %s hits while the store fails: %s",
                 self.name,
@@ -395,9 +427,9 @@ class RateLimit:
         return RateLimitResult(False, self.limit, 0, self.per, self.per)
 
     @staticmethod
-    def _ok() -> None:
+    def _ok(cache: Cache) -> None:
         if _outages.active:
-            _outages.recovered(active_manager().store)
+            _outages.recovered(store_of(cache))
 
     # --- the orchestrations, written once (cachekit.steps) -------------------------------
 
@@ -428,8 +460,8 @@ class RateLimit:
                     yield undo
                     undo = None
         except StoreError as exc:
-            return self._failed(exc), None
-        self._ok()
+            return self._failed(cache, exc), None
+        self._ok(cache)
         return result, undo
 
     async def _take_back(self, hit: asyncio.Future[tuple[RateLimitResult, Step | None]]) -> None:
@@ -458,13 +490,13 @@ class RateLimit:
             found = yield twin(cache, "get_many", [current, previous])
             return self._peek_windows(found, current, previous, into)
         except StoreError as exc:
-            return self._failed(exc)
+            return self._failed(cache, exc)
 
     # --- sync and async: thin shells ----------------------------------------------------
 
     def hit(self, cost: int = 1) -> RateLimitResult:
         """Consume ``cost`` hits (if allowed) and report the outcome."""
-        return run(self._hit(current_cache(RATE_LIMIT_NAMESPACE), cost))[0]
+        return run(self._hit(self._cache(), cost))[0]
 
     async def ahit(self, cost: int = 1) -> RateLimitResult:
         """Async :meth:`hit`. A cancelled call counts nothing: a cancellation can land
@@ -472,9 +504,9 @@ class RateLimit:
         in a task of its own, and the cancelled caller waits for it and takes it back
         before its ``CancelledError`` propagates. An in-process store never suspends
         mid-hit: it needs no task."""
-        cache = current_cache(RATE_LIMIT_NAMESPACE)
+        cache = self._cache()
         steps = self._hit(cache, cost)
-        if not getattr(active_manager().store, "blocking", True):
+        if not getattr(store_of(cache), "blocking", True):
             return (await arun(steps))[0]
         hit = asyncio.ensure_future(arun(steps))
         try:
@@ -488,19 +520,19 @@ class RateLimit:
 
     def peek(self) -> RateLimitResult:
         """The outcome a hit would have now, without consuming anything."""
-        return run(self._peek(current_cache(RATE_LIMIT_NAMESPACE)))
+        return run(self._peek(self._cache()))
 
     async def apeek(self) -> RateLimitResult:
         """Async :meth:`peek`."""
-        return await arun(self._peek(current_cache(RATE_LIMIT_NAMESPACE)))
+        return await arun(self._peek(self._cache()))
 
     def reset(self) -> None:
         """Forget every hit counted so far."""
-        current_cache(RATE_LIMIT_NAMESPACE).delete_many(self._reset_keys())
+        self._cache().delete_many(self._reset_keys())
 
     async def areset(self) -> None:
         """Async :meth:`reset`."""
-        await current_cache(RATE_LIMIT_NAMESPACE).adelete_many(self._reset_keys())
+        await self._cache().adelete_many(self._reset_keys())
 
     # --- peeks and resets share these -------------------------------------------------
 
@@ -608,6 +640,7 @@ def rate_limit(
     algorithm: Algorithm = "fixed",
     key: KeyPart | None = None,
     on_error: Literal["allow", "deny"] = "allow",
+    binding: str | None = None,
 ) -> RateLimit:
     """A limit of ``limit`` hits per ``per``, counted in the current scope (so per plugin
     and tenant) and, with ``key``, per user, IP or anything else within it.
@@ -616,9 +649,15 @@ def rate_limit(
         ``"10/minute"``, ``"100 per hour"``, ``"5/second"``, ``"10/5m"``.
     :param per: the period, any duration (``60``, ``"1m"``, ``timedelta(minutes=1)``).
     :param key: a str, int, UUID, Decimal or Enum of those (a user id, a client address).
+    :param binding: the binding (``backend.cache.bindings``) to count in, one the host
+        grants the plugin (else :class:`~cachekit.errors.CachePolicyError` when used);
+        ``None``: the default binding.
     :raises CacheValueError: a bad name, rate, period, key, algorithm or on_error.
+    :raises CacheKeyError: ``binding`` is not a binding name.
     """
-    return RateLimit(name, limit, per, algorithm=algorithm, key=key, on_error=on_error)
+    return RateLimit(
+        name, limit, per, algorithm=algorithm, key=key, on_error=on_error, binding=binding
+    )
 
 
 def rate_limited(
@@ -629,6 +668,7 @@ def rate_limited(
     algorithm: Algorithm = "fixed",
     key: KeyPart | Callable[..., KeyPart] | None = None,
     on_error: Literal["allow", "deny"] = "allow",
+    binding: str | None = None,
 ) -> Callable[[F], F]:
     """Decorate an endpoint (``def`` or ``async def``) so each call takes a hit and a
     refused one raises :class:`RateLimitExceeded` — which the middlewares and the
@@ -638,9 +678,12 @@ def rate_limited(
 
     :param key: a fixed key, or a callable with the endpoint's arguments returning one
         (per user, per client address): a str, int, UUID, Decimal or Enum of those.
+    :param binding: as for :func:`rate_limit`.
     """
     fixed_key = None if callable(key) else key
-    fixed = RateLimit(name, limit, per, algorithm=algorithm, key=fixed_key, on_error=on_error)
+    fixed = RateLimit(
+        name, limit, per, algorithm=algorithm, key=fixed_key, on_error=on_error, binding=binding
+    )
 
     def limit_for(args: tuple[Any, ...], kwargs: dict[str, Any]) -> RateLimit:
         if not callable(key):

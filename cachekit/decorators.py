@@ -64,7 +64,7 @@ import wrapt
 from cachekit.breaker import OutageLog
 from cachekit.cache import Cache
 from cachekit.codec import MISS
-from cachekit.context import active_manager, caching_disabled, current_cache
+from cachekit.context import cache_lookup, caching_disabled, store_of
 from cachekit.context import outcome as request_outcome
 from cachekit.durations import TTL, store_ttl
 from cachekit.errors import CacheKeyError, CacheValueError, StoreError
@@ -247,7 +247,7 @@ def _store_failed(cache: Cache, exc: StoreError, fn: Callable[..., Any]) -> None
     """Fail open (log once per outage) or, with failOpen: false, re-raise."""
     if not cache.fail_open:  # the plugin's failOpen (cachekit.policy)
         raise exc
-    store = active_manager().store  # the scope's store: a plugin's Cache hands out none
+    store = store_of(cache)  # the scope's store: a plugin's Cache hands out none
     if _outages.first_failure(store):
         log.warning(
             "cachekit: @cached %s calls through while the %s store fails: %s",
@@ -257,9 +257,9 @@ def _store_failed(cache: Cache, exc: StoreError, fn: Callable[..., Any]) -> None
         )
 
 
-def _store_answered() -> None:
+def _store_answered(cache: Cache) -> None:
     """The store answered while an outage was reported: its next outage gets a warning."""
-    _outages.recovered(active_manager().store)
+    _outages.recovered(store_of(cache))
 
 
 # --- the decorated function -----------------------------------------------------------
@@ -282,6 +282,7 @@ class _Policy:
         "keys",
         "lock",
         "lock_timeout",
+        "lookup",
         "namespace",
         "shape",
         "stale_ttl",
@@ -304,8 +305,12 @@ class _Policy:
         stale_ttl: float | None,
         is_classmethod: bool,
         clock: Callable[[], float],
+        binding: str | None = None,
     ) -> None:
         self.fn = fn
+        # the scope's cache on the function's binding: current_cache itself for the
+        # default one, chosen here so a call pays nothing for bindings
+        self.lookup = cache_lookup(binding)
         self.is_async = inspect.iscoroutinefunction(fn)
         self.clock = clock  # wall clock: freshness of stale-while-revalidate entries
         self.namespace = namespace or f"{fn.__module__}.{fn.__qualname__}"
@@ -330,7 +335,7 @@ class _Policy:
     # -- shared, I/O-free steps --
 
     def cache(self) -> Cache:
-        return current_cache(self.namespace)
+        return self.lookup(self.namespace)
 
     def key(self, instance: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> str:
         key = self.keys(instance is not None, args, kwargs)
@@ -368,7 +373,7 @@ class _Policy:
         if entry is _FAILED:
             entry = MISS
         elif _outages.active:
-            _store_answered()
+            _store_answered(cache)
         noted = request_outcome.get()
         if noted is not None:  # a middleware asked for an X-Cache header
             noted.note(entry is MISS)
@@ -397,7 +402,7 @@ class _Policy:
             _store_failed(cache, exc, self.fn)
             return MISS
         if _outages.active:
-            _store_answered()
+            _store_answered(cache)
         return entry
 
     def store(self, cache: Cache, key: str, result: Any) -> Steps[Step, None]:
@@ -575,13 +580,13 @@ def _sync_hit(policy: _Policy) -> Callable[..., Any]:
     hit path is written out flat (no helper calls): it is what @cached costs. Everything
     but a plain hit goes to :meth:`_Policy.settle`, shared with the async call."""
     keys, namespace, stale = policy.keys, policy.namespace, policy.stale_ttl is not None
-    shape = policy.shape
+    shape, lookup = policy.shape, policy.lookup
     miss, failed, outages, noting = MISS, _FAILED, _outages, request_outcome.get
 
     def call(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if caching_disabled.get():
             return wrapped(*args, **kwargs)
-        cache = current_cache(namespace)
+        cache = lookup(namespace)
         key = keys(instance is not None, args, kwargs)
         if stale:
             key += _SWR_SUFFIX
@@ -759,6 +764,19 @@ def _plain(policy: _Policy, func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper  # type: ignore[no-any-return]
 
 
+def _tagged(
+    policy: _Policy, func: Callable[..., Any], target: Any, tags: Any
+) -> Callable[..., Any]:
+    """``@cached(tags=...)``: the call keyed by its tags' generations
+    (:func:`cachekit.responses.tags.tagged`)."""
+    from cachekit.responses.tags import keyed_by_generations, tagged
+
+    if target is not func or _in_class_body(func):
+        raise TypeError(f"@cached(tags=...) takes plain functions only, not {func.__qualname__}")
+    policy.keys = keyed_by_generations(policy.keys)
+    return tagged(func, tags, _plain(policy, func), policy.failed)
+
+
 # what other caching libraries call a parameter, and cachekit's name for it
 _PEER_NAMES: Final = {
     "expire": "ttl=",  # fastapi-cache2
@@ -777,7 +795,8 @@ _PEER_NAMES: Final = {
     "noself": "nothing: self and cls are always left out of the key",  # aiocache
 }
 _CACHED_PARAMETERS: Final = (
-    "namespace, ttl, key, ignore, unless, cache_none, lock, lock_timeout, stale_ttl, clock"
+    "namespace, ttl, key, ignore, unless, cache_none, lock, lock_timeout, stale_ttl, clock, tags, "
+    "binding"
 )
 
 
@@ -804,6 +823,8 @@ def cached(
     lock_timeout: TTL = 10.0,
     stale_ttl: TTL | None = None,
     clock: Callable[[], float] = time.time,
+    tags: Collection[str] | Callable[..., Collection[str]] = (),
+    binding: str | None = None,
     **unknown: Never,
 ) -> Callable[[F], F]:
     """Memoize a function (``def`` or ``async def``; plain, method, classmethod or
@@ -826,13 +847,23 @@ def cached(
     :param lock_timeout: the longest a waiter waits for another process before computing
         itself; also the lock's TTL.
     :param stale_ttl: serve an expired entry for this long while it is refreshed.
+    :param tags: tags of each call's entry, for :func:`cachekit.invalidate_tags`:
+        ``str.format`` templates over the arguments (``"user:{user_id}"``) or a callable of
+        the arguments returning them (plain functions only). Each call reads the tags'
+        generations first (one more read) and keys its entry by them; such a function has
+        no ``invalidate``/``refresh`` helpers.
     :param clock: the wall clock (seconds) that dates stale-while-revalidate entries;
         inject a fake one in tests.
+    :param binding: the binding (``backend.cache.bindings``) to cache in, one the host
+        grants the plugin; ``None``: the default binding. A binding the plugin is not
+        granted raises :class:`~cachekit.errors.CachePolicyError` when called (not failed
+        open: it is the host's decision, not an outage).
     :raises CacheValueError: a bad ``ttl``, ``stale_ttl`` or ``lock_timeout``, or a return
         annotation that names a type that cannot be cached (a pydantic model without
         pydantic installed, a pydantic v1 model) — both when applied.
-    :raises CacheKeyError: ``ignore`` or a ``key`` template names an unknown argument (when
-        applied), or an argument cannot form a stable key (when called).
+    :raises CacheKeyError: ``ignore`` or a ``key`` template names an unknown argument, or
+        ``binding`` is not a binding name (when applied), or an argument cannot form a
+        stable key (when called).
     :raises TypeError: an unknown parameter; other libraries' names (``expire``,
         ``key_builder``, ``timeout``...) get cachekit's name for them.
 
@@ -850,6 +881,7 @@ def cached(
     if timeout is None:
         raise CacheValueError(f"lock_timeout must be > 0, got {lock_timeout!r}")
     stale = None if stale_ttl is None else store_ttl(stale_ttl, "stale_ttl")
+    cache_lookup(binding)  # a bad binding name fails when applied
 
     def decorate(fn: F) -> F:
         target: Any = fn
@@ -867,7 +899,10 @@ def cached(
             stale_ttl=stale,
             is_classmethod=isinstance(target, classmethod),
             clock=clock,
+            binding=binding,
         )
+        if tags:
+            return _tagged(policy, func, target, tags)  # type: ignore[return-value]
         if target is func and not _in_class_body(func):
             return _plain(policy, func)  # type: ignore[return-value]
         hit = (_async_hit if policy.is_async else _sync_hit)(policy)

@@ -39,11 +39,12 @@ from cachekit.context import (
     scope,
     set_default_manager,
 )
-from cachekit.manager import CacheManager
+from cachekit.manager import CacheBinding, CacheManager
 from cachekit.wsgi import CacheMiddleware as WSGICacheMiddleware
 
 __all__ = [
     "Cache",
+    "CacheBinding",
     "CacheConfig",
     "CacheManager",
     "CacheMiddleware",

@@ -32,7 +32,7 @@ import enum
 import functools
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Final, NamedTuple
+from typing import ClassVar, Final, NamedTuple
 from urllib.parse import unquote
 from uuid import UUID
 
@@ -227,6 +227,8 @@ class KeySpace:
     """Builds full keys and selectors under one global ``prefix``."""
 
     prefix: str = ""
+    tenants: ClassVar[bool] = True
+    """Scopes may have a tenant (not so in :class:`cachekit.backstage.BackstageKeySpace`)."""
 
     def scope_prefix(self, plugin: str, tenant: str | None, namespace: str | None) -> str:
         """The prefix shared by every key of one (plugin, tenant, namespace).
@@ -237,6 +239,13 @@ class KeySpace:
             f"{self.prefix}{escape_segment(plugin, 'plugin id')}{SEPARATOR}"
             f"{_tenant_segment(tenant)}{SEPARATOR}{_namespace_segment(namespace)}{SEPARATOR}"
         )
+
+    def full_key(self, plugin: str, tenant: str | None, namespace: str | None, key: str) -> str:
+        """The store key of ``key`` in one (plugin, tenant, namespace).
+
+        :raises CacheKeyError: an id, the namespace or the key is invalid.
+        """
+        return self.scope_prefix(plugin, tenant, namespace) + check_key(key)
 
     def selector(
         self,
@@ -275,6 +284,14 @@ class KeySelector:
             and (self.tenant is None or parts[1] == self.tenant)
             and (self.namespace is None or parts[2] == self.namespace)
         )
+
+    def scope_of(self, full_key: str) -> str:
+        """The scope prefix of a key this selector matched (see :func:`scope_of`)."""
+        return scope_of(full_key, len(self.prefix))
+
+    def parse_scope(self, scope: str) -> ScopeIds:
+        """The ids of a scope prefix :meth:`scope_of` returned (see :func:`parse_scope`)."""
+        return parse_scope(scope, self.prefix)
 
     def literal_prefix(self) -> str:
         """The longest key prefix every selected key starts with."""

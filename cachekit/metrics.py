@@ -78,6 +78,8 @@ class StatsRow:
     policy_violations: Mapping[str, int] = field(default_factory=dict, hash=False)
     """Calls the plugin's policy refused or cut, by limit (``maxTtl``, ``maxValueBytes``,
     ``operations``; see :mod:`cachekit.policy`); only limits that were hit appear."""
+    binding: str = "default"
+    """The binding whose store served these calls (``backend.cache.bindings``)."""
 
     @property
     def hit_ratio(self) -> float | None:
@@ -95,14 +97,22 @@ class Metrics:
     :param per_tenant: count each tenant separately (more series; off by default).
     :param max_series: most rows kept apart; scopes beyond share an :data:`OTHER` row per
         store.
+    :param binding: the binding these caches belong to (its rows' ``binding``).
     :raises ValueError: ``max_series`` is not a positive int.
     """
 
-    __slots__ = ("_lock", "_slots", "_warned", "max_series", "per_tenant")
+    __slots__ = ("_lock", "_slots", "_warned", "binding", "max_series", "per_tenant")
 
-    def __init__(self, *, per_tenant: bool = False, max_series: int = DEFAULT_MAX_SERIES) -> None:
+    def __init__(
+        self,
+        *,
+        per_tenant: bool = False,
+        max_series: int = DEFAULT_MAX_SERIES,
+        binding: str = "default",
+    ) -> None:
         if type(max_series) is not int or max_series < 1:
             raise ValueError(f"max_series must be a positive int, got {max_series!r}")
+        self.binding = binding
         self.per_tenant = per_tenant
         self.max_series = max_series
         self._slots: dict[_Key, OpStats] = {}
@@ -170,6 +180,7 @@ class Metrics:
                 latency_seconds=s.latency,
                 timed_calls=s.timed,
                 policy_violations=dict(s.violations),
+                binding=self.binding,
             )
             for (plugin, tenant, namespace, store), s in items
         ]

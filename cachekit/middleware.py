@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from contextvars import Token
-from typing import Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from cachekit.context import (
     Binding,
@@ -22,6 +22,7 @@ from cachekit.context import (
     unbind,
 )
 from cachekit.context import outcome as request_outcome
+from cachekit.errors import ConfigError
 from cachekit.manager import CacheManager
 from cachekit.resolvers import (
     DEFAULT_ID_PATTERN,
@@ -30,6 +31,7 @@ from cachekit.resolvers import (
     ScopeResolver,
     TenantResolver,
 )
+from cachekit.responses.options import CachedPrefixes, Responses
 
 __all__ = ["ScopeMiddleware", "bind_request", "unbind_request"]
 
@@ -46,7 +48,12 @@ class ScopeMiddleware(Generic[App]):
     :raises ValueError: a fixed plugin id does not match ``id_pattern``,
         ``tenant_required=True`` without a tenant resolver, or an excluded path does not
         start with ``/``.
+    :raises ConfigError: a ``responses=`` prefix does not start with ``/``, or a tenant
+        resolver with a manager whose ``keyLayout: backstage`` has no tenants.
     """
+
+    cached_responses: ClassVar[type[CachedPrefixes]]
+    """The protocol's app caching responses under path prefixes (``responses=``)."""
 
     def __init__(
         self,
@@ -59,7 +66,11 @@ class ScopeMiddleware(Generic[App]):
         id_pattern: str | re.Pattern[str] = DEFAULT_ID_PATTERN,
         cache_header: bool = False,
         exclude: Exclude | None = None,
+        responses: Responses | None = None,
     ) -> None:
+        if responses:  # served inside the request's scope, as the app is
+            wrapped: Any = self.cached_responses(app, responses)  # an app of the same protocol
+            app = wrapped
         self.app = app
         self.manager = manager
         self.resolver = ScopeResolver(
@@ -71,6 +82,13 @@ class ScopeMiddleware(Generic[App]):
         )
         self.cache_header = cache_header
         if manager is not None:
+            if tenant is not None and not manager.tenants:
+                raise ConfigError(
+                    "a tenant resolver needs tenants, and keyLayout: backstage has none "
+                    "(Backstage's keys are per plugin): drop tenant=..., or use keyLayout: "
+                    "cachekit",
+                    path="backend.cache.keyLayout",
+                )
             set_default_manager(manager)
 
     def __repr__(self) -> str:

@@ -40,6 +40,7 @@ from cachekit.config.policy import (
     PolicyConfig,
     check_known_plugins,
 )
+from cachekit.config.schema import DEFAULT_BINDING
 from cachekit.durations import TTL, store_ttl
 from cachekit.errors import CachePolicyError, ValueTooLarge
 
@@ -95,7 +96,11 @@ _STRICTER: Final[dict[str, Callable[[Any, Any], Any]]] = {
     "max_value_bytes": min,
     "operations": lambda a, b: a & b,
     "fail_open": lambda a, b: a and b,
+    "bindings": lambda a, b: a & b,
 }
+# Unset is the strictest value of a grant (no binding but the default): a tenant's list
+# narrows the plugin's grant, it never grants a binding by itself.
+_GRANTS: Final = frozenset({"bindings"})
 
 
 def _merge(a: LimitsConfig, b: LimitsConfig | None, *, stricter: bool) -> LimitsConfig:
@@ -103,10 +108,12 @@ def _merge(a: LimitsConfig, b: LimitsConfig | None, *, stricter: bool) -> Limits
     with ``stricter``, the stricter of the two."""
     if b is None:
         return a
-    merged = {}
+    merged: dict[str, Any] = {}
     for name in _STRICTER:
         x, y = getattr(a, name), getattr(b, name)
-        if x is None or y is None:
+        if stricter and name in _GRANTS and (x is None or y is None):
+            merged[name] = None
+        elif x is None or y is None:
             merged[name] = x if y is None else y
         else:
             merged[name] = _STRICTER[name](x, y) if stricter else y
@@ -131,6 +138,8 @@ class Policy:
     max_value_bytes: int | None = DEFAULT_MAX_VALUE_BYTES
     operations: frozenset[str] = _ALL
     fail_open: bool = True
+    bindings: frozenset[str] = frozenset({DEFAULT_BINDING})
+    """The bindings the plugin may use: the default one and those granted to it."""
 
     def describe(self) -> str:
         """One line for ``cachekit check``: every key and its effective value."""
@@ -141,6 +150,34 @@ class Policy:
             f"maxTtl {_seconds(self.max_ttl, 'none')}, maxValueBytes "
             f"{'none' if self.max_value_bytes is None else self.max_value_bytes}, "
             f"operations {ops}, failOpen {str(self.fail_open).lower()}"
+        ) + (f", bindings {', '.join(self.granted)}" if len(self.bindings) > 1 else "")
+
+    @property
+    def granted(self) -> tuple[str, ...]:
+        """:attr:`bindings` in order: the default one first, then the others by name."""
+        return (DEFAULT_BINDING, *sorted(self.bindings - {DEFAULT_BINDING}))
+
+    def check_binding(self, name: str, *, configured: bool = True) -> None:
+        """Raise unless this scope's plugin may use binding ``name`` (``configured``:
+        whether the host has a binding of that name at all, for the message).
+
+        :raises CachePolicyError: naming the plugin, the binding and the granted ones.
+        """
+        if name in self.bindings:
+            return
+        fix = (
+            f"if it needs {name!r}, the host grants it in backend.cache "
+            f"(plugins.{self.plugin}.bindings, or pluginDefaults.bindings)"
+            if configured
+            else f"the host configures no binding {name!r} (backend.cache.bindings)"
+        )
+        raise CachePolicyError(
+            f"plugin {self.plugin!r} may not use cache binding {name!r}: it is granted "
+            f"{', '.join(self.granted)}; {fix}",
+            plugin=self.plugin,
+            tenant=self.tenant,
+            limit="bindings",
+            value=name,
         )
 
     def bound(self, default_ttl: float | None) -> float | None:
@@ -332,14 +369,23 @@ def _refusal(policy: Policy, group: str, method: str, stats: OpStats) -> Callabl
 # --- resolving a scope's policy ------------------------------------------------------------
 
 
-def resolve(config: CacheConfig, plugin: str, tenant: str | None = None) -> Policy:
+def resolve(
+    config: CacheConfig, plugin: str, tenant: str | None = None, binding: str | None = None
+) -> Policy:
     """The effective :class:`Policy` of ``(plugin, tenant)`` under ``config``:
-    ``plugins.<plugin>`` over ``pluginDefaults`` over ``backend.cache`` (``defaultTtl``,
-    ``failOpen``), and the stricter of that and ``tenants.<tenant>``."""
+    ``plugins.<plugin>`` over ``pluginDefaults`` over the store section (``defaultTtl``,
+    ``failOpen``), and the stricter of that and ``tenants.<tenant>``.
+
+    :param binding: the binding whose store section gives the defaults (``defaultTtl``,
+        ``failOpen``, memcached's ``maxValueSize``); ``None``: ``backend.cache`` itself.
+        The limits and grants are ``config``'s, the same on every binding.
+    :raises ConfigError: ``binding`` is not configured.
+    """
     section: PolicyConfig = config.policy
     limits = _merge(section.plugin_defaults, section.plugins.get(plugin), stricter=False)
     if tenant is not None:
         limits = _merge(limits, section.tenants.get(tenant), stricter=True)
+    config = config.binding(binding)
     default_ttl = config.default_ttl if limits.default_ttl is None else limits.default_ttl
     return Policy(
         plugin=plugin,
@@ -354,6 +400,7 @@ def resolve(config: CacheConfig, plugin: str, tenant: str | None = None) -> Poli
         ),
         operations=_ALL if limits.operations is None else limits.operations,
         fail_open=config.fail_open if limits.fail_open is None else limits.fail_open,
+        bindings=frozenset({DEFAULT_BINDING, *(limits.bindings or ())}),
     )
 
 

@@ -31,6 +31,7 @@ from cachekit.middleware import ScopeMiddleware, bind_request, unbind_request
 from cachekit.resolvers import (
     Rejection,
 )
+from cachekit.responses.wsgi import CachedResponses
 
 __all__ = ["CacheMiddleware"]
 
@@ -69,13 +70,18 @@ class CacheMiddleware(ScopeMiddleware[WSGIApplication]):
         ``@cached`` functions before starting the response (``MISS`` if any call missed).
     :param id_pattern: accepted plugin and tenant ids (whole-string match; default 1-64
         characters of ``A-Za-z0-9._-``).
+    :param responses: cache the HTTP responses under these path prefixes (whole segments)
+        in each request's scope, following RFC 9111:
+        ``{"/api/catalog": response_cache("5m", vary=("Accept-Language",))}``, or a plain
+        TTL (:func:`cachekit.responses.response_cache`).
     :raises TypeError: a resolver is not callable, ``tenant`` is a plain string, or
         ``exclude`` is neither paths nor a callable.
     :raises ValueError: a fixed plugin id does not match ``id_pattern``,
         ``tenant_required=True`` without a tenant resolver, or a bad excluded path.
     """
 
-    # __init__: ScopeMiddleware's (the parameters above); WSGI needs nothing more
+    # __init__: ScopeMiddleware's (the parameters above)
+    cached_responses = CachedResponses
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         """Handle one request (PEP 3333): refuse it, or run the app in its scope."""

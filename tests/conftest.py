@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from infinispan_fake import TEST_PASSWORD, TEST_USER, FakeInfinispan
 from servers import (
     MemcachedServer,
     RedisCluster,
@@ -45,6 +46,9 @@ SERVER_FIXTURES = frozenset(
         "memcached_ascii_server",
         "private_redis_server",
         "private_memcached_server",
+        "infinispan_fake",
+        "infinispan_fake_auth",
+        "private_infinispan_fake",
         "require_servers",
     }
 )
@@ -175,6 +179,37 @@ def memcached_ascii_server(
     server = memcached_ascii_auth(MEMCACHED_USER, MEMCACHED_PASSWORD, workdir=workdir).start()
     yield server
     server.terminate()
+
+
+# The Infinispan fake (tests/infinispan_fake.py) needs nothing but Python: never skipped.
+
+
+@pytest.fixture(scope="session")
+def infinispan_fake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeInfinispan]:
+    """The fake Infinispan REST server, no authentication: .url .port .pid .kill() .start()."""
+    server = FakeInfinispan(workdir=tmp_path_factory.mktemp("infinispan")).start()
+    yield server
+    server.terminate()
+
+
+@pytest.fixture(scope="session")
+def infinispan_fake_auth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeInfinispan]:
+    """The fake requiring TEST_USER / TEST_PASSWORD of infinispan_fake (Digest or Basic)."""
+    server = FakeInfinispan(
+        user=TEST_USER,
+        password=TEST_PASSWORD,
+        workdir=tmp_path_factory.mktemp("infinispan-auth"),
+    ).start()
+    yield server
+    server.terminate()
+
+
+@pytest.fixture
+def private_infinispan_fake(tmp_path: Path) -> Iterator[FakeInfinispan]:
+    """A fake for this test alone (stop/kill/pause/start it freely)."""
+    server = FakeInfinispan(workdir=tmp_path / "infinispan").start()
+    yield server
+    server.kill()
 
 
 @pytest.fixture

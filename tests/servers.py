@@ -284,6 +284,29 @@ def _wait_for(
         time.sleep(_POLL)
 
 
+def pause_process(pid: int, timeout: float = 5.0) -> None:
+    """SIGSTOP *pid* and wait until the kernel shows it stopped: the signal is delivered
+    asynchronously, and a server's thread can still answer a request in between."""
+    os.kill(pid, signal.SIGSTOP)
+    deadline = time.monotonic() + timeout
+    while _state(pid) not in {"T", "t"}:
+        if time.monotonic() > deadline:
+            raise ServerError(f"process {pid} did not stop within {timeout:.0f}s")
+        time.sleep(0.001)
+
+
+def resume_process(pid: int) -> None:
+    """SIGCONT *pid* (undo :func:`pause_process`)."""
+    os.kill(pid, signal.SIGCONT)
+
+
+def _state(pid: int) -> str:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("State:"):
+            return line.split()[1]
+    return ""
+
+
 def pid_alive(pid: int) -> bool:
     """True when process *pid* exists and is not a zombie."""
     try:

@@ -51,6 +51,11 @@ def test_public_api_is_pinned() -> None:
         "current_cache",
         "current_scope",
         "cached",
+        "cache_response",
+        "invalidate_tags",
+        "ainvalidate_tags",
+        "invalidate_path",
+        "ainvalidate_path",
         "counter",
         "rate_limit",
         "rate_limited",
@@ -65,6 +70,7 @@ def test_host_api_is_pinned() -> None:
     """The names exported by `cachekit.host` are exactly the host's API."""
     assert set(cachekit.host.__all__) == {
         "Cache",
+        "CacheBinding",
         "CacheConfig",
         "CacheManager",
         "CacheMiddleware",

@@ -135,12 +135,6 @@ def test_unknown_store_lists_known_ones_with_a_suggestion() -> None:
     assert "memory, redis, valkey, memcache" in message
 
 
-def test_planned_store_is_not_supported_yet() -> None:
-    """store: infinispan is recognised but refused with a clear message."""
-    with pytest.raises(ConfigError, match="not supported yet"):
-        parse_cache_section({"store": "infinispan"})
-
-
 def test_missing_driver_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     """A store whose driver is not installed says which extra to install."""
     import cachekit.stores
@@ -596,10 +590,30 @@ def test_infinispan_section_rejects_unknown_keys_and_bad_values(
     assert info.value.path.endswith(path)
 
 
-def test_infinispan_store_is_still_not_supported() -> None:
-    """A valid infinispan section does not make store: infinispan work yet."""
-    with pytest.raises(ConfigError, match="not supported yet"):
-        parse_cache_section({"store": "infinispan", "infinispan": {"servers": [{"host": "a"}]}})
+def test_infinispan_section_is_parsed_into_the_stores_spec() -> None:
+    """store: infinispan parses its section into the store's connection spec at start-up:
+    servers, backup clusters, cacheName, authentication (PLAIN is HTTP Basic)."""
+    config = parse_cache_section(
+        {
+            "store": "infinispan",
+            "infinispan": {
+                "servers": [{"host": "a"}],
+                "cacheName": "c",
+                "authentication": {
+                    "enabled": True,
+                    "userName": "u",
+                    "password": "hunter2",
+                    "saslMechanism": "PLAIN",
+                },
+                "clusters": [{"name": "b", "servers": [{"host": "x", "port": 1}]}],
+            },
+        }
+    )
+    spec = config.connection_spec
+    assert [(e.address, e.cluster) for e in spec.endpoints] == [("a:11222", None), ("x:1", "b")]
+    assert (spec.cache_name, spec.auth, spec.username) == ("c", "basic", "u")
+    assert config.target == "http://a:11222 cache 'c' (basic as u); backup b: x:1"
+    assert "hunter2" not in repr(spec)
 
 
 # --- passwords never shown ---------------------------------------------------------------

@@ -7,8 +7,6 @@ import asyncio
 import contextvars
 import json
 import logging
-import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -21,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 import redis
-from servers import MemcachedServer, RedisServer
+from servers import MemcachedServer, RedisServer, pause_process, resume_process
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -330,13 +328,13 @@ def test_counters_on_a_server_that_fails(
         if outage == "stopped":
             server.stop()
         else:
-            os.kill(server.pid, signal.SIGSTOP)  # type: ignore[arg-type]
+            pause_process(server.pid)  # type: ignore[arg-type]
 
     def recover() -> None:
         if outage == "stopped":
             server.start()
         else:
-            os.kill(server.pid, signal.SIGCONT)  # type: ignore[arg-type]
+            resume_process(server.pid)  # type: ignore[arg-type]
 
     with scope(plugin="api", tenant="acme", manager=manager), caplog.at_level(logging.WARNING):
         assert lossy.incr() == 1

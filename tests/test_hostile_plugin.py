@@ -527,8 +527,10 @@ def test_cache_shows_no_store_no_manager_and_no_key_layout(host: Host) -> None:
 
 def test_no_plugin_call_takes_a_scope() -> None:
     """No callable of the plugin surface has a parameter that names a plugin, a tenant, a
-    scope, a manager or a store: plugin code cannot ask for another scope."""
-    named = {"plugin", "plugin_id", "tenant", "scope", "manager", "store", "binding"}
+    scope, a manager or a store: plugin code cannot ask for another scope. (``binding=``
+    names one of the host's bindings, checked against the plugin's grant and always in its
+    own scope: tests/test_bindings.py.)"""
+    named = {"plugin", "plugin_id", "tenant", "scope", "manager", "store"}
     callables: dict[str, Any] = {
         name: getattr(cachekit, name)
         for name in cachekit.__all__

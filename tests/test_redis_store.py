@@ -4,15 +4,13 @@ clears, counters under contention, round trips, scripts, outages and failover.""
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 import redis
-from servers import RedisCluster, RedisSentinel, RedisServer
+from servers import RedisCluster, RedisSentinel, RedisServer, pause_process, resume_process
 
 from cachekit import ConfigError, StoreTimeout, StoreUnavailable, gcra
 from cachekit.breaker import CircuitBreaker
@@ -705,7 +703,7 @@ def test_frozen_server_raises_store_timeout(private_redis_server: RedisServer) -
     cache.set("k", 1)
     pid = private_redis_server.pid
     assert pid is not None
-    os.kill(pid, signal.SIGSTOP)
+    pause_process(pid)
     try:
         with pytest.raises(StoreTimeout):
             cache.get("k")
@@ -717,7 +715,7 @@ def test_frozen_server_raises_store_timeout(private_redis_server: RedisServer) -
 
         asyncio.run(frozen_async())
     finally:
-        os.kill(pid, signal.SIGCONT)
+        resume_process(pid)
     assert cache.get("k") == 1
     store.close()
 

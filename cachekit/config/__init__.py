@@ -2,7 +2,8 @@
 
 :mod:`cachekit.config.schema` holds the section's schema and the parser that walks it;
 each store's connection options are parsed into a typed spec by a module of their own
-beside it (:mod:`cachekit.config.redis`, :mod:`cachekit.config.memcache`). Nothing here
+beside it (:mod:`cachekit.config.redis`, :mod:`cachekit.config.memcache`,
+:mod:`cachekit.config.infinispan`). Nothing here
 connects anywhere or imports a store.
 """
 

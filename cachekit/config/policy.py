@@ -12,6 +12,11 @@
         tenants:
           acme: {maxValueBytes: 65536}     # the stricter of plugin and tenant applies
 
+``bindings`` (in any of these sections) grants named bindings (``backend.cache.bindings``)
+beyond the default one, which every plugin has: a plugin may use only the bindings it is
+granted (none but the default unless a section grants more; a tenant's list narrows the
+plugin's). Every name must be a configured binding.
+
 Every key is optional; ``null`` (or leaving a key out) means "not set here": a plugin
 inherits ``pluginDefaults``, which inherits ``defaultTtl`` and ``failOpen`` from
 ``backend.cache``. The effective policy of a scope is worked out in :mod:`cachekit.policy`.
@@ -39,7 +44,14 @@ from cachekit.config.schema import (
 )
 from cachekit.errors import ConfigError
 
-__all__ = ["OPERATIONS", "POLICY_KEYS", "LimitsConfig", "PolicyConfig", "parse_policy_config"]
+__all__ = [
+    "OPERATIONS",
+    "POLICY_KEYS",
+    "LimitsConfig",
+    "PolicyConfig",
+    "check_grants",
+    "parse_policy_config",
+]
 
 OPERATIONS: Final = ("read", "write", "delete", "count", "expire", "clear")
 """The operation groups ``operations`` lists (see :data:`cachekit.policy.METHODS`)."""
@@ -56,6 +68,10 @@ def _operations(value: Any, path: str) -> frozenset[str]:
                 f"unknown operation {name!r}; known: {', '.join(OPERATIONS)}", path=f"{path}[{i}]"
             )
     return frozenset(names)
+
+
+def _names(value: Any, path: str) -> frozenset[str]:
+    return frozenset(_str_list(value, path))
 
 
 def _positive_ttl(value: Any, path: str) -> float:
@@ -76,6 +92,8 @@ class LimitsConfig:
     max_value_bytes: int | None = _opt("maxValueBytes", _optional(_positive_int), None)
     operations: frozenset[str] | None = _opt("operations", _optional(_operations), None)
     fail_open: bool | None = _opt("failOpen", _optional(_bool), None)
+    bindings: frozenset[str] | None = _opt("bindings", _optional(_names), None)
+    """Named bindings granted beyond the default one (``None``: not set here)."""
 
 
 _NO_LIMITS: Final = LimitsConfig()
@@ -166,3 +184,25 @@ def check_known_plugins(config: PolicyConfig, known: frozenset[str], path: str) 
                 f"{', '.join(sorted(known))}. Fix the id, or list the plugin",
                 path=f"{path}.{plugin}",
             )
+
+
+def check_grants(config: PolicyConfig, bindings: tuple[str, ...], path: str) -> None:
+    """Raise if a ``bindings`` grant in ``config`` names a binding that is not configured
+    (``bindings``: every configured name, the default one included).
+
+    :raises ConfigError: naming the grant's path, the unknown name (with a did-you-mean)
+        and the configured bindings.
+    """
+    sections = [("pluginDefaults", config.plugin_defaults)]
+    sections += [(f"plugins.{plugin}", limits) for plugin, limits in config.plugins.items()]
+    sections += [(f"tenants.{tenant}", limits) for tenant, limits in config.tenants.items()]
+    for where, limits in sections:
+        for name in sorted(limits.bindings or ()):
+            if name not in bindings:
+                close = difflib.get_close_matches(name, bindings, n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                raise ConfigError(
+                    f"no cache binding {name!r} to grant; {hint}configured: "
+                    f"{', '.join(bindings)} (add it under backend.cache.bindings)",
+                    path=f"{path}.{where}.bindings",
+                )

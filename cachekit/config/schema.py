@@ -6,6 +6,7 @@ Parsing validates everything and connects to nothing. Every problem raises
     backend:
       cache:
         store: redis                       # memory (default) | redis | valkey | memcache
+                                           #   | infinispan
         connection: redis://localhost:6379 #   | an entry point name | pkg.module:Class
         defaultTtl: 5m                     # a bare number is milliseconds, as in Backstage
         redis:
@@ -29,13 +30,15 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from cachekit.config.masking import mask_mapping
+from cachekit.config.redis import CLIENT_OPTION_KEYS
 from cachekit.durations import MAX_TTL, parse_config_duration
-from cachekit.errors import ConfigError
+from cachekit.errors import CacheKeyError, ConfigError
 
 if TYPE_CHECKING:
     from cachekit.config.policy import PolicyConfig
 
 __all__ = [
+    "DEFAULT_BINDING",
     "CacheConfig",
     "CircuitBreakerConfig",
     "InfinispanConfig",
@@ -49,13 +52,18 @@ __all__ = [
     "TimeoutsConfig",
     "ValkeyClientConfig",
     "ValkeyConfig",
+    "binding_env_name",
     "cache_section",
+    "check_binding_name",
     "load_app_config",
     "parse_app_config",
     "parse_cache_section",
 ]
 
 SECTION_PATH: Final = "backend.cache"
+
+DEFAULT_BINDING: Final = "default"
+"""The name of the binding ``backend.cache`` itself is (``binding=None`` means it too)."""
 
 T = TypeVar("T")
 Converter = Callable[[Any, str], Any]
@@ -217,6 +225,11 @@ class RedisClientConfig:
     key_prefix_separator: str = _opt("keyPrefixSeparator", _str, ":")
     clear_batch_size: int = _opt("clearBatchSize", _positive_int, 1000)
     use_unlink: bool = _opt("useUnlink", _bool, True)
+    options: Mapping[str, Any] = _opt(
+        CLIENT_OPTION_KEYS, _mapping, factory=lambda: MappingProxyType({})
+    )
+    """Backstage's other client options (``connectionTimeout``, ``socket``, ...), mapped to
+    the driver or logged as ignored by :mod:`cachekit.config.redis`."""
 
     @property
     def key_prefix(self) -> str:
@@ -238,6 +251,14 @@ class RedisClusterConfig:
     """``backend.cache.<redis|valkey>.cluster``: Redis/Valkey Cluster seed nodes."""
 
     root_nodes: tuple[str, ...] = _opt("rootNodes", _url_list, ())
+    defaults: Mapping[str, Any] = _opt("defaults", _mapping, factory=lambda: MappingProxyType({}))
+    """Client options for every node (node-redis ``defaults``), mapped like
+    ``redis.client``'s."""
+    use_replicas: bool = _opt("useReplicas", _bool, False)
+    max_command_redirections: int | None = _opt(
+        "maxCommandRedirections", _optional(_positive_int), None
+    )
+    minimize_connections: bool | None = _opt("minimizeConnections", _optional(_bool), None)
 
 
 @dataclass(frozen=True)
@@ -412,8 +433,10 @@ def _clusters(value: Any, path: str) -> tuple[InfinispanCluster, ...]:
 
 @dataclass(frozen=True)
 class InfinispanConfig:
-    """``backend.cache.infinispan``: Backstage's Infinispan keys, checked (the store itself
-    is not supported yet)."""
+    """``backend.cache.infinispan``: Backstage's Infinispan keys, and two of cachekit's
+    (``generationRefresh``, ``maxConnections``, as for memcache). The store speaks REST, so
+    the Hot Rod-only keys are read, checked and logged as ignored: see
+    :mod:`cachekit.config.infinispan`. ``cacheName`` unset means ``cache``."""
 
     version: str = _opt("version", _choice("2.9", "2.5", "2.2"), "2.9")
     cache_name: str | None = _opt("cacheName", _optional(_str), None)
@@ -429,6 +452,8 @@ class InfinispanConfig:
     )
     ssl: InfinispanSsl = _opt("ssl", _nested(InfinispanSsl), factory=InfinispanSsl)
     clusters: tuple[InfinispanCluster, ...] = _opt("clusters", _clusters, ())
+    generation_refresh: float = _opt("generationRefresh", _positive_duration, 1.0)
+    max_connections: int = _opt("maxConnections", _positive_int, 50)
 
 
 @dataclass(frozen=True)
@@ -481,6 +506,83 @@ def _no_policy() -> PolicyConfig:
     return PolicyConfig()
 
 
+# --- named bindings: backend.cache.bindings.<name> ---------------------------------------
+
+_BINDING_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+# keys of backend.cache that belong to the manager, not to one binding's store
+_MANAGER_KEYS: Final = {
+    "bindings": "bindings do not nest: list every binding under backend.cache.bindings",
+    "metrics": "metrics are the manager's: set them once, under backend.cache.metrics",
+    **dict.fromkeys(
+        ("knownPlugins", "pluginDefaults", "plugins", "tenants"),
+        "per-plugin limits and grants are set once, under backend.cache, and apply on "
+        "every binding (a binding's own defaultTtl and failOpen are its plugins' defaults)",
+    ),
+}
+
+
+def binding_env_name(name: str) -> str:
+    """``name`` as it appears in an environment variable: upper-cased, every character
+    that is not a letter or a digit as ``_`` (``user-sessions`` -> ``USER_SESSIONS``)."""
+    return re.sub(r"[^A-Z0-9]", "_", name.upper())
+
+
+def check_binding_name(name: object) -> str:
+    """``name`` if it can name a binding (1-64 characters of ``A-Za-z0-9_-``, starting with
+    a letter or a digit), for helpers that take ``binding=`` in code.
+
+    :raises CacheKeyError: it cannot.
+    """
+    if not isinstance(name, str) or _BINDING_NAME.fullmatch(name) is None:
+        raise CacheKeyError(
+            f"{name!r} is not a binding name: bindings are named in backend.cache.bindings "
+            "with 1-64 characters of A-Za-z0-9_-"
+        )
+    return name
+
+
+def _bindings(value: Any, path: str) -> Mapping[str, CacheConfig]:
+    """``backend.cache.bindings``: binding name -> a store section of its own."""
+    if not isinstance(value, Mapping):
+        raise _type_error("a mapping of binding names to store sections", value, path)
+    parsed: dict[str, CacheConfig] = {}
+    by_env: dict[str, str] = {}
+    for name, section in value.items():
+        where = f"{path}.{name}"
+        if not isinstance(name, str) or _BINDING_NAME.fullmatch(name) is None:
+            raise ConfigError(
+                f"{name!r} is not a valid binding name: use 1-64 characters of A-Za-z0-9_- "
+                "starting with a letter or digit",
+                path=where,
+            )
+        if name == DEFAULT_BINDING:
+            raise ConfigError(
+                f"{DEFAULT_BINDING!r} is the name of backend.cache itself (the default "
+                "binding): give this binding another name",
+                path=where,
+            )
+        twin = by_env.setdefault(binding_env_name(name), name)
+        if twin != name:
+            raise ConfigError(
+                f"bindings {twin!r} and {name!r} share the environment name "
+                f"{binding_env_name(name)} (CACHEKIT_CACHE_SOCKET_<NAME>): rename one",
+                path=where,
+            )
+        if isinstance(section, Mapping):
+            for key in section:
+                if key in _MANAGER_KEYS:
+                    raise ConfigError(
+                        f"{key!r} cannot be set per binding: {_MANAGER_KEYS[key]}",
+                        path=f"{where}.{key}",
+                    )
+        parsed[name] = _parse_section(CacheConfig, section, where)
+    return MappingProxyType(parsed)
+
+
+def _no_bindings() -> Mapping[str, CacheConfig]:
+    return MappingProxyType({})
+
+
 @dataclass(frozen=True)
 class CacheConfig:
     """The whole ``backend.cache`` section. ``CacheConfig()`` is the in-memory default."""
@@ -504,16 +606,60 @@ class CacheConfig:
         "circuitBreaker", _nested(CircuitBreakerConfig), factory=CircuitBreakerConfig
     )
     metrics: MetricsConfig = _opt("metrics", _nested(MetricsConfig), factory=MetricsConfig)
+    key_layout: str = _opt("keyLayout", _choice("cachekit", "backstage"), "cachekit")
+    """``backstage``: keys as Backstage's cache writes them (:mod:`cachekit.backstage`)."""
+    value_format: str = _opt("valueFormat", _choice("cachekit", "keyv-json"), "cachekit")
+    """``keyv-json``: values as Backstage's keyv stores write them (:mod:`cachekit.backstage`)."""
+    use_redis_sets: bool | None = _opt("useRedisSets", _optional(_bool), None)
+    """Backstage's deprecated ``useRedisSets``: accepted, logged as ignored."""
     policy: PolicyConfig = _opt(_POLICY_KEYS, _policy, factory=_no_policy)
     """``plugins``, ``pluginDefaults``, ``tenants``, ``knownPlugins``: see
     :mod:`cachekit.config.policy`."""
+    bindings: Mapping[str, CacheConfig] = _opt("bindings", _bindings, factory=_no_bindings)
+    """``backend.cache.bindings``: the named bindings, each a store section of its own
+    (parsed as it is written: :meth:`binding` gives the effective config of one)."""
     connection_spec: Any = field(default=None, init=False, repr=False, compare=False)
     """The store's connection options, parsed and checked into the store's typed spec when
     the section is parsed (``None`` for stores without one): see
-    :mod:`cachekit.config.redis` and :mod:`cachekit.config.memcache`."""
+    :mod:`cachekit.config.redis`, :mod:`cachekit.config.memcache` and
+    :mod:`cachekit.config.infinispan`."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "connection_spec", _connection_spec(self))
+        for key, value in (("keyLayout", self.key_layout), ("valueFormat", self.value_format)):
+            if value != "cachekit" and self.store != "redis":
+                raise ConfigError(
+                    f"{key}: {value} shares a Redis store with Backstage: it needs store: redis",
+                    path=f"{SECTION_PATH}.{key}",
+                )
+        from cachekit.config.policy import check_grants
+
+        check_grants(self.policy, self.binding_names, SECTION_PATH)
+
+    @property
+    def binding_names(self) -> tuple[str, ...]:
+        """Every binding's name: :data:`DEFAULT_BINDING` first, then the named ones."""
+        return (DEFAULT_BINDING, *self.bindings)
+
+    def binding(self, name: str | None = None) -> CacheConfig:
+        """The store section of binding ``name`` (``None`` or ``"default"``: this section
+        itself). A named binding's section has no ``policy``, ``metrics`` or ``bindings``
+        of its own: the per-plugin limits, grants and metrics of this section apply to
+        every binding (:func:`cachekit.policy.resolve`).
+
+        :raises ConfigError: no binding of that name is configured (naming the ones that
+            are).
+        """
+        if name is None or name == DEFAULT_BINDING:
+            return self
+        try:
+            section = self.bindings[name]
+        except (KeyError, TypeError):
+            raise ConfigError(
+                f"no cache binding {name!r}; configured: {', '.join(self.binding_names)}",
+                path=f"{SECTION_PATH}.bindings",
+            ) from None
+        return section
 
     def __repr__(self) -> str:
         """The keys that differ from the defaults, passwords masked."""
@@ -528,10 +674,24 @@ class CacheConfig:
         return f"CacheConfig({', '.join(shown)})"
 
     @property
+    def ignored_options(self) -> tuple[str, ...]:
+        """Backstage options this config accepts without effect, as ``path: ignored
+        (reason)``; the manager logs each once when it is built."""
+        notes = tuple(getattr(self.connection_spec, "ignored", ()))
+        if self.use_redis_sets is not None:
+            notes = (
+                "backend.cache.useRedisSets: ignored (deprecated in Backstage; cachekit's "
+                "scoped clear finds a scope's keys without a Redis set)",
+                *notes,
+            )
+        return notes
+
+    @property
     def target(self) -> str:
         """Where the store connects, for logs and ``repr`` (no passwords):
         ``redis://:***@host:6379/0``, ``cluster h1:7000,h2:7001``, ``sentinel h:26379 master
-        mymaster``, ``h1:11211,h2:11211``, ``this process`` (memory), or ``""`` when a
+        mymaster``, ``h1:11211,h2:11211``, ``http://ispn:11222 cache 'cache'`` (infinispan),
+        ``this process`` (memory), or ``""`` when a
         custom store's config does not say."""
         spec = self.connection_spec
         if spec is not None:
@@ -554,6 +714,10 @@ def _connection_spec(config: CacheConfig) -> Any:
         from cachekit.config.memcache import parse_memcache_connection
 
         return parse_memcache_connection(config)
+    if config.store == "infinispan":
+        from cachekit.config.infinispan import parse_infinispan_connection
+
+        return parse_infinispan_connection(config)
     return None
 
 

@@ -29,7 +29,9 @@ counted twice and nothing runs between scrapes) and exports, labelled ``plugin``
 Tenants are not a label unless the manager counts per tenant
 (``backend.cache.metrics.perTenant: true``): a host with thousands of tenants would export
 thousands of series per metric. When it does, a ``tenant`` label is added (empty: the
-platform scope).
+platform scope). A manager with named bindings (``backend.cache.bindings``) adds a
+``binding`` label (``default``: ``backend.cache`` itself); one without keeps its series as
+they were.
 
 The series are bounded: past ``backend.cache.metrics.maxSeries`` scopes (default 1000), new
 ones are exported under ``plugin="other"``, ``namespace="other"`` (and ``tenant="other"``),
@@ -87,11 +89,13 @@ class CacheCollector(Collector):
 
     @property
     def labels(self) -> list[str]:
-        """The label names: ``plugin``, ``namespace``, ``store``, and ``tenant`` when the
-        manager counts per tenant."""
+        """The label names: ``plugin``, ``namespace``, ``store``, ``tenant`` when the
+        manager counts per tenant, and ``binding`` when it has named bindings."""
         names = ["plugin", "namespace", "store"]
         if self.manager.metrics.per_tenant:
             names.append("tenant")
+        if len(self.manager.bindings) > 1:
+            names.append("binding")
         return names
 
     def _families(
@@ -118,8 +122,9 @@ class CacheCollector(Collector):
         """One sample per scope and metric, read from ``manager.stats()``."""
         counters, latency, violations = self._families()
         per_tenant = self.manager.metrics.per_tenant
+        per_binding = len(self.manager.bindings) > 1
         for row in self.manager.stats():
-            values = _label_values(row, per_tenant)
+            values = _label_values(row, per_tenant, per_binding)
             for family, (name, _) in zip(counters, _COUNTERS, strict=True):
                 family.add_metric(values, getattr(row, name))
             if row.timed_calls:
@@ -131,10 +136,12 @@ class CacheCollector(Collector):
         yield violations
 
 
-def _label_values(row: StatsRow, per_tenant: bool) -> list[str]:
+def _label_values(row: StatsRow, per_tenant: bool, per_binding: bool) -> list[str]:
     values = [row.plugin, row.namespace or "", row.store]
     if per_tenant:
         values.append(row.tenant or "")
+    if per_binding:
+        values.append(row.binding)
     return values
 
 

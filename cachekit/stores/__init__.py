@@ -2,15 +2,16 @@
 
 A store is named in config in one of three ways:
 
-* a built-in name: ``memory``, ``redis``, ``valkey``, ``memcache``;
+* a built-in name: ``memory``, ``redis``, ``valkey``, ``memcache``, ``infinispan``;
 * the name of an entry point in the ``cachekit.stores`` group (a package's
   ``[project.entry-points."cachekit.stores"] mystore = "pkg.mod:MyStore"``);
 * a dotted path ``pkg.module:Class``.
 
 (or a store instance is passed to :class:`~cachekit.host.CacheManager` directly). The class
 is built with ``Class.from_config(config)`` when it has that classmethod, else with
-``Class(**config.options)``. Store modules are imported only when chosen, so a driver
-that is not installed only matters to the host that picks it.
+``Class(**config.options)``, after the options are checked against the schema of the
+provider's manifest (:mod:`cachekit.manifests`). Store modules are imported only when
+chosen, so a driver that is not installed only matters to the host that picks it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import difflib
 import importlib
 import importlib.util
 from dataclasses import dataclass
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from typing import TYPE_CHECKING, Any, Final
 
 from cachekit.errors import ConfigError
@@ -28,7 +29,16 @@ from cachekit.stores.base import BaseStore, Store
 if TYPE_CHECKING:
     from cachekit.config import CacheConfig
 
-__all__ = ["BaseStore", "Store", "check_store_name", "create_store", "store_names"]
+__all__ = [
+    "BaseStore",
+    "Store",
+    "builtin_stores",
+    "check_store_name",
+    "create_store",
+    "entry_point_stores",
+    "missing_driver",
+    "store_names",
+]
 
 ENTRY_POINT_GROUP: Final = "cachekit.stores"
 
@@ -45,13 +55,35 @@ _BUILTINS: Final = {
     "redis": _Builtin("cachekit.stores.redis:RedisStore", ("redis",), "redis"),
     "valkey": _Builtin("cachekit.stores.redis:RedisStore", ("valkey", "redis"), "valkey"),
     "memcache": _Builtin("cachekit.stores.memcache:MemcacheStore", ("pymemcache",), "memcache"),
+    "infinispan": _Builtin("cachekit.stores.infinispan:InfinispanStore", ("httpx",), "infinispan"),
 }
-_PLANNED: Final = ("infinispan",)
 
 
 def store_names() -> list[str]:
     """Built-in store names and installed entry-point names."""
     return [*_BUILTINS, *sorted(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))]
+
+
+def builtin_stores() -> list[tuple[str, str]]:
+    """``(name, "module:Class")`` of every built-in store."""
+    return [(name, builtin.target) for name, builtin in _BUILTINS.items()]
+
+
+def entry_point_stores() -> list[EntryPoint]:
+    """The installed entry points of the ``cachekit.stores`` group, by name."""
+    return sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name)
+
+
+def missing_driver(name: str) -> str:
+    """Why built-in store ``name`` cannot be used here (its driver is not installed, with
+    the ``pip install`` line), or ``""``."""
+    builtin = _BUILTINS[name]
+    if builtin.drivers and not any(_installed(d) for d in builtin.drivers):
+        return (
+            f"store {name!r} needs the {builtin.drivers[0]!r} package: "
+            f"pip install 'cachekit[{builtin.extra}]'"
+        )
+    return ""
 
 
 def check_store_name(name: str, path: str = "backend.cache.store") -> None:
@@ -65,8 +97,18 @@ def check_store_name(name: str, path: str = "backend.cache.store") -> None:
 
 
 def create_store(config: CacheConfig, path: str = "backend.cache.store") -> Store:
-    """Build (but do not connect) the store ``config.store`` names."""
+    """Build (but do not connect) the store ``config.store`` names, once its ``options``
+    pass the provider's manifest (:func:`cachekit.manifests.check_options`).
+
+    :raises ConfigError: the store cannot be resolved, or its options do not fit.
+    """
+    from cachekit.manifests import check_options
+
     cls = _resolve_class(config.store, path)
+    options_path = path.removesuffix(".store") + ".options"
+    check_options(
+        config.store, cls, config.options, options_path, builtin=config.store in _BUILTINS
+    )
     from_config = getattr(cls, "from_config", None)
     store = from_config(config) if from_config is not None else cls(**config.options)
     if not isinstance(store, Store):
@@ -83,17 +125,10 @@ def _resolve_class(name: str, path: str) -> Any:
         raise _url_as_store(name, path)
     builtin = _BUILTINS.get(name)
     if builtin is not None:
-        if builtin.drivers and not any(_installed(d) for d in builtin.drivers):
-            raise ConfigError(
-                f"store {name!r} needs the {builtin.drivers[0]!r} package: "
-                f"pip install 'cachekit[{builtin.extra}]'",
-                path=path,
-            )
+        missing = missing_driver(name)
+        if missing:
+            raise ConfigError(missing, path=path)
         return _load(builtin.target, name, path)
-    if name in _PLANNED:
-        raise ConfigError(
-            f"store {name!r} is not supported yet; known: {', '.join(store_names())}", path=path
-        )
     for ep in entry_points(group=ENTRY_POINT_GROUP, name=name):
         try:
             return ep.load()

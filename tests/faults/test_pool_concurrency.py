@@ -20,7 +20,7 @@ from cachekit import StoreError, cached, counter, rate_limit
 from cachekit.config import parse_cache_section
 from cachekit.host import CacheManager, scope
 
-STORES = ["redis", "memcache", "cluster"]
+STORES = ["redis", "memcache", "cluster", "infinispan"]
 
 
 @pytest.fixture(params=STORES)
@@ -32,6 +32,12 @@ def section(request: pytest.FixtureRequest) -> dict[str, Any]:
     if kind == "memcache":
         server = request.getfixturevalue("memcached_server")
         return {"store": "memcache", "connection": f"{server.host}:{server.port}"}
+    if kind == "infinispan":  # the fake REST server (tests/infinispan_fake.py)
+        fake = request.getfixturevalue("infinispan_fake")
+        return {
+            "store": "infinispan",
+            "infinispan": {"servers": [{"host": fake.host, "port": fake.port}]},
+        }
     cluster = request.getfixturevalue("redis_cluster")
     nodes = [{"url": url} for url in cluster.root_urls]
     return {"store": "redis", "redis": {"cluster": {"rootNodes": nodes}}}

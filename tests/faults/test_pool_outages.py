@@ -13,8 +13,6 @@ error caused by a closed socket talks about authentication.
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,10 +21,13 @@ from typing import Any
 
 import pytest
 from faults.conftest import Outcome, scaled
+from servers import pause_process, resume_process
 
 from cachekit import CacheValueError, StoreError, StoreTimeout
 from cachekit.breaker import CircuitBreaker
+from cachekit.config import parse_cache_section
 from cachekit.host import CacheManager
+from cachekit.stores.infinispan import InfinispanStore
 from cachekit.stores.memcache import MemcacheStore
 from cachekit.stores.redis import RedisStore
 from cachekit.testing import FakeClock
@@ -47,7 +48,7 @@ class Target:
     clock: FakeClock
 
     def breakers(self) -> list[CircuitBreaker]:
-        if isinstance(self.store, RedisStore):
+        if isinstance(self.store, RedisStore | InfinispanStore):
             return [self.store.breaker]
         return [n.breaker for n in self.store._nodes]
 
@@ -55,17 +56,27 @@ class Target:
         return any(b.state != "closed" for b in self.breakers())
 
     def pause(self) -> None:
-        os.kill(self.server.pid, signal.SIGSTOP)
+        pause_process(self.server.pid)
 
     def resume(self) -> None:
-        os.kill(self.server.pid, signal.SIGCONT)
+        resume_process(self.server.pid)
 
 
-@pytest.fixture(params=["redis", "memcache"])
+@pytest.fixture(params=["redis", "memcache", "infinispan"])
 def target(request: pytest.FixtureRequest) -> Iterator[Target]:
     clock = FakeClock()
     store: Any
-    if request.param == "redis":
+    if request.param == "infinispan":  # the fake REST server, a process of its own
+        server = request.getfixturevalue("private_infinispan_fake")
+        section = {
+            "store": "infinispan",
+            "infinispan": {"servers": [{"host": server.host, "port": server.port}]},
+            "timeouts": {"connect": f"{TIMEOUT}s", "operation": f"{TIMEOUT}s"},
+            "circuitBreaker": {"failureThreshold": THRESHOLD, "cooldown": f"{COOLDOWN}s"},
+        }
+        spec = parse_cache_section(section).connection_spec
+        store = InfinispanStore(spec, clock=clock)
+    elif request.param == "redis":
         server = request.getfixturevalue("private_redis_server")
         breaker = CircuitBreaker(
             "redis", failure_threshold=THRESHOLD, cooldown=COOLDOWN, clock=clock

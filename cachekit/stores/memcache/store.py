@@ -88,10 +88,8 @@ Async
 from __future__ import annotations
 
 import math
-import os
 import random
 import time
-import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
@@ -107,15 +105,16 @@ from cachekit.config.memcache import (
     parse_servers,
 )
 from cachekit.errors import CacheValueError, StoreError, StoreUnavailable
-from cachekit.keys import SEPARATOR, KeySelector, scope_of
+from cachekit.keys import KeySelector, scope_of
 from cachekit.stores.base import BaseStore
+from cachekit.stores.forks import close_in_children
 from cachekit.stores.memcache.binary import BinaryClient
 from cachekit.stores.memcache.client import STORE_NAME, ServerClient
 from cachekit.stores.memcache.generations import (
+    Heads,
     new_generation,
     scope_generation_keys,
     selector_generation_key,
-    tag,
 )
 from cachekit.stores.memcache.keys import hashed, plain, unscoped_key
 from cachekit.stores.memcache.pool import PoolBusy
@@ -149,21 +148,21 @@ _CAS_PAUSE_MAX: Final = 0.02
 # an exptime over 30 days is an absolute Unix time: this one is long past (1970-01-31),
 # so an item stored with it has already expired
 _EXPIRED: Final = RELATIVE_TTL_LIMIT + 1
-_MAX_CACHED_SCOPES: Final = 50_000  # per server; the cache is dropped when it grows past this
 _MAX_CACHED_KEYS: Final = 16_384  # locations of recently used keys, dropped likewise
 
 
 class _Node:
     """One server: its client, its breaker and its cached generation tags."""
 
-    __slots__ = ("address", "breaker", "client", "epoch", "heads")
+    __slots__ = ("address", "breaker", "client", "heads")
 
-    def __init__(self, client: ServerClient, address: str, breaker: CircuitBreaker) -> None:
+    def __init__(
+        self, client: ServerClient, address: str, breaker: CircuitBreaker, heads: Heads
+    ) -> None:
         self.address = address
         self.client = client
         self.breaker = breaker
-        self.heads: dict[str, tuple[str, float]] = {}  # scope -> ("scope + tag + :", valid until)
-        self.epoch = 0  # bumped by every clear, so a refresh racing a clear is not cached
+        self.heads = heads  # scope -> "scope + tag + :" while fresh
 
     def call(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn`` under the server's breaker. A full pool (:class:`PoolBusy`) is local
@@ -266,12 +265,13 @@ class MemcacheStore(BaseStore):
             breaker = CircuitBreaker(
                 STORE_NAME, failure_threshold=failure_threshold, cooldown=dead_retry, clock=clock
             )
-            nodes.append(_Node(client, server.address, breaker))
+            heads = Heads(generation_refresh, clock)
+            nodes.append(_Node(client, server.address, breaker, heads))
         self._nodes = tuple(nodes)
         self._ring = Ring([n.address for n in nodes]) if len(nodes) > 1 else None
         self._located: dict[str, _Location] = {}
         self._clears = 0  # bumped by every clear: cached locations from before are stale
-        _LIVE_STORES.add(self)
+        close_in_children(self)
 
     @classmethod
     def from_spec(
@@ -351,8 +351,8 @@ class MemcacheStore(BaseStore):
             scope = scope_of(key)
         except ValueError:
             return unscoped_key(key), math.inf
-        entry = node.heads.get(scope)
-        if entry is None or entry[1] <= self._clock():
+        entry = node.heads.lookup(scope)
+        if entry is None:
             entry = self._refresh(node, scope)
         head = entry[0]
         stored = head + key[len(scope) :]
@@ -360,17 +360,11 @@ class MemcacheStore(BaseStore):
 
     def _refresh(self, node: _Node, scope: str) -> tuple[str, float]:
         """Read (or create) the scope's generations on ``node``; cache the key head."""
-        epoch = node.epoch
+        epoch = node.heads.epoch
         names = scope_generation_keys(scope)
         found = node.call(node.client.get_many, names)
         values = [found.get(name) or self._create_generation(node, name) for name in names]
-        entry = (scope + tag(values) + SEPARATOR, self._clock() + self.generation_refresh)
-        if node.epoch == epoch:
-            heads = node.heads
-            if len(heads) >= _MAX_CACHED_SCOPES:
-                heads.clear()
-            heads[scope] = entry
-        return entry
+        return node.heads.keep(scope, values, epoch)
 
     def _create_generation(self, node: _Node, name: str) -> bytes:
         for _ in range(_INCR_ATTEMPTS):
@@ -603,11 +597,7 @@ class MemcacheStore(BaseStore):
                 node.call(node.client.set, name, new_generation(), 0)
             except StoreError as exc:
                 errors.append(exc)
-            node.epoch += 1  # after the write: a refresh that read the old value is not kept
-            heads = node.heads
-            for scope in list(heads):
-                if selector.matches(scope):
-                    heads.pop(scope, None)
+            node.heads.cleared(selector)  # after the write: a read of the old value is not kept
         self._clears += 1
         self._raise_first(errors, "clear")
 
@@ -663,17 +653,3 @@ class MemcacheStore(BaseStore):
             f"(the others answered): {error}",
             store=self.name,
         ) from error
-
-
-# A forked child must not share its parent's sockets: it closes its copies (the parent's
-# connections stay open) and opens its own on first use.
-_LIVE_STORES: weakref.WeakSet[MemcacheStore] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    for store in list(_LIVE_STORES):
-        store.close()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -9,6 +9,7 @@ raw ``bytes`` replies and :data:`PROTOCOL`.
 
 from __future__ import annotations
 
+import importlib
 from typing import Any, Final
 
 from cachekit.config.redis import RedisConnectionSpec
@@ -70,6 +71,7 @@ class ClientFactory:
             return cluster(
                 startup_nodes=[node(host, port) for host, port in spec.nodes],
                 **d.cluster_options(asynchronous=asynchronous),
+                **(_replica_reads(d) if spec.replica_reads else {}),
                 **common,
             )
         retry = d.no_retry(asynchronous=asynchronous)
@@ -90,6 +92,17 @@ class ClientFactory:
         )
         class_option = {f"{d.module}_class": client_class}  # redis_class / valkey_class
         return manager.master_for(spec.master_name, **class_option)
+
+
+def _replica_reads(driver: Driver) -> dict[str, Any]:
+    """Cluster-client arguments that spread reads over primaries and replicas (Backstage's
+    ``useReplicas``): redis-py's load-balancing strategy, or valkey-py's older flag."""
+    strategies = getattr(
+        importlib.import_module(f"{driver.module}.cluster"), "LoadBalancingStrategy", None
+    )
+    if strategies is None:
+        return {"read_from_replicas": True}
+    return {"load_balancing_strategy": strategies.ROUND_ROBIN}
 
 
 def close_sync_client(client: Any) -> None:

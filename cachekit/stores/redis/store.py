@@ -74,7 +74,7 @@ from typing import TYPE_CHECKING, Any, Final, NamedTuple, TypeAlias
 from cachekit.breaker import CircuitBreaker
 from cachekit.config.redis import DEFAULT_MAX_CONNECTIONS, RedisConnectionSpec, parse_url
 from cachekit.errors import CachekitError, ConfigError, StoreError, StoreTimeout
-from cachekit.keys import KeySelector, scope_of
+from cachekit.keys import KeySelector
 from cachekit.steps import Steps, arun, run
 from cachekit.stores.base import BaseStore
 from cachekit.stores.gate import Gate
@@ -573,13 +573,13 @@ class RedisStore(BaseStore):
 
     def _count_scopes(self, selector: KeySelector) -> Steps[Step, dict[str, int]]:
         counts: dict[str, int] = {}
-        skip, size = len(selector.prefix), self.clear_batch_size
+        size = self.clear_batch_size
         keys = yield Scan(selector.glob(), size)
         while batch := (yield Take(keys, size)):
             for raw in batch:
                 key = raw.decode("utf-8", "surrogateescape")
                 if selector.matches(key):
-                    scope = scope_of(key, skip)
+                    scope = selector.scope_of(key)
                     counts[scope] = counts.get(scope, 0) + 1
         return counts
 
