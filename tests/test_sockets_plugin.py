@@ -14,11 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from servers import RedisServer
 from sockets_host import HostLoop
 
+from cachekit import CachePolicyError, ConfigError
 from cachekit.host import CacheManager
-from cachekit.sockets import PluginProcess, SocketBinding, launch, socket_binding
+from cachekit.sockets import PluginProcess, SocketBinding, launch, socket_binding, socket_bindings
 
 SCRIPT = str(Path(__file__).parent / "plugin_process.py")
 
@@ -92,59 +94,96 @@ def host() -> Iterator[HostLoop]:
 
 
 @pytest.fixture
-def redis_manager(host: HostLoop, redis_server: RedisServer) -> Iterator[CacheManager]:
-    """A Redis manager whose async client lives on the host loop (closed there)."""
-    manager = CacheManager.from_url(redis_server.url + "?namespace=sockets-test")
+def manager(host: HostLoop, redis_server: RedisServer) -> Iterator[CacheManager]:
+    """The host's manager: ``backend.cache`` in memory, a named binding ``sessions`` on
+    Redis (default TTL 1 hour), granted to plugin ``reports``. Its async Redis client
+    lives on the host loop (closed there)."""
+    manager = CacheManager.from_section(
+        {
+            "bindings": {
+                "sessions": {
+                    "store": "redis",
+                    "connection": redis_server.url,
+                    "defaultTtl": "1h",
+                    "redis": {"client": {"namespace": "sockets-test"}},
+                }
+            },
+            "plugins": {"reports": {"bindings": ["sessions"]}},
+            "knownPlugins": ["reports", "catalog"],
+        }
+    )
     yield manager
     manager.clear(plugin="reports")
-    host.run(manager.store.aclose())
-    manager.store.close()
+    host.run(manager.binding("sessions").store.aclose())
+    manager.close()
 
 
 @pytest.fixture
-def two_bindings(
-    host: HostLoop, redis_manager: CacheManager
-) -> Iterator[tuple[Plugin, CacheManager]]:
-    """Plugin ``reports`` with a memory binding ``default`` and a Redis one ``sessions``;
-    its environment holds a stale CACHEKIT_CACHE_SOCKET the launcher must not pass on."""
-    memory = CacheManager()
-    bindings = {
-        "default": socket_binding(memory, "reports"),
-        "sessions": socket_binding(redis_manager, "reports"),
-    }
+def two_bindings(host: HostLoop, manager: CacheManager) -> Iterator[Plugin]:
+    """Plugin ``reports`` launched with every binding it is granted (memory ``default``,
+    Redis ``sessions``); its environment holds a stale CACHEKIT_CACHE_SOCKET the launcher
+    must not pass on."""
     env = dict(os.environ, CACHEKIT_CACHE_SOCKET="/nonexistent/stale.sock")
-    plugin = start_plugin(host, "reports", bindings, env=env)
-    yield plugin, memory
+    plugin = start_plugin(host, "reports", socket_bindings(manager, "reports"), env=env)
+    yield plugin
     plugin.stop()
 
 
 def test_each_tenant_sees_only_its_own_data_in_each_binding(
-    two_bindings: tuple[Plugin, CacheManager], redis_manager: CacheManager
+    two_bindings: Plugin, manager: CacheManager
 ) -> None:
     """Writes for acme and globex through the memory and the Redis binding read back per
-    tenant and binding, and land in the host's scope of (reports, tenant) of that store."""
-    plugin, memory = two_bindings
+    tenant and binding, and land in the host's scope of (reports, tenant) of that binding."""
+    plugin = two_bindings
     for binding in ("default", "sessions"):
         for tenant in ("acme", "globex"):
             value = {"tenant": tenant, "binding": binding}
             plugin.ok(cmd="set", binding=binding, tenant=tenant, key="profile", value=value)
-    for binding, manager in (("default", memory), ("sessions", redis_manager)):
+    for binding in ("default", "sessions"):
         for tenant in ("acme", "globex"):
             expected = {"tenant": tenant, "binding": binding}
             assert plugin.ok(cmd="get", binding=binding, tenant=tenant, key="profile") == expected
-            assert manager.for_plugin("reports", tenant).get("profile") == expected
+            host_side = manager.for_plugin("reports", tenant, binding=binding)
+            assert host_side.get("profile") == expected
         assert plugin.ok(cmd="get", binding=binding, tenant="initech", key="profile") is None
         assert plugin.ok(cmd="get", binding=binding, key="profile") is None  # platform scope
         assert manager.for_plugin("catalog", "acme").get("profile") is None
 
 
+def test_a_named_bindings_default_ttl_applies_to_the_plugins_writes(
+    two_bindings: Plugin, manager: CacheManager, redis_server: RedisServer
+) -> None:
+    """A write without a TTL through ``sessions`` gets that binding's defaultTtl (1 hour),
+    as the host's own caches do."""
+    two_bindings.ok(cmd="set", binding="sessions", tenant="acme", key="s", value=1)
+    key = manager.full_key(manager.for_plugin("reports", "acme", binding="sessions"), "s")
+    client = redis.Redis(host=redis_server.host, port=redis_server.port)
+    try:
+        assert 3500 < client.ttl(key) <= 3600
+    finally:
+        client.close()
+
+
+def test_socket_bindings_are_the_granted_ones_and_checked(manager: CacheManager) -> None:
+    """socket_bindings serves what the host grants; a binding not granted, or one that
+    stores another value format, is refused when the host builds it."""
+    assert list(socket_bindings(manager, "reports")) == ["default", "sessions"]
+    assert list(socket_bindings(manager, "catalog")) == ["default"]
+    with pytest.raises(CachePolicyError, match="sessions"):
+        socket_binding(manager, "catalog", "sessions")
+    bs = {"store": "redis", "connection": "redis://127.0.0.1:1", "valueFormat": "keyv-json"}
+    keyv = CacheManager.from_section({"bindings": {"bs": bs}})  # connects to nothing
+    with pytest.raises(ConfigError, match="keyv-json"):
+        socket_binding(keyv, "reports", "bs")
+
+
 def test_with_two_bindings_only_the_named_variables_are_set(
-    two_bindings: tuple[Plugin, CacheManager],
+    two_bindings: Plugin,
 ) -> None:
     """The plugin sees CACHEKIT_CACHE_SOCKET_DEFAULT and _SESSIONS and no
     CACHEKIT_CACHE_SOCKET (not even the stale one of the host's environment), so asking
     for "the" cache is an error naming both."""
-    plugin, _memory = two_bindings
+    plugin = two_bindings
     env = plugin.ok(cmd="env")
     sockets = sorted(k for k in env if k.startswith("CACHEKIT_CACHE_SOCKET"))
     assert sockets == ["CACHEKIT_CACHE_SOCKET_DEFAULT", "CACHEKIT_CACHE_SOCKET_SESSIONS"]
@@ -183,10 +222,10 @@ def test_sockets_are_private_and_removed_when_the_plugin_exits(host: HostLoop) -
 
 
 def test_cached_works_in_the_plugin_process_per_tenant(
-    two_bindings: tuple[Plugin, CacheManager],
+    two_bindings: Plugin,
 ) -> None:
     """@cached under cachekit.plugin.scope computes once per tenant and binding, then hits."""
-    plugin, _memory = two_bindings
+    plugin = two_bindings
     first = plugin.ok(cmd="report", binding="sessions", tenant="acme", number=7)
     assert plugin.ok(cmd="report", binding="sessions", tenant="acme", number=7) == first
     other = plugin.ok(cmd="report", binding="sessions", tenant="globex", number=7)

@@ -9,7 +9,13 @@
 
 from cachekit.sockets.launcher import PluginProcess, launch, socket_environment
 from cachekit.sockets.protocol import Code
-from cachekit.sockets.server import BindingServer, BytesCodec, SocketBinding, socket_binding
+from cachekit.sockets.server import (
+    BindingServer,
+    BytesCodec,
+    SocketBinding,
+    socket_binding,
+    socket_bindings,
+)
 
 __all__ = [
     "BindingServer",
@@ -19,5 +25,6 @@ __all__ = [
     "SocketBinding",
     "launch",
     "socket_binding",
+    "socket_bindings",
     "socket_environment",
 ]

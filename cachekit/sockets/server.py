@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from cachekit.cache import Cache
 from cachekit.codec import Codec
-from cachekit.errors import CacheValueError
+from cachekit.errors import CacheValueError, ConfigError
 from cachekit.keys import ANY
 from cachekit.resolvers import DEFAULT_ID_PATTERN
 from cachekit.sockets.protocol import (
@@ -46,7 +46,7 @@ from cachekit.sockets.protocol import (
 if TYPE_CHECKING:
     from cachekit.manager import CacheManager
 
-__all__ = ["BindingServer", "BytesCodec", "SocketBinding", "socket_binding"]
+__all__ = ["BindingServer", "BytesCodec", "SocketBinding", "socket_binding", "socket_bindings"]
 
 log = logging.getLogger("cachekit")
 
@@ -93,13 +93,33 @@ class SocketBinding:
     label: str = "binding"
 
 
-def socket_binding(manager: CacheManager, plugin: str) -> SocketBinding:
-    """The :class:`SocketBinding` of ``plugin`` on ``manager``'s store."""
+def socket_binding(manager: CacheManager, plugin: str, binding: str | None = None) -> SocketBinding:
+    """The :class:`SocketBinding` of ``plugin`` on ``manager``'s binding ``binding``
+    (``None``: the default binding).
+
+    :raises ConfigError: no such binding, or one whose values are not cachekit's
+        (``valueFormat: keyv-json``: a plugin process writes cachekit's codec bytes).
+    :raises CachePolicyError: the host does not grant ``plugin`` that binding.
+    """
+    chosen = manager.binding(binding)
+    if chosen.codec is not None:
+        raise ConfigError(
+            f"binding {chosen.name!r} stores values as {chosen.config.value_format}: a "
+            "binding socket serves the bytes a plugin process encodes with cachekit's codec; "
+            "serve the plugin another binding"
+        )
+    manager.for_plugin(plugin, binding=binding)  # the grant, checked now rather than per call
     return SocketBinding(
-        partial(manager.for_plugin, plugin, codec=BYTES),
-        inline=not getattr(manager.store, "blocking", True),
-        label=f"plugin {plugin!r} on {manager.store_name}",
+        partial(manager.for_plugin, plugin, binding=binding, codec=BYTES),
+        inline=not getattr(chosen.store, "blocking", True),
+        label=f"plugin {plugin!r}, binding {chosen.name!r} ({chosen.store_name})",
     )
+
+
+def socket_bindings(manager: CacheManager, plugin: str) -> dict[str, SocketBinding]:
+    """A :class:`SocketBinding` for every binding ``manager`` grants ``plugin`` (the
+    default one first): what :func:`~cachekit.sockets.launch` serves a plugin process."""
+    return {name: socket_binding(manager, plugin, name) for name in manager.granted(plugin)}
 
 
 _SYNC: dict[str, Callable[..., Any]] = {
@@ -187,7 +207,10 @@ class BindingServer:
         if cache is not None:
             return cache
         scope_tenant = self._tenant(tenant)
-        cache = self.binding.cache_for(scope_tenant)
+        try:
+            cache = self.binding.cache_for(scope_tenant)
+        except ConfigError as exc:  # a tenant where the binding's layout has none
+            raise BadFrame(Code.BAD_TENANT, str(exc)) from None
         if namespace is not None:
             cache = cache.namespace(namespace)
         if len(self._caches) >= _MAX_CACHES:
