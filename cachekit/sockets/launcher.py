@@ -2,12 +2,12 @@
 
 ::
 
-    from cachekit.sockets import launch, socket_binding
+    from cachekit.sockets import launch, socket_bindings
 
     plugin = await launch(
         ["python", "-m", "reports_plugin"],
         plugin="reports",
-        bindings={"default": socket_binding(manager, "reports")},
+        bindings=socket_bindings(manager, "reports"),   # every binding granted to it
     )
     ...
     await plugin.stop()            # or `async with await launch(...) as plugin:`
