@@ -298,11 +298,20 @@ class CacheManager:
         return resolve_policy(self.config, plugin_id, tenant).granted
 
     def for_plugin(
-        self, plugin_id: str, tenant: str | None = None, *, binding: str | None = None
+        self,
+        plugin_id: str,
+        tenant: str | None = None,
+        *,
+        binding: str | None = None,
+        codec: Codec | None = None,
     ) -> Cache:
         """The cache of ``plugin_id`` for ``tenant`` (``None``: the platform scope) on
         ``binding`` (``None``: the default binding), under the scope's policy
         (:func:`cachekit.policy.resolve`, worked out here, once per cache).
+
+        ``codec`` replaces the manager's for this cache: the binding sockets pass one that
+        takes and returns the bytes a plugin process encoded
+        (:class:`cachekit.sockets.server.BytesCodec`).
 
         :raises CacheKeyError: an id is empty or not a ``str``.
         :raises CachePolicyError: the plugin is not granted ``binding`` (naming the plugin,
@@ -321,7 +330,7 @@ class CacheManager:
             plugin=plugin_id,
             tenant=tenant,
             default_ttl=policy.default_ttl,
-            codec=chosen.codec if chosen.codec is not None else self.codec,
+            codec=codec if codec is not None else chosen.codec or self.codec,
             keyspace=chosen.keyspace,
             metrics=chosen.metrics,
             policy=policy,
