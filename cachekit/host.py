@@ -40,6 +40,7 @@ from cachekit.context import (
     set_default_manager,
 )
 from cachekit.manager import CacheBinding, CacheManager
+from cachekit.sockets import launch, socket_bindings
 from cachekit.wsgi import CacheMiddleware as WSGICacheMiddleware
 
 __all__ = [
@@ -54,6 +55,8 @@ __all__ = [
     "WSGICacheMiddleware",
     "active_manager",
     "get_default_manager",
+    "launch",
     "scope",
     "set_default_manager",
+    "socket_bindings",
 ]

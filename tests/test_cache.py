@@ -71,6 +71,8 @@ def test_host_api_is_pinned() -> None:
     assert set(cachekit.host.__all__) == {
         "Cache",
         "CacheBinding",
+        "launch",
+        "socket_bindings",
         "CacheConfig",
         "CacheManager",
         "CacheMiddleware",
