@@ -19,6 +19,7 @@ from servers import (
     running_servers,
     stop_all,
 )
+from sockets_host import HostLoop
 
 # ============================================================================================
 # Real server fixtures (see tests/servers.py)
@@ -217,3 +218,12 @@ def anyio_backend() -> str:
     """``@pytest.mark.anyio`` tests run on asyncio, the loop cachekit's async API targets
     (anyio 3, which old Starlette releases pull in, would run each on trio as well)."""
     return "asyncio"
+
+
+@pytest.fixture
+def host() -> Iterator[HostLoop]:
+    """A host serving plugin sockets from an asyncio loop in a thread (tests/sockets_host.py);
+    the socket contract tests keep one per module."""
+    loop = HostLoop()
+    yield loop
+    loop.close()

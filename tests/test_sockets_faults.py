@@ -24,13 +24,6 @@ from cachekit.sockets import BindingServer, Code, socket_binding
 
 
 @pytest.fixture
-def host() -> Iterator[HostLoop]:
-    loop = HostLoop()
-    yield loop
-    loop.close()
-
-
-@pytest.fixture
 def memory() -> CacheManager:
     return CacheManager()
 

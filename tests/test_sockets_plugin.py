@@ -87,13 +87,6 @@ def start_plugin(
 
 
 @pytest.fixture
-def host() -> Iterator[HostLoop]:
-    loop = HostLoop()
-    yield loop
-    loop.close()
-
-
-@pytest.fixture
 def manager(host: HostLoop, redis_server: RedisServer) -> Iterator[CacheManager]:
     """The host's manager: ``backend.cache`` in memory, a named binding ``sessions`` on
     Redis (default TTL 1 hour), granted to plugin ``reports``. Its async Redis client

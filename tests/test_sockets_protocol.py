@@ -4,7 +4,6 @@ test vectors in both directions, and every refusal a request can get."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import msgpack
@@ -30,13 +29,6 @@ def vectors() -> list[tuple[str, bytes, bytes]]:
         elif line.startswith("< "):
             out.append((comment, request, bytes.fromhex(line[2:])))
     return out
-
-
-@pytest.fixture
-def host() -> Iterator[HostLoop]:
-    loop = HostLoop()
-    yield loop
-    loop.close()
 
 
 def test_the_document_has_vectors_for_every_op_and_error_the_host_answers() -> None:

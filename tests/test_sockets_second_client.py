@@ -17,13 +17,6 @@ from cachekit.sockets import BindingServer, socket_binding
 
 
 @pytest.fixture
-def host() -> Iterator[HostLoop]:
-    loop = HostLoop()
-    yield loop
-    loop.close()
-
-
-@pytest.fixture
 def served(host: HostLoop, tmp_path: Path) -> Iterator[tuple[CacheManager, str]]:
     """A memory manager whose plugin ``reports`` is served on a socket."""
     manager = CacheManager()
