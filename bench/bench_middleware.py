@@ -37,12 +37,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
-import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -51,9 +46,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from harness import Case, run_rounds  # noqa: E402  # bench/ is on sys.path when run as a script
+from http_load import Client, ServerProcess, serve_uvicorn  # noqa: E402
 
 PATH = "/api/catalog/"
-REQUEST = f"GET {PATH} HTTP/1.1\r\nHost: bench\r\nX-Tenant-ID: acme\r\n\r\n".encode()
+TENANT = "X-Tenant-ID: acme\r\n"
 TARGET = 0.97
 
 
@@ -63,83 +59,9 @@ TARGET = 0.97
 def serve(variant: str) -> None:
     """Serve the example app (bare or with CacheMiddleware) on a free loopback port and
     print the port."""
-    import uvicorn
-
     from examples.starlette_app.app import create_app
 
-    app = create_app(cache_middleware=variant == "cache")
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(128)
-    print(sock.getsockname()[1], flush=True)
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
-    uvicorn.Server(config).run(sockets=[sock])
-
-
-class Server:
-    """One ``--serve`` subprocess, optionally pinned to a CPU; stopped by PID."""
-
-    def __init__(self, variant: str, cpu: str) -> None:
-        command = [sys.executable, __file__, "--serve", variant]
-        if cpu != "none" and shutil.which("taskset"):
-            command = ["taskset", "-c", cpu, *command]
-        self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=ROOT)
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not re.fullmatch(r"\d+\n", line):
-            self.stop()
-            raise RuntimeError(f"the {variant} server did not start (printed {line!r})")
-        self.port = int(line)
-
-    def cpu_seconds(self) -> float:
-        """User + system CPU time the server process has used (Linux /proc)."""
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-
-
-# --- client side ------------------------------------------------------------------------------
-
-
-class Client:
-    """A minimal HTTP/1.1 keep-alive client: send one request, read one response."""
-
-    def __init__(self, port: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port))
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.buffer = b""
-
-    def request(self) -> None:
-        self.sock.sendall(REQUEST)
-        data = self.buffer
-        while (end := data.find(b"\r\n\r\n")) == -1:
-            data += self._recv()
-        head = data[:end]
-        if not head.startswith(b"HTTP/1.1 200 "):
-            raise RuntimeError(f"unexpected response: {head!r}")
-        match = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
-        assert match is not None, head
-        total = end + 4 + int(match.group(1))
-        while len(data) < total:
-            data += self._recv()
-        self.buffer = data[total:]
-
-    def _recv(self) -> bytes:
-        chunk = self.sock.recv(65536)
-        if not chunk:
-            raise RuntimeError("server closed the connection")
-        return chunk
-
-    def close(self) -> None:
-        self.sock.close()
+    serve_uvicorn(create_app(cache_middleware=variant == "cache"))
 
 
 def main() -> None:
@@ -158,8 +80,8 @@ def main() -> None:
     client_cpu = args.client_cpu or args.cpu
     if client_cpu != "none" and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {int(client_cpu)})
-    servers = {variant: Server(variant, args.cpu) for variant in ("bare", "cache")}
-    clients = {variant: Client(server.port) for variant, server in servers.items()}
+    servers = {v: ServerProcess(__file__, v, args.cpu) for v in ("bare", "cache")}
+    clients = {v: Client(server.port, PATH, headers=TENANT) for v, server in servers.items()}
     try:
         cases = [
             Case("bare app", clients["bare"].request),

@@ -31,12 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
-import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -48,6 +43,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from harness import Case, run_rounds  # noqa: E402  # bench/ is on sys.path when run as a script
+from http_load import Client, ServerProcess, serve_uvicorn  # noqa: E402
 
 TARGET_HIT = 0.85
 
@@ -76,7 +72,6 @@ def serve(store_url: str) -> None:
     import contextlib
     from collections.abc import AsyncIterator
 
-    import uvicorn
     from fastapi import FastAPI
     from fastapi_cache import FastAPICache
     from fastapi_cache.backends.inmemory import InMemoryBackend
@@ -131,82 +126,7 @@ def serve(store_url: str) -> None:
         manage_store=False,
         responses={"/prefix": response_cache(3600)},
     )
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(128)
-    print(sock.getsockname()[1], flush=True)
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
-    uvicorn.Server(config).run(sockets=[sock])
-
-
-class Server:
-    """The ``--serve`` subprocess, optionally pinned to a CPU; stopped by PID."""
-
-    def __init__(self, store_url: str, cpu: str) -> None:
-        command = [sys.executable, __file__, "--serve", store_url]
-        if cpu != "none" and shutil.which("taskset"):
-            command = ["taskset", "-c", cpu, *command]
-        self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=ROOT)
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not re.fullmatch(r"\d+\n", line):
-            self.stop()
-            raise RuntimeError(f"the server did not start (printed {line!r})")
-        self.port = int(line)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-
-
-# --- client side ------------------------------------------------------------------------------
-
-
-class Client:
-    """A minimal HTTP/1.1 keep-alive client for one request line: send it, read one response
-    and check its status."""
-
-    def __init__(self, port: int, path: str, status: int = 200, headers: str = "") -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port))
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.buffer = b""
-        self.status = f"HTTP/1.1 {status} ".encode()
-        self.line = f"GET {path} HTTP/1.1\r\nHost: bench\r\n{headers}\r\n".encode()
-        self.head = b""
-
-    def request(self) -> None:
-        self.sock.sendall(self.line)
-        data = self.buffer
-        while (end := data.find(b"\r\n\r\n")) == -1:
-            data += self._recv()
-        head = data[:end]
-        if not head.startswith(self.status):
-            raise RuntimeError(f"unexpected response: {head!r}")
-        match = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
-        length = int(match.group(1)) if match and not head.startswith(b"HTTP/1.1 304") else 0
-        total = end + 4 + length
-        while len(data) < total:
-            data += self._recv()
-        self.head, self.buffer = head, data[total:]
-
-    def header(self, name: str) -> str:
-        match = re.search(rb"(?i)\r\n" + name.encode() + rb": *([^\r]*)", self.head)
-        assert match is not None, (name, self.head)
-        return match.group(1).decode()
-
-    def _recv(self) -> bytes:
-        chunk = self.sock.recv(65536)
-        if not chunk:
-            raise RuntimeError("server closed the connection")
-        return chunk
-
-    def close(self) -> None:
-        self.sock.close()
+    serve_uvicorn(app)
 
 
 def main() -> None:
@@ -231,7 +151,7 @@ def main() -> None:
 
         redis_server = RedisServer("redis-server", workdir=Path(tempfile.mkdtemp())).start()
         store_url = redis_server.url
-    server = Server(store_url, args.cpu)
+    server = ServerProcess(__file__, store_url, args.cpu)
     clients: list[Client] = []
     try:
         precomputed = Client(server.port, "/precomputed")
