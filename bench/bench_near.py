@@ -156,8 +156,7 @@ def cached_sync_cases(url: str) -> list[Case]:
     ]
 
 
-def cached_async_cases(url: str, loop: asyncio.AbstractEventLoop) -> list[Case]:
-    peer = CashewsCache()
+def cached_async_cases(url: str, loop: asyncio.AbstractEventLoop, peer: CashewsCache) -> list[Case]:
     peer.setup(f"{url}?client_side=true&socket_timeout=0.5&socket_connect_timeout=0.25")
     via_cashews = peer(ttl="5m")(aload)
     ours = cached(namespace="bench-async", ttl=300)(aload)
@@ -223,14 +222,17 @@ def run(url: str) -> None:
         run_rounds(sync_cases, rounds=ROUNDS, ops=OPS * 10)
         results.append(report("sync @cached hit", sync_cases))
         loop = asyncio.new_event_loop()
-        async_cases = cached_async_cases(url, loop)
+        peer = CashewsCache()
+        async_cases = cached_async_cases(url, loop, peer)
         run_rounds(async_cases, rounds=ROUNDS, ops=OPS * 10)
         results.append(report("async @cached hit", async_cases))
+        loop.run_until_complete(peer.close())
         loop.close()
     results.append(targets([*cases, *sync_cases, *async_cases]))
     print("\n\n".join(results))
-    for row in near.stats():
-        print(row)
+    hits = sum(row.near_hits for row in near.stats())
+    misses = sum(row.near_misses for row in near.stats())
+    print(f"\nnear cache: {hits:,} hits, {misses:,} misses")
     near.close()
     plain.close()
 
