@@ -26,6 +26,7 @@ from cachekit.keys import ANY, KeySelector, KeySpace, check_key, unencodable_key
 from cachekit.metrics import Metrics
 from cachekit.policy import Policy, PolicyStore
 from cachekit.shapes import Shape, as_shape, untyped
+from cachekit.stores.near import NearStore
 
 if TYPE_CHECKING:
     from cachekit.stores.base import Store
@@ -94,7 +95,9 @@ class Cache:
     Direct calls raise :class:`~cachekit.errors.StoreError` subclasses when the store
     fails: a failed write never looks like success. A cache from a manager follows its
     scope's policy (:mod:`cachekit.policy`): an operation the plugin may not use raises
-    :class:`~cachekit.errors.CachePolicyError` before any I/O.
+    :class:`~cachekit.errors.CachePolicyError` before any I/O. Reads go through the
+    binding's near cache when it has one (:mod:`cachekit.near`; ``near=False``, or
+    :meth:`exact`: never).
     """
 
     __slots__ = (
@@ -131,6 +134,7 @@ class Cache:
         metrics: Metrics | None = None,
         policy: Policy | None = None,
         binding: str = DEFAULT_BINDING,
+        near: bool = True,
     ) -> None:
         self._binding = binding
         self._codec = codec if codec is not None else Codec()
@@ -142,6 +146,9 @@ class Cache:
         self._prefix = self._keyspace.scope_prefix(plugin, tenant, namespace)
         self._metrics = metrics if metrics is not None else Metrics()
         self._stats = self._metrics.slot(plugin, tenant, namespace, store.name)
+        if isinstance(store, NearStore):  # the binding's near cache (cachekit.near)
+            override = None if policy is None else policy.near_cache
+            store = store.view(plugin, self._stats, override) if near else store.exact
         # The policy's pieces, chosen once (cachekit.policy): reads go to `_store`, the
         # store itself unless reads are refused or the plugin is disabled, so a read pays
         # nothing for a policy; every other call goes to `_ops`, the store as the policy
@@ -224,6 +231,15 @@ class Cache:
     def with_options(self, *, default_ttl: TTL | None) -> Cache:
         """A view of the same scope with another default TTL (``None`` or ``0``: no expiry)."""
         return self._copy(default_ttl=default_ttl)
+
+    def exact(self) -> Cache:
+        """This scope reading the store itself, never the binding's near cache
+        (``nearCache``): for a read that must see a write another process made a moment
+        ago. Counters and rate limits always read this way. Without a near cache: this
+        cache itself."""
+        if not isinstance(self._store, NearStore) or self._store is self._store.exact:
+            return self
+        return self._copy(near=False)
 
     def _copy(self, **changes: Any) -> Cache:
         args: dict[str, Any] = {

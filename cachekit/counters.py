@@ -135,7 +135,7 @@ class Counter(Generic[R]):
         )
 
     def _cache(self) -> Cache:
-        return self._lookup(self.namespace)
+        return self._lookup(self.namespace).exact()  # counts are read exact, never near
 
     @staticmethod
     def _int(value: Any) -> int:
@@ -364,7 +364,7 @@ class RateLimit:
         )
 
     def _cache(self) -> Cache:
-        return self._lookup(RATE_LIMIT_NAMESPACE)
+        return self._lookup(RATE_LIMIT_NAMESPACE).exact()
 
     # --- shared, I/O-free steps ---------------------------------------------------------
 

@@ -18,7 +18,7 @@ import logging
 import os
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
-from typing import Any, Self
+from typing import Any, Self, cast
 
 from cachekit.backstage import BackstageCache, KeyvJsonCodec, layout_for
 from cachekit.cache import Cache
@@ -30,9 +30,11 @@ from cachekit.config.url import parse_cache_url
 from cachekit.errors import CacheKeyError, ConfigError
 from cachekit.keys import ANY, KeySelector, KeySpace
 from cachekit.metrics import Metrics, StatsRow
+from cachekit.near import NearCache, near_settings
 from cachekit.policy import check_plugins
 from cachekit.policy import resolve as resolve_policy
 from cachekit.stores import Store, create_store
+from cachekit.stores.near import NearStore, tracking_for
 
 __all__ = ["DEFAULT_BINDING", "CacheBinding", "CacheManager"]
 
@@ -58,6 +60,9 @@ class CacheBinding:
     :ivar codec: its own value codec (``valueFormat: keyv-json``), or ``None``: the
         manager's.
     :ivar metrics: the counters of its caches (rows carry ``binding``).
+    :ivar near: its near cache (``nearCache``; :mod:`cachekit.near`), or ``None``; its
+        ``store`` is then a :class:`~cachekit.stores.near.NearStore` in front of the one
+        configured.
     :ivar store_name: the store's name (``redis``, ``memory``, ...).
     :ivar target: where the store connects, passwords masked.
     """
@@ -69,6 +74,7 @@ class CacheBinding:
         "keyspace",
         "metrics",
         "name",
+        "near",
         "store",
         "store_name",
         "target",
@@ -85,6 +91,11 @@ class CacheBinding:
         self.config = config
         path = SECTION_PATH if name == DEFAULT_BINDING else f"{SECTION_PATH}.bindings.{name}"
         self.store: Store = store if store is not None else create_store(config, f"{path}.store")
+        self.near: NearCache | None = None
+        settings = near_settings(config, path)
+        if settings is not None:  # hot entries in process memory (cachekit.near)
+            self.near = NearCache(settings, start_tracking=tracking_for(self.store))
+            self.store = cast("Store", NearStore(self.store, self.near))
         self.keyspace: KeySpace = KeySpace(self.store.key_prefix)
         self.cache_class: type[Cache] = Cache
         # Backstage's layout and value format (cachekit.backstage), chosen here once
@@ -107,7 +118,8 @@ class CacheBinding:
         ``redis store at redis://:***@cache:6379/0``."""
         if self.store_name == "memory":
             return f"memory store ({_PER_PROCESS})"
-        return f"{self.store_name} store at {self.target}"
+        near = "" if self.near is None else f", {self.near.settings.describe()}"
+        return f"{self.store_name} store at {self.target}{near}"
 
 
 class CacheManager:

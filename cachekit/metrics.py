@@ -41,11 +41,28 @@ _log = logging.getLogger(__name__)
 class OpStats:
     """Mutable counters of one (plugin, tenant-or-None, namespace, store)."""
 
-    __slots__ = ("deletes", "errors", "hits", "latency", "misses", "sets", "timed", "violations")
+    __slots__ = (
+        "deletes",
+        "errors",
+        "hits",
+        "latency",
+        "misses",
+        "near_evictions",
+        "near_hits",
+        "near_invalidations",
+        "near_misses",
+        "sets",
+        "timed",
+        "violations",
+    )
 
     def __init__(self) -> None:
         self.hits = 0
         self.misses = 0
+        self.near_hits = 0  # reads the near cache served (cachekit.near); part of hits
+        self.near_misses = 0  # reads through the near cache that went to the store
+        self.near_evictions = 0  # held entries dropped for room or past their ttl
+        self.near_invalidations = 0  # held entries dropped because the key changed
         self.sets = 0
         self.deletes = 0
         self.errors = 0
@@ -80,6 +97,15 @@ class StatsRow:
     ``operations``; see :mod:`cachekit.policy`); only limits that were hit appear."""
     binding: str = "default"
     """The binding whose store served these calls (``backend.cache.bindings``)."""
+    near_hits: int = 0
+    """Reads the binding's near cache served from process memory (part of ``hits``)."""
+    near_misses: int = 0
+    """Reads through the near cache that went to the store."""
+    near_evictions: int = 0
+    """Entries the near cache dropped for room (``maxEntries``/``maxBytes``) or ttl."""
+    near_invalidations: int = 0
+    """Entries the near cache dropped because their key changed (a write anywhere, a
+    ``clear``, an expiry in the store)."""
 
     @property
     def hit_ratio(self) -> float | None:
@@ -181,6 +207,10 @@ class Metrics:
                 timed_calls=s.timed,
                 policy_violations=dict(s.violations),
                 binding=self.binding,
+                near_hits=s.near_hits,
+                near_misses=s.near_misses,
+                near_evictions=s.near_evictions,
+                near_invalidations=s.near_invalidations,
             )
             for (plugin, tenant, namespace, store), s in items
         ]

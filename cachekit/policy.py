@@ -40,7 +40,7 @@ from cachekit.config.policy import (
     PolicyConfig,
     check_known_plugins,
 )
-from cachekit.config.schema import DEFAULT_BINDING
+from cachekit.config.schema import DEFAULT_BINDING, NearCacheConfig
 from cachekit.durations import TTL, store_ttl
 from cachekit.errors import CachePolicyError, ValueTooLarge
 
@@ -97,6 +97,7 @@ _STRICTER: Final[dict[str, Callable[[Any, Any], Any]]] = {
     "operations": lambda a, b: a & b,
     "fail_open": lambda a, b: a and b,
     "bindings": lambda a, b: a & b,
+    "near_cache": lambda a, b: _near_off(a, b),
 }
 # Unset is the strictest value of a grant (no binding but the default): a tenant's list
 # narrows the plugin's grant, it never grants a binding by itself.
@@ -120,6 +121,11 @@ def _merge(a: LimitsConfig, b: LimitsConfig | None, *, stricter: bool) -> Limits
     return LimitsConfig(**merged)
 
 
+def _near_off(a: NearCacheConfig, b: NearCacheConfig) -> NearCacheConfig:
+    """The stricter ``nearCache``: ``a``'s, turned off where ``b`` turns it off."""
+    return replace(a, enabled=False) if b.enabled is False else a
+
+
 @dataclass(frozen=True, slots=True)
 class Policy:
     """The effective policy of one (plugin, tenant) scope: see the module docstring.
@@ -140,6 +146,8 @@ class Policy:
     fail_open: bool = True
     bindings: frozenset[str] = frozenset({DEFAULT_BINDING})
     """The bindings the plugin may use: the default one and those granted to it."""
+    near_cache: NearCacheConfig | None = None
+    """The plugin's ``nearCache`` settings over its binding's (``None``: the binding's)."""
 
     def describe(self) -> str:
         """One line for ``cachekit check``: every key and its effective value."""
@@ -401,6 +409,7 @@ def resolve(
         operations=_ALL if limits.operations is None else limits.operations,
         fail_open=config.fail_open if limits.fail_open is None else limits.fail_open,
         bindings=frozenset({DEFAULT_BINDING, *(limits.bindings or ())}),
+        near_cache=limits.near_cache,
     )
 
 

@@ -32,7 +32,9 @@ from typing import Any, Final
 
 from cachekit.config.schema import (
     _POLICY_KEYS,
+    NearCacheConfig,
     _bool,
+    _near_cache,
     _opt,
     _optional,
     _parse_section,
@@ -94,6 +96,8 @@ class LimitsConfig:
     fail_open: bool | None = _opt("failOpen", _optional(_bool), None)
     bindings: frozenset[str] | None = _opt("bindings", _optional(_names), None)
     """Named bindings granted beyond the default one (``None``: not set here)."""
+    near_cache: NearCacheConfig | None = _opt("nearCache", _optional(_near_cache), None)
+    """The plugin's near-cache settings over the binding's (:mod:`cachekit.near`)."""
 
 
 _NO_LIMITS: Final = LimitsConfig()

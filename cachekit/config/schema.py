@@ -45,6 +45,7 @@ __all__ = [
     "MemcacheConfig",
     "MemoryConfig",
     "MetricsConfig",
+    "NearCacheConfig",
     "RedisClientConfig",
     "RedisClusterConfig",
     "RedisConfig",
@@ -457,6 +458,35 @@ class InfinispanConfig:
 
 
 @dataclass(frozen=True)
+class NearCacheConfig:
+    """``nearCache``: hot entries kept in process memory in front of the store
+    (:mod:`cachekit.near`). In ``backend.cache`` and each binding's section it sets the
+    binding's near cache; under ``plugins.<id>`` / ``pluginDefaults`` (the plugin's
+    section wins whole) it overrides it for a plugin: ``enabled: false`` keeps its reads
+    out of it, ``ttl`` sets how long its entries stay, ``maxEntries`` or ``maxBytes`` give
+    it a region of its own; under ``tenants.<id>``, ``enabled: false`` keeps that tenant's
+    reads out whatever the plugin says. ``true`` / ``false`` stand for
+    ``{enabled: true}`` / ``{enabled: false}``.
+
+    ``None`` is "not set here": ``enabled`` then defaults to on for Redis and Valkey (kept
+    correct by the server's invalidations) and off for every other store (bounded by
+    ``ttl`` alone: set ``enabled: true`` and a ``ttl`` you accept as staleness);
+    ``ttl`` to :data:`~cachekit.near.DEFAULT_TTL` on Redis and Valkey."""
+
+    enabled: bool | None = _opt("enabled", _optional(_bool), None)
+    max_entries: int | None = _opt("maxEntries", _optional(_positive_int), None)
+    max_bytes: int | None = _opt("maxBytes", _optional(_positive_int), None)
+    ttl: float | None = _opt("ttl", _optional(_positive_duration), None)
+    """The longest an entry is served from process memory, in seconds."""
+
+
+def _near_cache(value: Any, path: str) -> NearCacheConfig:
+    if isinstance(value, bool):
+        return NearCacheConfig(enabled=value)
+    return _parse_section(NearCacheConfig, value, path)
+
+
+@dataclass(frozen=True)
 class TimeoutsConfig:
     """``backend.cache.timeouts``: network timeouts (seconds once parsed)."""
 
@@ -606,6 +636,8 @@ class CacheConfig:
         "circuitBreaker", _nested(CircuitBreakerConfig), factory=CircuitBreakerConfig
     )
     metrics: MetricsConfig = _opt("metrics", _nested(MetricsConfig), factory=MetricsConfig)
+    near_cache: NearCacheConfig | None = _opt("nearCache", _optional(_near_cache), None)
+    """``nearCache``: the binding's in-process tier (:mod:`cachekit.near`); ``None``: none."""
     key_layout: str = _opt("keyLayout", _choice("cachekit", "backstage"), "cachekit")
     """``backstage``: keys as Backstage's cache writes them (:mod:`cachekit.backstage`)."""
     value_format: str = _opt("valueFormat", _choice("cachekit", "keyv-json"), "cachekit")
@@ -633,6 +665,9 @@ class CacheConfig:
                     path=f"{SECTION_PATH}.{key}",
                 )
         from cachekit.config.policy import check_grants
+        from cachekit.near import near_settings
+
+        near_settings(self)  # nearCache's rules for this store, checked when parsed
 
         check_grants(self.policy, self.binding_names, SECTION_PATH)
 

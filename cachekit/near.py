@@ -1,0 +1,479 @@
+"""The near cache: hot entries served from process memory, in front of a binding's store.
+
+A binding with ``nearCache`` in its section (``backend.cache`` or
+``backend.cache.bindings.<name>``) keeps recently read entries in this process, so a hit
+costs a dictionary lookup instead of a round trip. What keeps it correct:
+
+* **Invalidations (Redis, Valkey).** A tracker (:mod:`cachekit.stores.redis.tracking`)
+  holds one connection per server node with ``CLIENT TRACKING ... BCAST`` on the binding's
+  key prefix: every write to a key under it — by any process, through cachekit or not,
+  and expiries and evictions too — sends the key here, and the entry is dropped. Until
+  tracking is established, and from the moment its connection is lost until it is back,
+  the near cache holds nothing and every read goes to the store (:meth:`NearCache.tracking_lost`).
+* **A read in flight does not resurrect an old value.** A miss registers the key before
+  it asks the store; an invalidation (or this process's own write) of that key while the
+  read is in flight marks it, and the answer is then returned but not kept. A loss of
+  tracking meanwhile does the same for every read (a new *generation*).
+* **Own writes.** Every write through the binding (``set``, ``delete``, ``incr``,
+  ``expire``, ``clear`` ...) drops the keys it touched here once the store answered, so
+  this process reads its own writes at once.
+* **Stores without invalidation** (memcached, Infinispan, custom providers): entries live
+  at most ``ttl`` seconds, so another process's write is seen within ``ttl``; off unless
+  the host sets ``enabled: true`` and a ``ttl``.
+* **Exact operations bypass it:** ``incr``/``decr``, counters, rate limits and locks read
+  and write the store itself.
+
+Entries are kept encoded (the store's bytes): each hit decodes a fresh value, so a caller
+mutating what it got cannot change what the next caller gets. The tier is bounded by
+``maxEntries`` and ``maxBytes`` (least recently used first; an entry is charged what the
+memory store charges, :func:`cachekit.stores.memory.entry_size`) and by ``ttl``. A plugin
+whose ``nearCache`` sets ``maxEntries`` or ``maxBytes`` gets a region of its own, so one
+plugin's churn cannot push out another's hot entries.
+
+Hits, misses, evictions and invalidations are counted per scope on the scope's metrics row
+(``near_hits`` ... in :meth:`CacheManager.stats <cachekit.host.CacheManager.stats>`).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from time import monotonic
+from typing import TYPE_CHECKING, Final, Protocol
+
+from cachekit.errors import ConfigError
+from cachekit.keys import KeySelector
+from cachekit.stores.memory import entry_size
+
+if TYPE_CHECKING:
+    from cachekit.config import CacheConfig
+    from cachekit.config.schema import NearCacheConfig
+    from cachekit.metrics import OpStats
+
+__all__ = [
+    "DEFAULT_MAX_BYTES",
+    "DEFAULT_MAX_ENTRIES",
+    "DEFAULT_TTL",
+    "TRACKED_STORES",
+    "InvalidationSink",
+    "NearCache",
+    "NearSettings",
+    "Region",
+    "near_settings",
+]
+
+DEFAULT_TTL: Final = 60.0
+"""Seconds an entry may be served from process memory on Redis and Valkey, unless
+``nearCache.ttl`` says otherwise (the invalidations keep it correct before that)."""
+DEFAULT_MAX_ENTRIES: Final = 10_000
+DEFAULT_MAX_BYTES: Final = 64 * 1024 * 1024
+TRACKED_STORES: Final = frozenset({"redis", "valkey"})
+"""Stores whose server tells the near cache of every change (client tracking)."""
+
+_LARGEST_SHARE: Final = 16
+"""An entry over ``maxBytes / 16`` is not kept: it would push out many hot ones."""
+
+
+class InvalidationSink(Protocol):
+    """What a tracker tells the near cache (:mod:`cachekit.stores.redis.tracking`);
+    ``source`` names a server node (``host:port``)."""
+
+    def tracking_lost(self, source: str) -> None:
+        """``source``'s invalidations stopped: drop everything, read from the store."""
+        ...
+
+    def tracking_established(self, source: str) -> None:
+        """``source``'s invalidations flow again."""
+        ...
+
+    def invalidate(self, keys: Sequence[str]) -> None:
+        """These full keys changed (written, deleted, expired or evicted)."""
+        ...
+
+    def invalidate_all(self) -> None:
+        """The server dropped all its data (``FLUSHDB``/``FLUSHALL``)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class NearSettings:
+    """A near cache's effective settings (``nearCache`` with the store's defaults)."""
+
+    max_entries: int | None
+    max_bytes: int | None
+    ttl: float
+    tracked: bool
+    """Kept correct by the server's invalidations (else by ``ttl`` alone)."""
+
+    def describe(self) -> str:
+        """For the start-up log line: ``near cache 10000 entries, 64 MiB, ttl 60s,
+        invalidated by the server``."""
+        entries = "unbounded" if self.max_entries is None else f"{self.max_entries} entries"
+        size = "unbounded" if self.max_bytes is None else f"{self.max_bytes / 2**20:g} MiB"
+        how = "invalidated by the server" if self.tracked else "bounded by ttl only"
+        return f"near cache {entries}, {size}, ttl {self.ttl:g}s, {how}"
+
+
+def near_settings(config: CacheConfig, path: str = "backend.cache") -> NearSettings | None:
+    """The effective near-cache settings of a binding's section, or ``None`` when it has
+    no near cache.
+
+    :raises ConfigError: ``nearCache`` is enabled on the memory store (already in
+        process), or on a store without invalidation without a ``ttl``.
+    """
+    section = config.near_cache
+    if section is None or section.enabled is False:
+        return None
+    tracked = config.store in TRACKED_STORES
+    where = f"{path}.nearCache"
+    if config.store == "memory":
+        if section.enabled:
+            raise ConfigError(
+                "the memory store already lives in this process: a near cache in front of "
+                "it only costs memory; remove nearCache (or use a shared store)",
+                path=where,
+            )
+        return None
+    if not tracked:
+        if not section.enabled:
+            return None  # off by default where nothing invalidates it
+        if section.ttl is None:
+            raise ConfigError(
+                f"the {config.store} store cannot tell this process of other processes' "
+                "writes, so a near cache in front of it serves what it holds for up to "
+                "its ttl: set nearCache.ttl to the staleness you accept (e.g. 1s)",
+                path=f"{where}.ttl",
+            )
+    return NearSettings(
+        max_entries=DEFAULT_MAX_ENTRIES if section.max_entries is None else section.max_entries,
+        max_bytes=DEFAULT_MAX_BYTES if section.max_bytes is None else section.max_bytes,
+        ttl=DEFAULT_TTL if section.ttl is None else section.ttl,
+        tracked=tracked,
+    )
+
+
+class _Entry:
+    """A held value: its bytes, when it stops being served, what it costs, and the
+    metrics row of the scope that read it (evictions and invalidations count there)."""
+
+    __slots__ = ("expires", "size", "stats", "value")
+
+    def __init__(self, value: bytes, expires: float, size: int, stats: OpStats | None) -> None:
+        self.value = value
+        self.expires = expires
+        self.size = size
+        self.stats = stats
+
+
+class Region:
+    """One least-recently-used table of a near cache, bounded by entries and bytes (the
+    binding's, or a plugin's own). Its ``entries`` are read without a lock on the hit
+    path (single dictionary operations, atomic under the GIL); every change happens under
+    the near cache's lock."""
+
+    __slots__ = ("bytes", "entries", "largest", "max_bytes", "max_entries", "name", "ttl")
+
+    def __init__(
+        self, name: str, max_entries: int | None, max_bytes: int | None, ttl: float
+    ) -> None:
+        self.name = name
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.ttl = ttl
+        self.largest = None if max_bytes is None else max_bytes // _LARGEST_SHARE
+        self.entries: OrderedDict[str, _Entry] = OrderedDict()
+        self.bytes = 0
+
+    def __repr__(self) -> str:
+        return (
+            f"Region({self.name!r}, entries={len(self.entries)}/{self.max_entries}, "
+            f"bytes={self.bytes}/{self.max_bytes}, ttl={self.ttl:g})"
+        )
+
+    # put, pop and clear: the caller holds the near cache's lock
+
+    def put(self, key: str, entry: _Entry) -> None:
+        old = self.entries.pop(key, None)
+        if old is not None:
+            self.bytes -= old.size
+        self.entries[key] = entry
+        self.bytes += entry.size
+        entries = self.entries
+        while (self.max_entries is not None and len(entries) > self.max_entries) or (
+            self.max_bytes is not None and self.bytes > self.max_bytes
+        ):
+            _, evicted = entries.popitem(last=False)
+            self.bytes -= evicted.size
+            if evicted.stats is not None:
+                evicted.stats.near_evictions += 1
+
+    def pop(self, key: str) -> _Entry | None:
+        entry = self.entries.pop(key, None)
+        if entry is not None:
+            self.bytes -= entry.size
+        return entry
+
+    def clear(self) -> None:
+        self.entries.clear()
+        self.bytes = 0
+
+
+class _Pending:
+    """The reads of one key in flight; ``stale`` once the key changed meanwhile."""
+
+    __slots__ = ("readers", "stale")
+
+    def __init__(self) -> None:
+        self.readers = 0
+        self.stale = False
+
+
+Ticket = tuple[str, _Pending, int]
+"""A read in flight: its key, the key's pending record and the generation it began in."""
+
+_LIVE: weakref.WeakSet[NearCache] = weakref.WeakSet()
+
+
+class NearCache:
+    """The process-memory tier of one binding: its regions, the reads in flight, and
+    whether it may serve (see the module docstring). Thread safe; the hit path takes no
+    lock.
+
+    :param settings: the binding's effective settings (:func:`near_settings`).
+    :param start_tracking: called (without arguments) when the near cache is first used,
+        and again after a fork or :meth:`close`: starts what feeds this sink the server's
+        invalidations and returns its stopper (``None``: nothing can, and a tracked near
+        cache then never serves). Not used when ``settings.tracked`` is false.
+    :param clock: monotonic seconds (tests inject one).
+    """
+
+    def __init__(
+        self,
+        settings: NearSettings,
+        *,
+        start_tracking: Callable[[NearCache], Callable[[], None] | None] | None = None,
+        clock: Callable[[], float] = monotonic,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.shared = Region("shared", settings.max_entries, settings.max_bytes, settings.ttl)
+        self._regions: dict[str, Region] = {}  # plugin -> its own region
+        self._all: tuple[Region, ...] = (self.shared,)
+        self._pending: dict[str, _Pending] = {}
+        self._lock = threading.Lock()
+        self._generation = 0
+        self._start_tracking = start_tracking
+        self._stop_tracking: Callable[[], None] | None = None
+        self._started = not settings.tracked  # an untracked cache needs no tracker
+        self._down: set[str] = set()  # sources whose invalidations are not flowing
+        self._up: set[str] = set()  # sources whose invalidations are
+        self.live = not settings.tracked
+        """Whether entries may be served and kept (read without a lock on the hit path)."""
+        self.invalidations = 0
+        """Invalidation messages applied (every key, held or not)."""
+        _LIVE.add(self)
+
+    def __repr__(self) -> str:
+        held = sum(len(region.entries) for region in self._all)
+        state = "live" if self.live else ("down " + ",".join(sorted(self._down)) or "idle")
+        return f"NearCache({self.settings.describe()}, held={held}, {state})"
+
+    # --- regions -------------------------------------------------------------------------
+
+    def region(self, plugin: str, override: NearCacheConfig | None) -> Region | None:
+        """The region a plugin's reads fill, or ``None`` when its near cache is off
+        (``plugins.<id>.nearCache``: ``enabled: false``; its own ``maxEntries`` or
+        ``maxBytes``: a region of its own; its own ``ttl``: a shorter or longer stay)."""
+        if override is None:
+            return self.shared
+        if override.enabled is False:
+            return None
+        own = override.max_entries is not None or override.max_bytes is not None
+        if not own and override.ttl is None:
+            return self.shared
+        name = plugin if own else f"{plugin} (ttl)"
+        region = self._regions.get(name)
+        if region is None:
+            with self._lock:
+                region = self._regions.get(name)
+                if region is None:
+                    s = self.settings
+                    region = self._regions[name] = Region(
+                        name,
+                        s.max_entries if override.max_entries is None else override.max_entries,
+                        s.max_bytes if override.max_bytes is None else override.max_bytes,
+                        s.ttl if override.ttl is None else override.ttl,
+                    )
+                    if not own:  # a ttl alone: same table bounds, shared with no one
+                        region.max_entries, region.max_bytes = s.max_entries, s.max_bytes
+                    self._all = (*self._all, region)
+        return region
+
+    # --- reads ---------------------------------------------------------------------------
+
+    def begin(self, key: str) -> Ticket | None:
+        """Register a read of ``key`` about to go to the store; ``None`` when nothing may
+        be kept now (not live: tracking is not established)."""
+        if not self.live:
+            self._ensure_tracking()
+            return None
+        with self._lock:
+            pending = self._pending.get(key)
+            if pending is None:
+                pending = self._pending[key] = _Pending()
+            pending.readers += 1
+            return key, pending, self._generation
+
+    def keep(
+        self, ticket: Ticket, value: bytes | None, region: Region, stats: OpStats | None
+    ) -> None:
+        """End a read :meth:`begin` registered: keep ``value`` in ``region`` unless the
+        key changed, or tracking was lost, while it was in flight (``value`` ``None``: a
+        miss or a failed read, nothing to keep)."""
+        key, pending, generation = ticket
+        with self._lock:
+            pending.readers -= 1
+            if not pending.readers and self._pending.get(key) is pending:
+                del self._pending[key]
+            if (
+                value is None
+                or pending.stale
+                or generation != self._generation
+                or not self.live
+                or (region.largest is not None and len(value) > region.largest)
+            ):
+                return
+            entry = _Entry(value, self.clock() + region.ttl, entry_size(key, value, True), stats)
+            region.put(key, entry)
+
+    def expired(self, key: str, region: Region, entry: _Entry) -> None:
+        """Drop ``entry``, found past its ttl (counted as an eviction)."""
+        with self._lock:
+            if region.entries.get(key) is entry:
+                region.pop(key)
+                if entry.stats is not None:
+                    entry.stats.near_evictions += 1
+
+    # --- changes ---------------------------------------------------------------------------
+
+    def drop(self, keys: Iterable[str]) -> None:
+        """This process wrote ``keys`` (the store answered): forget them, and keep no
+        read of them that is in flight."""
+        self._forget(keys)
+
+    def invalidate(self, keys: Sequence[str]) -> None:
+        """The server says ``keys`` changed (:class:`InvalidationSink`)."""
+        self._forget(keys)
+        self.invalidations += 1
+
+    def _forget(self, keys: Iterable[str]) -> None:
+        regions = self._all
+        with self._lock:
+            pending = self._pending
+            for key in keys:
+                waiting = pending.get(key)
+                if waiting is not None:
+                    waiting.stale = True
+                for region in regions:
+                    entry = region.pop(key)
+                    if entry is not None and entry.stats is not None:
+                        entry.stats.near_invalidations += 1
+
+    def invalidate_all(self) -> None:
+        """The server dropped its data: forget everything (:class:`InvalidationSink`)."""
+        self.flush()
+        self.invalidations += 1
+
+    def clear(self, selector: KeySelector) -> None:
+        """Forget every entry of the scopes ``selector`` selects (a scoped ``clear``),
+        and keep no read in flight."""
+        with self._lock:
+            self._generation += 1
+            for region in self._all:
+                for key in [k for k in region.entries if selector.matches(k)]:
+                    entry = region.pop(key)
+                    if entry is not None and entry.stats is not None:
+                        entry.stats.near_invalidations += 1
+
+    def flush(self) -> None:
+        """Forget every entry and every read in flight."""
+        with self._lock:
+            self._generation += 1
+            for region in self._all:
+                region.clear()
+
+    # --- tracking (InvalidationSink) ---------------------------------------------------------
+
+    def tracking_lost(self, source: str) -> None:
+        """Stop serving and keeping entries until ``source`` is established again."""
+        with self._lock:
+            self._down.add(source)
+            self._up.discard(source)
+            self.live = False
+            self._generation += 1
+            for region in self._all:
+                region.clear()
+
+    def tracking_established(self, source: str) -> None:
+        """``source``'s invalidations flow: serve again once every source known is
+        established (a tracker declares each source lost before it connects)."""
+        with self._lock:
+            self._down.discard(source)
+            self._up.add(source)
+            if not self._down and self._started and self._stop_tracking is not None:
+                self._generation += 1  # reads begun before this point are not kept
+                self.live = True
+
+    def _ensure_tracking(self) -> None:
+        """Start the tracker on first use (and after a fork or :meth:`close`)."""
+        if self._started or self._start_tracking is None:
+            return
+        with self._lock:
+            if self._started:
+                return
+            self._started = True
+        stop = self._start_tracking(self)
+        with self._lock:
+            self._stop_tracking = stop
+            if stop is not None and self._up and not self._down:  # established meanwhile
+                self._generation += 1
+                self.live = True
+
+    def close(self) -> None:
+        """Stop tracking and forget everything; the next read starts tracking again."""
+        with self._lock:
+            stop, self._stop_tracking = self._stop_tracking, None
+            self._started = not self.settings.tracked
+            self.live = self._started
+        if stop is not None:
+            stop()
+        with self._lock:
+            self._down.clear()
+            self._up.clear()
+        self.flush()
+
+    def after_fork(self) -> None:
+        """In a forked child: the parent's tracker is not ours; start afresh."""
+        self._lock = threading.Lock()
+        self._pending.clear()
+        self._stop_tracking = None
+        self._down.clear()
+        self._up.clear()
+        self._started = not self.settings.tracked
+        self.live = self._started
+        self._generation += 1
+        for region in self._all:
+            region.clear()
+
+
+def _after_fork_in_child() -> None:
+    for near in list(_LIVE):
+        near.after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -1,0 +1,355 @@
+"""The store of a binding with a near cache: :class:`NearStore` wraps the binding's store
+(the *origin*) and keeps its :class:`~cachekit.near.NearCache` in step with every write;
+:class:`NearView` is what one scope's :class:`~cachekit.Cache` reads through.
+
+The binding's store (``manager.store``, host tools) reads the origin directly: only the
+caches of plugins read from process memory, each counting its near hits, misses,
+evictions and invalidations on its own metrics row. Every write of either drops the keys
+it touched from the near cache once the origin answered (see :mod:`cachekit.near`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from cachekit.keys import KeySelector
+from cachekit.near import NearCache, Region, Ticket
+
+if TYPE_CHECKING:
+    from cachekit.config.schema import NearCacheConfig
+    from cachekit.metrics import OpStats
+    from cachekit.stores.base import Store
+
+__all__ = ["NearStore", "NearView", "tracking_for"]
+
+log = logging.getLogger("cachekit")
+
+
+def tracking_for(origin: Store) -> Callable[[NearCache], Callable[[], None] | None]:
+    """How a near cache in front of ``origin`` starts tracking (the ``start_tracking`` of
+    :class:`~cachekit.near.NearCache`): the origin's ``tracker(sink, prefix)`` (the Redis
+    store's, on its key prefix), started; ``None`` — and a warning — when the origin
+    cannot track (a Redis store built from bare client factories: the near cache then
+    never serves)."""
+
+    def start(near: NearCache) -> Callable[[], None] | None:
+        make = getattr(origin, "tracker", None)
+        tracker = None if make is None else make(near, origin.key_prefix)
+        if tracker is None:
+            log.warning(
+                "cachekit: %r cannot track its keys for the near cache (it was built "
+                "without a connection spec): the near cache stays off; build the store "
+                "from config or a URL",
+                origin,
+            )
+            return None
+        tracker.start()
+        stop: Callable[[], None] = tracker.stop
+        return stop
+
+    return start
+
+
+class NearStore:
+    """A binding's store behind a near cache: every call goes to ``origin``; writes then
+    drop the keys they touched from ``near``. Capabilities the origin has beyond
+    :class:`~cachekit.stores.base.Store` (``server_info``, ``count_scopes``, ...) are
+    reached through it unchanged.
+
+    :param origin: the binding's store.
+    :param near: the binding's near cache.
+    """
+
+    def __init__(self, origin: Store, near: NearCache) -> None:
+        self.origin = origin
+        self.near = near
+        self.name = origin.name
+        self.key_prefix = origin.key_prefix
+        self.blocking = getattr(origin, "blocking", True)
+
+    def __repr__(self) -> str:
+        return f"NearStore({self.origin!r}, {self.near!r})"
+
+    def __getattr__(self, name: str) -> Any:
+        # Capabilities of the origin beyond the Store protocol (server_info, breaker, ...).
+        return getattr(self.origin, name)
+
+    @property
+    def exact(self) -> NearStore:
+        """This binding's store reading the origin (what counters, rate limits and locks
+        read through): itself, or for a :class:`NearView` its binding's."""
+        return self
+
+    def view(
+        self, plugin: str, stats: OpStats, override: NearCacheConfig | None = None
+    ) -> NearStore:
+        """What a cache of ``plugin`` reads through: a :class:`NearView` counting on
+        ``stats`` (its scope's row), or this store when the plugin's near cache is off
+        (``override``: its ``nearCache`` settings)."""
+        region = self.near.region(plugin, override)
+        return self if region is None else NearView(self.origin, self.near, region, stats)
+
+    # --- reads: the origin's (exact) -----------------------------------------------------
+
+    def get(self, key: str) -> bytes | None:
+        return self.origin.get(key)
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, bytes]:
+        return self.origin.get_many(keys)
+
+    def get_values(self, keys: Sequence[str]) -> list[bytes | None]:
+        """Each key's value or ``None``, in order (an
+        :class:`~cachekit.stores.base.AlignedStore`, whatever the origin)."""
+        values = getattr(self.origin, "get_values", None)
+        if values is not None:
+            return list(values(keys))
+        found = self.origin.get_many(keys)
+        return [found.get(key) for key in keys]
+
+    async def aget(self, key: str) -> bytes | None:
+        return await self.origin.aget(key)
+
+    async def aget_many(self, keys: Sequence[str]) -> dict[str, bytes]:
+        return await self.origin.aget_many(keys)
+
+    async def aget_values(self, keys: Sequence[str]) -> list[bytes | None]:
+        """Async :meth:`get_values`."""
+        values = getattr(self.origin, "aget_values", None)
+        if values is not None:
+            return list(await values(keys))
+        found = await self.origin.aget_many(keys)
+        return [found.get(key) for key in keys]
+
+    # --- writes: the origin's, then the keys dropped ------------------------------------
+
+    def _wrote(self, call: Callable[..., Any], keys: Sequence[str], *args: Any) -> Any:
+        try:
+            return call(*args)
+        finally:  # a failed write may have happened: forget the keys either way
+            self.near.drop(keys)
+
+    async def _awrote(self, call: Callable[..., Any], keys: Sequence[str], *args: Any) -> Any:
+        try:
+            return await call(*args)
+        finally:
+            self.near.drop(keys)
+
+    def set(self, key: str, value: bytes, ttl: float | None) -> None:
+        self._wrote(self.origin.set, (key,), key, value, ttl)
+
+    def set_many(self, items: Mapping[str, bytes], ttl: float | None) -> None:
+        self._wrote(self.origin.set_many, list(items), items, ttl)
+
+    def add(self, key: str, value: bytes, ttl: float | None) -> bool:
+        return bool(self._wrote(self.origin.add, (key,), key, value, ttl))
+
+    def delete(self, key: str) -> bool:
+        return bool(self._wrote(self.origin.delete, (key,), key))
+
+    def delete_many(self, keys: Sequence[str]) -> int:
+        return int(self._wrote(self.origin.delete_many, keys, keys))
+
+    def delete_if_equals(self, key: str, value: bytes) -> bool:
+        """Delete ``key`` if it holds ``value`` (the origin's, atomic where it is)."""
+        compare = getattr(self.origin, "delete_if_equals", None)
+        if compare is None:  # a Store that is not a BaseStore: read, then delete
+            return self.origin.get(key) == value and self.delete(key)
+        return bool(self._wrote(compare, (key,), key, value))
+
+    def incr(self, key: str, delta: int, ttl: float | None) -> int:
+        return int(self._wrote(self.origin.incr, (key,), key, delta, ttl))
+
+    def expire(self, key: str, ttl: float | None) -> bool:
+        return bool(self._wrote(self.origin.expire, (key,), key, ttl))
+
+    def touch(self, key: str, ttl: float | None) -> bool:
+        return bool(self._wrote(self.origin.touch, (key,), key, ttl))
+
+    def gcra(self, key: str, now: int, interval: int, period: int, cost: int) -> tuple[bool, int]:
+        return self.origin.gcra(key, now, interval, period, cost)  # a TAT is never read here
+
+    def clear(self, selector: KeySelector) -> int | None:
+        try:
+            return self.origin.clear(selector)
+        finally:
+            self.near.clear(selector)
+
+    def ping(self) -> None:
+        self.origin.ping()
+
+    def close(self) -> None:
+        """Stop tracking, forget the near cache and close the origin's connections."""
+        self.near.close()
+        self.origin.close()
+
+    async def aset(self, key: str, value: bytes, ttl: float | None) -> None:
+        await self._awrote(self.origin.aset, (key,), key, value, ttl)
+
+    async def aset_many(self, items: Mapping[str, bytes], ttl: float | None) -> None:
+        await self._awrote(self.origin.aset_many, list(items), items, ttl)
+
+    async def aadd(self, key: str, value: bytes, ttl: float | None) -> bool:
+        return bool(await self._awrote(self.origin.aadd, (key,), key, value, ttl))
+
+    async def adelete(self, key: str) -> bool:
+        return bool(await self._awrote(self.origin.adelete, (key,), key))
+
+    async def adelete_many(self, keys: Sequence[str]) -> int:
+        return int(await self._awrote(self.origin.adelete_many, keys, keys))
+
+    async def adelete_if_equals(self, key: str, value: bytes) -> bool:
+        """Async :meth:`delete_if_equals`."""
+        compare = getattr(self.origin, "adelete_if_equals", None)
+        if compare is None:
+            return await self.origin.aget(key) == value and await self.adelete(key)
+        return bool(await self._awrote(compare, (key,), key, value))
+
+    async def aincr(self, key: str, delta: int, ttl: float | None) -> int:
+        return int(await self._awrote(self.origin.aincr, (key,), key, delta, ttl))
+
+    async def aexpire(self, key: str, ttl: float | None) -> bool:
+        return bool(await self._awrote(self.origin.aexpire, (key,), key, ttl))
+
+    async def atouch(self, key: str, ttl: float | None) -> bool:
+        return bool(await self._awrote(self.origin.atouch, (key,), key, ttl))
+
+    async def agcra(
+        self, key: str, now: int, interval: int, period: int, cost: int
+    ) -> tuple[bool, int]:
+        return await self.origin.agcra(key, now, interval, period, cost)
+
+    async def aclear(self, selector: KeySelector) -> int | None:
+        try:
+            return await self.origin.aclear(selector)
+        finally:
+            self.near.clear(selector)
+
+    async def aping(self) -> None:
+        await self.origin.aping()
+
+    async def aclose(self) -> None:
+        """Async :meth:`close`."""
+        self.near.close()
+        await self.origin.aclose()
+
+
+class NearView(NearStore):
+    """One scope's reads through the near cache: a held entry is served from process
+    memory, a miss goes to the origin and is kept (see :meth:`NearCache.keep
+    <cachekit.near.NearCache.keep>` for when it is not). Hits, misses, and the evictions
+    and invalidations of the entries it kept count on ``stats``."""
+
+    def __init__(self, origin: Store, near: NearCache, region: Region, stats: OpStats) -> None:
+        super().__init__(origin, near)
+        self.region = region
+        self.stats = stats
+        self._entries = region.entries
+        self._clock = near.clock
+
+    def __repr__(self) -> str:
+        return f"NearView({self.origin!r}, {self.region!r})"
+
+    @property
+    def exact(self) -> NearStore:
+        return NearStore(self.origin, self.near)
+
+    def _held(self, key: str) -> bytes | None:
+        """The value held for ``key`` (a near hit), or ``None``."""
+        entry = self._entries.get(key)
+        if entry is None or not self.near.live:
+            return None
+        if entry.expires <= self._clock():
+            self.near.expired(key, self.region, entry)
+            return None
+        try:  # noqa: SIM105 (contextlib.suppress costs a hit twice as much)
+            self._entries.move_to_end(key)
+        except KeyError:  # dropped by another thread since: this read came just before
+            pass
+        self.stats.near_hits += 1
+        return entry.value
+
+    def _keep(self, ticket: Ticket | None, value: bytes | None) -> None:
+        if ticket is not None:
+            self.near.keep(ticket, value, self.region, self.stats)
+
+    def get(self, key: str) -> bytes | None:
+        value = self._held(key)
+        if value is not None:
+            return value
+        self.stats.near_misses += 1
+        ticket = self.near.begin(key)
+        value = None
+        try:
+            value = self.origin.get(key)
+        finally:
+            self._keep(ticket, value)
+        return value
+
+    async def aget(self, key: str) -> bytes | None:
+        value = self._held(key)
+        if value is not None:
+            return value
+        self.stats.near_misses += 1
+        ticket = self.near.begin(key)
+        value = None
+        try:
+            value = await self.origin.aget(key)
+        finally:  # cancelled or failed: the ticket still ends, nothing kept
+            self._keep(ticket, value)
+        return value
+
+    def _split(self, keys: Sequence[str]) -> tuple[list[bytes | None], list[int]]:
+        """Each key's held value (or ``None``) and the positions still to read."""
+        values = [self._held(key) for key in keys]
+        missing = [i for i, value in enumerate(values) if value is None]
+        self.stats.near_misses += len(missing)
+        return values, missing
+
+    def _begin_all(self, keys: Sequence[str]) -> list[Ticket | None]:
+        begin = self.near.begin
+        return [begin(key) for key in keys]
+
+    def _keep_all(self, tickets: list[Ticket | None], read: Sequence[bytes | None]) -> None:
+        for ticket, value in zip(tickets, read, strict=True):
+            self._keep(ticket, value)
+
+    def get_values(self, keys: Sequence[str]) -> list[bytes | None]:
+        """Held entries from process memory, the others in one read of the origin (never
+        the near cache for an entry it does not hold)."""
+        values, missing = self._split(keys)
+        if missing:
+            wanted = [keys[i] for i in missing]
+            tickets = self._begin_all(wanted)
+            read: list[bytes | None] = [None] * len(wanted)
+            try:
+                read = super().get_values(wanted)
+            finally:
+                self._keep_all(tickets, read)
+            for i, value in zip(missing, read, strict=True):
+                values[i] = value
+        return values
+
+    async def aget_values(self, keys: Sequence[str]) -> list[bytes | None]:
+        """Async :meth:`get_values`."""
+        values, missing = self._split(keys)
+        if missing:
+            wanted = [keys[i] for i in missing]
+            tickets = self._begin_all(wanted)
+            read: list[bytes | None] = [None] * len(wanted)
+            try:
+                read = await super().aget_values(wanted)
+            finally:
+                self._keep_all(tickets, read)
+            for i, value in zip(missing, read, strict=True):
+                values[i] = value
+        return values
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, bytes]:
+        values = self.get_values(keys)
+        return {k: v for k, v in zip(keys, values, strict=True) if v is not None}
+
+    async def aget_many(self, keys: Sequence[str]) -> dict[str, bytes]:
+        values = await self.aget_values(keys)
+        return {k: v for k, v in zip(keys, values, strict=True) if v is not None}

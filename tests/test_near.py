@@ -1,0 +1,554 @@
+"""The near cache's own rules (cachekit.near, cachekit.stores.near): config, what a hit
+returns, own writes, reads in flight, tracking lost and back, bounds, per-plugin regions,
+exact operations, metrics and fork. The origin is the memory store (or memcached, real)
+and the tracker a recording stand-in: the Redis tracker and the consistency under load of
+real processes are tested in test_tracking.py and test_near_consistency.py."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from cachekit import MISS, Cache
+from cachekit.config import parse_cache_section
+from cachekit.config.schema import NearCacheConfig
+from cachekit.errors import ConfigError
+from cachekit.host import CacheManager
+from cachekit.keys import KeySpace
+from cachekit.metrics import Metrics
+from cachekit.near import NearCache, NearSettings, near_settings
+from cachekit.stores.memory import MemoryStore
+from cachekit.stores.near import NearStore, NearView
+from tests.servers import MemcachedServer
+
+KEY = "k"
+
+
+class Clock:
+    """A monotonic clock the test moves."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Tracker:
+    """A stand-in for the Redis tracker: one source, established when the test says."""
+
+    def __init__(self) -> None:
+        self.sink: NearCache | None = None
+        self.starts = 0
+        self.stops = 0
+
+    def start(self, sink: NearCache) -> Callable[[], None]:
+        self.sink, self.starts = sink, self.starts + 1
+        sink.tracking_lost("node")
+        return self.stop
+
+    def stop(self) -> None:
+        self.stops += 1
+        assert self.sink is not None
+        self.sink.tracking_lost("node")
+
+
+class CountingStore(MemoryStore):
+    """A memory store counting its reads, whose ``get`` can be held mid-flight."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.gets = 0
+        self.hold: threading.Event | None = None
+        self.reading = threading.Event()
+
+    def get(self, key: str) -> bytes | None:
+        self.gets += 1
+        value = super().get(key)
+        if self.hold is not None:
+            self.reading.set()
+            self.hold.wait(5)
+        return value
+
+    def get_many(self, keys: Any) -> dict[str, bytes]:
+        self.gets += 1
+        return super().get_many(keys)
+
+
+def settings(**changes: Any) -> NearSettings:
+    base: dict[str, Any] = {"max_entries": 100, "max_bytes": None, "ttl": 60.0, "tracked": True}
+    return NearSettings(**(base | changes))
+
+
+class Rig:
+    """A near cache in front of a counting memory store, tracked by a stand-in tracker,
+    and the caches of two plugins reading through it."""
+
+    def __init__(self, **changes: Any) -> None:
+        self.clock = Clock()
+        self.origin = CountingStore()
+        self.tracker = Tracker()
+        self.near = NearCache(
+            settings(**changes), start_tracking=self.tracker.start, clock=self.clock
+        )
+        self.store = NearStore(self.origin, self.near)
+        self.metrics = Metrics()
+        self.keyspace = KeySpace("")
+
+    def cache(self, plugin: str = "catalog", **kwargs: Any) -> Cache:
+        return Cache(
+            self.store, plugin=plugin, keyspace=self.keyspace, metrics=self.metrics, **kwargs
+        )
+
+    def establish(self) -> None:
+        """Start tracking (a first read) and have the tracker establish its source."""
+        self.cache("warm").get("x")
+        self.near.tracking_established("node")
+        assert self.near.live
+
+    def row(self, plugin: str = "catalog") -> Any:
+        return next(r for r in self.metrics.snapshot() if r.plugin == plugin)
+
+
+@pytest.fixture
+def rig() -> Rig:
+    r = Rig()
+    r.establish()
+    return r
+
+
+# --- config ----------------------------------------------------------------------------
+
+
+def test_near_cache_config_forms() -> None:
+    """``nearCache`` takes a mapping of its four keys or a bare boolean, durations as
+    elsewhere, and refuses unknown keys with a suggestion."""
+    config = parse_cache_section(
+        {"store": "redis", "connection": "redis://h:1", "nearCache": {"maxEntries": 5, "ttl": "2s"}}
+    )
+    assert config.near_cache == NearCacheConfig(max_entries=5, ttl=2.0)
+    assert parse_cache_section({"nearCache": False}).near_cache == NearCacheConfig(enabled=False)
+    with pytest.raises(ConfigError, match="did you mean 'maxEntries'") as info:
+        parse_cache_section({"nearCache": {"maxEntry": 5}})
+    assert info.value.path == "backend.cache.nearCache.maxEntry"
+
+
+def test_near_cache_defaults_per_store(memcached_server: MemcachedServer) -> None:
+    """On Redis a nearCache section turns it on with the defaults; on memcached it stays
+    off unless enabled, and enabled it needs the ttl that bounds its staleness; on the
+    memory store it is refused."""
+    redis = parse_cache_section({"store": "redis", "connection": "redis://h:1", "nearCache": {}})
+    assert near_settings(redis) == NearSettings(10_000, 64 * 2**20, 60.0, tracked=True)
+    mc = {"store": "memcache", "connection": f"127.0.0.1:{memcached_server.port}"}
+    assert near_settings(parse_cache_section(mc | {"nearCache": {"ttl": "1s"}})) is None
+    with pytest.raises(ConfigError, match="staleness you accept") as info:
+        parse_cache_section(mc | {"nearCache": True})
+    assert info.value.path == "backend.cache.nearCache.ttl"
+    on = parse_cache_section(mc | {"nearCache": {"enabled": True, "ttl": "500ms"}})
+    assert near_settings(on) == NearSettings(10_000, 64 * 2**20, 0.5, tracked=False)
+    with pytest.raises(ConfigError, match="already lives in this process"):
+        parse_cache_section({"nearCache": True})
+
+
+def test_manager_wraps_the_store_and_logs_it(
+    memcached_server: MemcachedServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A binding with a near cache has a NearStore in front of its store, its caches
+    read through a NearView, its counters through the store, and the start-up line says
+    so."""
+    section = {
+        "store": "memcache",
+        "connection": f"127.0.0.1:{memcached_server.port}",
+        "nearCache": {"enabled": True, "ttl": "1s", "maxEntries": 50},
+    }
+    with caplog.at_level(logging.INFO, logger="cachekit"):
+        manager = CacheManager.from_section(section)
+    assert isinstance(manager.store, NearStore)
+    assert "near cache 50 entries, 64 MiB, ttl 1s, bounded by ttl only" in caplog.text
+    cache = manager.for_plugin("catalog", tenant="acme")
+    assert "NearView" in repr(cache._store)
+    assert type(cache.exact()._store) is NearStore
+    manager.close()
+
+
+# --- what a hit returns ------------------------------------------------------------------
+
+
+def test_a_hit_is_served_from_memory_and_cannot_be_mutated(rig: Rig) -> None:
+    """The second read of a key is a near hit (the origin is not asked again), and
+    mutating what a read returned does not change what the next read gets."""
+    cache = rig.cache()
+    cache.set(KEY, {"items": [1, 2]})
+    first = cache.get(KEY)
+    gets = rig.origin.gets
+    first["items"].append(3)
+    assert cache.get(KEY) == {"items": [1, 2]}
+    assert rig.origin.gets == gets
+    assert rig.row().near_hits == 1
+
+
+def test_own_writes_are_visible_at_once(rig: Rig) -> None:
+    """Every write through the binding drops the key here: set, delete, incr, expire,
+    set_many, delete_many, add after delete, clear."""
+    cache = rig.cache()
+    cache.set(KEY, 1)
+    assert cache.get(KEY) == 1
+    assert cache.get(KEY) == 1
+    cache.set(KEY, 2)
+    assert cache.get(KEY) == 2
+    cache.delete(KEY)
+    assert cache.get(KEY, MISS) is MISS
+    cache.set_many({"a": 1, "b": 2})
+    assert cache.get_many(["a", "b"]) == {"a": 1, "b": 2}
+    cache.set_many({"a": 3})
+    assert cache.get("a") == 3
+    cache.delete_many(["a", "b"])
+    assert cache.get_many(["a", "b"]) == {}
+    cache.incr("n")
+    assert cache.get("n") == 1
+    cache.incr("n")
+    assert cache.get("n") == 2
+    assert cache.add("fresh", 1)
+    assert cache.get("fresh") == 1
+    assert cache.delete_if_equals("fresh", 1)
+    assert cache.get("fresh", MISS) is MISS
+
+
+def test_a_write_through_the_host_store_drops_the_entry(rig: Rig) -> None:
+    """The binding's store (what host tools write through) drops a held entry too."""
+    cache = rig.cache()
+    cache.set(KEY, 1)
+    cache.get(KEY)
+    rig.store.set(rig.keyspace.full_key("catalog", None, None, KEY), cache._pack(5), None)
+    assert cache.get(KEY) == 5
+
+
+# --- reads in flight ----------------------------------------------------------------------
+
+
+def _read_in_flight(rig: Rig, interrupt: Callable[[], None]) -> Any:
+    """Start a read of KEY, hold it after the origin answered, run ``interrupt``, let the
+    read finish; its value."""
+    cache = rig.cache()
+    rig.origin.hold = threading.Event()
+    result: list[Any] = []
+    reader = threading.Thread(target=lambda: result.append(cache.get(KEY)))
+    reader.start()
+    assert rig.origin.reading.wait(5)
+    interrupt()
+    rig.origin.hold.set()
+    reader.join(5)
+    rig.origin.hold = None
+    return result[0]
+
+
+def test_an_invalidation_during_a_read_keeps_its_answer_out(rig: Rig) -> None:
+    """A read whose key is invalidated while it is in flight returns what the store said
+    but does not keep it: the next read asks the store again."""
+    full = rig.keyspace.full_key("catalog", None, None, KEY)
+    rig.origin.set(full, rig.cache()._pack("old"), None)
+    assert _read_in_flight(rig, lambda: rig.near.invalidate([full])) == "old"
+    gets = rig.origin.gets
+    rig.cache().get(KEY)
+    assert rig.origin.gets == gets + 1
+
+
+def test_a_tracking_loss_during_a_read_keeps_its_answer_out(rig: Rig) -> None:
+    """A read in flight when tracking is lost and re-established is not kept either
+    (its answer may predate invalidations nobody received)."""
+    full = rig.keyspace.full_key("catalog", None, None, KEY)
+    rig.origin.set(full, rig.cache()._pack("old"), None)
+
+    def blip() -> None:
+        rig.near.tracking_lost("node")
+        rig.near.tracking_established("node")
+
+    assert _read_in_flight(rig, blip) == "old"
+    gets = rig.origin.gets
+    rig.cache().get(KEY)
+    assert rig.origin.gets == gets + 1
+
+
+def test_a_cancelled_async_read_leaves_nothing_pending() -> None:
+    """A read cancelled while the store is asked ends its ticket: nothing is kept and
+    no pending record is left behind."""
+    rig = Rig()
+    rig.establish()
+
+    class SlowStore(MemoryStore):
+        async def aget(self, key: str) -> bytes | None:
+            await asyncio.sleep(10)
+            return None
+
+    rig.store = NearStore(SlowStore(), rig.near)
+
+    async def run() -> None:
+        task = asyncio.create_task(rig.cache().aget(KEY))
+        await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(run())
+    assert rig.near._pending == {}
+
+
+# --- tracking lost and back ----------------------------------------------------------------
+
+
+def test_nothing_is_served_until_tracking_is_established() -> None:
+    """A tracked near cache starts its tracker on first use and serves nothing until it
+    is established; the read that started it goes to the store."""
+    rig = Rig()
+    cache = rig.cache()
+    cache.set(KEY, 1)
+    assert cache.get(KEY) == 1
+    assert cache.get(KEY) == 1
+    assert rig.tracker.starts == 1
+    assert not rig.near.live
+    assert rig.row().near_hits == 0
+    rig.near.tracking_established("node")
+    cache.get(KEY)
+    assert cache.get(KEY) == 1
+    assert rig.row().near_hits == 1
+
+
+def test_a_lost_tracking_connection_flushes_and_reads_the_store(rig: Rig) -> None:
+    """Losing tracking drops every entry and sends every read to the store (another
+    process's write is seen at once) until it is established again."""
+    cache = rig.cache()
+    cache.set(KEY, 1)
+    cache.get(KEY)
+    rig.near.tracking_lost("node")
+    full = rig.keyspace.full_key("catalog", None, None, KEY)
+    rig.origin.set(full, cache._pack(2), None)  # another process's write, unannounced
+    assert cache.get(KEY) == 2
+    gets = rig.origin.gets
+    assert cache.get(KEY) == 2
+    assert rig.origin.gets == gets + 1  # not kept while down
+    rig.near.tracking_established("node")
+    cache.get(KEY)
+    cache.get(KEY)
+    assert rig.origin.gets == gets + 2
+
+
+def test_close_stops_tracking_and_the_next_read_starts_it(rig: Rig) -> None:
+    """close() stops the tracker and forgets the entries; the next read starts a new one."""
+    cache = rig.cache()
+    cache.set(KEY, 1)
+    cache.get(KEY)
+    rig.store.close()
+    assert rig.tracker.stops == 1
+    assert not rig.near.live
+    cache.get(KEY)
+    assert rig.tracker.starts == 2
+
+
+def test_a_forked_child_starts_its_own_tracking(rig: Rig) -> None:
+    """In a forked child the parent's entries are gone and nothing is served until the
+    child's own tracker is established."""
+    cache = rig.cache()
+    cache.set(KEY, 1)
+    cache.get(KEY)
+    queue: multiprocessing.Queue[Any] = multiprocessing.get_context("fork").Queue()
+
+    def child() -> None:
+        held = sum(len(r.entries) for r in rig.near._all)
+        cache.get(KEY)
+        queue.put((held, rig.near.live, rig.tracker.starts))
+
+    process = multiprocessing.get_context("fork").Process(target=child)
+    process.start()
+    process.join(10)
+    assert queue.get(timeout=5) == (0, False, 2)
+
+
+# --- bounds -------------------------------------------------------------------------------
+
+
+def test_max_entries_evicts_the_least_recently_used() -> None:
+    """Past maxEntries the least recently read entry goes, counted as an eviction."""
+    rig = Rig(max_entries=2)
+    rig.establish()
+    cache = rig.cache()
+    for key in "abc":
+        cache.set(key, key)
+    cache.get("a")
+    cache.get("b")
+    cache.get("a")  # b is now the least recent
+    cache.get("c")
+    full = rig.keyspace.full_key
+    assert list(rig.near.shared.entries) == [full("catalog", None, None, k) for k in "ac"]
+    assert rig.row().near_evictions == 1
+    gets = rig.origin.gets
+    cache.get("a")
+    assert rig.origin.gets == gets  # a survived
+
+
+def test_max_bytes_bounds_the_region_and_skips_huge_values() -> None:
+    """maxBytes bounds what the region holds; a value over a sixteenth of it is read but
+    never kept."""
+    rig = Rig(max_entries=None, max_bytes=64 * 1024)
+    rig.establish()
+    cache = rig.cache()
+    for i in range(100):
+        cache.set(f"k{i}", "x" * 1000)
+        cache.get(f"k{i}")
+    assert rig.near.shared.bytes <= 64 * 1024
+    assert rig.row().near_evictions > 0
+    cache.set("big", "x" * 5000)
+    cache.get("big")
+    assert all("big" not in key for key in rig.near.shared.entries)
+
+
+def test_ttl_bounds_how_long_an_entry_is_served() -> None:
+    """An entry is served from memory for at most ttl seconds; then the store is read
+    (an untracked store's whole staleness bound)."""
+    rig = Rig(tracked=False, ttl=5.0)
+    cache = rig.cache()
+    cache.set(KEY, 1)
+    cache.get(KEY)
+    full = rig.keyspace.full_key("catalog", None, None, KEY)
+    rig.origin.set(full, cache._pack(2), None)  # another process's write
+    assert cache.get(KEY) == 1  # within the ttl: the held value
+    rig.clock.now += 5.0
+    assert cache.get(KEY) == 2
+    assert rig.row().near_evictions == 1
+
+
+# --- scopes, plugins, exact operations -------------------------------------------------------
+
+
+def test_scoped_clear_empties_that_scope_only(rig: Rig) -> None:
+    """A scope's clear() drops its held entries and leaves another scope's."""
+    mine, other = rig.cache("catalog", tenant="acme"), rig.cache("catalog", tenant="globex")
+    for cache in (mine, other):
+        cache.set(KEY, 1)
+        cache.get(KEY)
+    mine.clear()
+    assert mine.get(KEY, MISS) is MISS
+    gets = rig.origin.gets
+    assert other.get(KEY) == 1
+    assert rig.origin.gets == gets
+
+
+def test_get_many_reads_only_what_is_not_held(rig: Rig) -> None:
+    """get_many serves held entries from memory and reads the rest in one store call;
+    an entry not held is never answered from memory."""
+    cache = rig.cache()
+    cache.set_many({"a": 1, "b": 2})
+    cache.get("a")
+    gets = rig.origin.gets
+    assert cache.get_many(["a", "b", "c"]) == {"a": 1, "b": 2}
+    assert rig.origin.gets == gets + 1
+    assert rig.row().near_hits == 1
+
+
+def test_counters_and_rate_limits_read_the_store(rig: Rig) -> None:
+    """A counter's value and a rate limit's window are read from the store: another
+    process's increments are seen at once."""
+    from cachekit import counter, rate_limit
+    from cachekit.host import scope
+
+    manager = CacheManager(store=MemoryStore())
+    manager.bindings["default"].store = rig.store  # the rig's near store as the binding's
+    with scope("catalog", manager=manager):
+        hits = counter("hits")
+        hits.incr()
+        assert hits.get() == 1
+        full = manager.full_key(manager.for_plugin("catalog").namespace("counters"), "hits")
+        rig.origin.incr(full, 5, None)  # another process
+        assert hits.get() == 6
+        limit = rate_limit("api", limit=2, per=60)
+        assert limit.hit().allowed
+        assert limit.hit().allowed
+        assert not limit.hit().allowed
+    assert sum(row.near_hits + row.near_misses for row in manager.stats()) == 0
+
+
+def test_a_plugin_can_opt_out_or_get_its_own_region(rig: Rig) -> None:
+    """A plugin with nearCache off reads the store every time; one with its own
+    maxEntries has a region its churn cannot push the others out of."""
+    from cachekit.policy import Policy
+
+    off = rig.cache("quiet", policy=Policy("quiet", near_cache=NearCacheConfig(enabled=False)))
+    off.set(KEY, 1)
+    off.get(KEY)
+    gets = rig.origin.gets
+    off.get(KEY)
+    assert rig.origin.gets == gets + 1
+    own = NearCacheConfig(max_entries=1)
+    noisy = rig.cache("noisy", policy=Policy("noisy", near_cache=own))
+    calm = rig.cache("calm")
+    calm.set(KEY, 1)
+    calm.get(KEY)
+    for i in range(20):
+        noisy.set(f"k{i}", i)
+        noisy.get(f"k{i}")
+    gets = rig.origin.gets
+    assert calm.get(KEY) == 1
+    assert rig.origin.gets == gets
+    assert isinstance(noisy._store, NearView)
+    assert len(noisy._store.region.entries) == 1
+
+
+def test_config_per_plugin_and_tenant(memcached_server: MemcachedServer) -> None:
+    """plugins.<id>.nearCache and tenants.<id>.nearCache: false reach the caches."""
+    manager = CacheManager.from_section(
+        {
+            "store": "memcache",
+            "connection": f"127.0.0.1:{memcached_server.port}",
+            "nearCache": {"enabled": True, "ttl": "1s"},
+            "plugins": {"quiet": {"nearCache": False}},
+            "tenants": {"exact": {"nearCache": {"enabled": False}}},
+        }
+    )
+    assert isinstance(manager.for_plugin("catalog")._store, NearView)
+    assert not isinstance(manager.for_plugin("quiet")._store, NearView)
+    assert not isinstance(manager.for_plugin("catalog", tenant="exact")._store, NearView)
+    manager.close()
+
+
+# --- metrics -----------------------------------------------------------------------------------
+
+
+def test_stats_count_per_scope(rig: Rig) -> None:
+    """Near hits, misses, evictions and invalidations are counted on the scope's row."""
+    cache, other = rig.cache("catalog"), rig.cache("reviews")
+    cache.set(KEY, 1)
+    cache.get(KEY)  # miss, kept
+    cache.get(KEY)  # hit
+    full = rig.keyspace.full_key("catalog", None, None, KEY)
+    rig.near.invalidate([full])
+    other.get(KEY)
+    row = rig.row("catalog")
+    assert (row.near_hits, row.near_misses, row.near_invalidations) == (1, 1, 1)
+    assert (rig.row("reviews").near_misses, rig.row("reviews").near_hits) == (1, 0)
+
+
+def test_memcached_behind_a_near_cache(memcached_server: MemcachedServer) -> None:
+    """On a real memcached the near cache serves its entries within ttl, and this
+    process's own writes at once."""
+    manager = CacheManager.from_section(
+        {
+            "store": "memcache",
+            "connection": f"127.0.0.1:{memcached_server.port}",
+            "nearCache": {"enabled": True, "ttl": "30s"},
+        }
+    )
+    cache = manager.for_plugin("near-mc", tenant="t")
+    cache.set(KEY, [1])
+    assert cache.get(KEY) == [1]
+    assert cache.get(KEY) == [1]
+    cache.set(KEY, [2])
+    assert cache.get(KEY) == [2]
+    row = next(r for r in manager.stats() if r.plugin == "near-mc")
+    assert row.near_hits == 1
+    cache.clear()
+    manager.close()
