@@ -26,7 +26,7 @@ from cachekit.keys import ANY, KeySelector, KeySpace, check_key, unencodable_key
 from cachekit.metrics import Metrics
 from cachekit.policy import Policy, PolicyStore
 from cachekit.shapes import Shape, as_shape, untyped
-from cachekit.stores.near import NearStore
+from cachekit.stores.near import NearStore, NearView
 
 if TYPE_CHECKING:
     from cachekit.stores.base import Store
@@ -163,7 +163,8 @@ class Cache:
                 store, self._codec.encode, self._stats
             )
         store = self._store
-        self._timed = bool(getattr(store, "blocking", True))  # time network stores only
+        # time network stores only (a near cache's view times its own calls to the store)
+        self._timed = bool(getattr(store, "blocking", True)) and not isinstance(store, NearView)
         # a batch read: one value per key in order where the store can (AlignedStore)
         self._read_batch: Callable[[list[str]], Any] = store.get_many
         self._aread_batch: Callable[[list[str]], Awaitable[Any]] = store.aget_many

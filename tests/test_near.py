@@ -552,3 +552,35 @@ def test_memcached_behind_a_near_cache(memcached_server: MemcachedServer) -> Non
     assert row.near_hits == 1
     cache.clear()
     manager.close()
+
+
+def test_prometheus_exports_the_near_counters(memcached_server: MemcachedServer) -> None:
+    """A manager with a near cache exports cachekit_near_*_total per scope; one without
+    exports none of them."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from cachekit.contrib.prometheus import register
+
+    manager = CacheManager.from_section(
+        {
+            "store": "memcache",
+            "connection": f"127.0.0.1:{memcached_server.port}",
+            "nearCache": {"enabled": True, "ttl": "30s"},
+        }
+    )
+    registry = CollectorRegistry()
+    register(manager, registry)
+    cache = manager.for_plugin("near-prom")
+    cache.set(KEY, 1)
+    cache.get(KEY)
+    cache.get(KEY)
+    text = generate_latest(registry).decode()
+    labels = 'namespace="",plugin="near-prom",store="memcache"'
+    assert f"cachekit_near_hits_total{{{labels}}} 1.0" in text
+    assert f"cachekit_near_misses_total{{{labels}}} 1.0" in text
+    assert "cachekit_near_invalidations_total" in text
+    cache.clear()
+    manager.close()
+    plain = CollectorRegistry()
+    register(CacheManager(), plain)
+    assert "near_" not in generate_latest(plain).decode()

@@ -20,6 +20,11 @@ counted twice and nothing runs between scrapes) and exports, labelled ``plugin``
 ``cachekit_errors_total``          store calls that failed
 ``cachekit_store_latency_seconds`` summary (``_count``, ``_sum``) of the time spent in
                                    store calls; network stores only
+``cachekit_near_hits_total``       reads a binding's near cache served (:mod:`cachekit.near`;
+                                   these four only when a binding has ``nearCache``)
+``cachekit_near_misses_total``     reads through the near cache that went to the store
+``cachekit_near_evictions_total``  near-cache entries dropped for room or past their ttl
+``cachekit_near_invalidations_total`` near-cache entries dropped because their key changed
 ``cachekit_policy_violations_total`` calls the plugin's policy refused or cut, with a
                                    ``reason`` label: the limit (``maxTtl``,
                                    ``maxValueBytes``, ``operations``; see
@@ -67,6 +72,12 @@ _COUNTERS = (
     ("deletes", "Cache deletes."),
     ("errors", "Cache store calls that failed."),
 )
+_NEAR = (
+    ("near_hits", "Cache reads the near cache served from process memory."),
+    ("near_misses", "Cache reads through the near cache that went to the store."),
+    ("near_evictions", "Near-cache entries dropped for room or past their ttl."),
+    ("near_invalidations", "Near-cache entries dropped because their key changed."),
+)
 _VIOLATIONS = "policy_violations"
 _VIOLATIONS_HELP = "Cache calls the plugin's policy refused or cut, by limit."
 _LATENCY = "store_latency_seconds"
@@ -98,13 +109,19 @@ class CacheCollector(Collector):
             names.append("binding")
         return names
 
+    @property
+    def _counters(self) -> tuple[tuple[str, str], ...]:
+        """The counters exported: the ``near_*`` ones too when a binding has a near cache."""
+        near = any(b.near is not None for b in self.manager.bindings.values())
+        return (*_COUNTERS, *_NEAR) if near else _COUNTERS
+
     def _families(
         self,
     ) -> tuple[list[CounterMetricFamily], SummaryMetricFamily, CounterMetricFamily]:
         labels = self.labels
         counters = [
             CounterMetricFamily(f"{self.prefix}_{name}", help_text, labels=labels)
-            for name, help_text in _COUNTERS
+            for name, help_text in self._counters
         ]
         latency = SummaryMetricFamily(f"{self.prefix}_{_LATENCY}", _LATENCY_HELP, labels=labels)
         violations = CounterMetricFamily(
@@ -125,7 +142,7 @@ class CacheCollector(Collector):
         per_binding = len(self.manager.bindings) > 1
         for row in self.manager.stats():
             values = _label_values(row, per_tenant, per_binding)
-            for family, (name, _) in zip(counters, _COUNTERS, strict=True):
+            for family, (name, _) in zip(counters, self._counters, strict=True):
                 family.add_metric(values, getattr(row, name))
             if row.timed_calls:
                 latency.add_metric(values, row.timed_calls, row.latency_seconds)
