@@ -54,6 +54,7 @@ from cachekit.errors import (
 )
 from cachekit.keys import ANY, KeySelector
 from cachekit.manager import CacheManager
+from cachekit.near import REPORT_INTERVAL, REPORT_PLUGIN, merge_reports
 from cachekit.policy import configured
 from cachekit.stores.base import CountingStore, InfoStore, Store
 from cachekit.stores.memory import MemoryStore
@@ -458,7 +459,18 @@ def _collect_stats(manager: CacheManager, args: argparse.Namespace) -> dict[str,
         )
     if not isinstance(store, InfoStore | CountingStore):
         notes.append(f"the {store.name} store offers no statistics to the command line")
+    report["near"] = _near_reports(manager, store)
     return report
+
+
+def _near_reports(manager: CacheManager, store: Store) -> list[dict[str, Any]] | None:
+    """The near-cache counters the app processes reported into the store (summed per
+    scope), or ``None`` when the store cannot be scanned for reports."""
+    scope_keys = getattr(store, "scope_keys", None)
+    if scope_keys is None:
+        return None
+    keys = scope_keys(manager.keyspace.selector(REPORT_PLUGIN, ANY, ANY))
+    return merge_reports(store.get_many(keys).values()) if keys else []
 
 
 def _print_stats(report: dict[str, Any], out: TextIO) -> None:
@@ -493,6 +505,29 @@ def _print_stats(report: dict[str, Any], out: TextIO) -> None:
             _table(["PLUGIN", "TENANT", "NAMESPACE", "KEYS"], rows, out)
         else:
             print("  no cachekit keys", file=out)
+    near: list[dict[str, Any]] | None = report.get("near")
+    if near:
+        processes = max(r["processes"] for r in near)
+        print(
+            f"\nnear cache (reported by up to {processes} app process(es), every "
+            f"{REPORT_INTERVAL:g}s):",
+            file=out,
+        )
+        rows = [
+            [
+                r["plugin"],
+                "(platform)" if r["tenant"] is None else r["tenant"],
+                "(default)" if r["namespace"] is None else r["namespace"],
+                str(r["near_hits"]),
+                str(r["near_misses"]),
+                _percent(_ratio(r["near_hits"], r["near_misses"])),
+                str(r["near_evictions"]),
+                str(r["near_invalidations"]),
+            ]
+            for r in near
+        ]
+        headers = ["PLUGIN", "TENANT", "NAMESPACE", "HITS", "MISSES", "HIT RATIO"]
+        _table([*headers, "EVICTIONS", "INVALIDATIONS"], rows, out)
     for note in report["notes"]:
         print(f"\nnote: {note}", file=out)
 

@@ -34,7 +34,7 @@ from cachekit.near import NearCache, near_settings
 from cachekit.policy import check_plugins
 from cachekit.policy import resolve as resolve_policy
 from cachekit.stores import Store, create_store
-from cachekit.stores.near import NearStore, tracking_for
+from cachekit.stores.near import NearReporter, NearStore, tracking_for
 
 __all__ = ["DEFAULT_BINDING", "CacheBinding", "CacheManager"]
 
@@ -91,11 +91,6 @@ class CacheBinding:
         self.config = config
         path = SECTION_PATH if name == DEFAULT_BINDING else f"{SECTION_PATH}.bindings.{name}"
         self.store: Store = store if store is not None else create_store(config, f"{path}.store")
-        self.near: NearCache | None = None
-        settings = near_settings(config, path)
-        if settings is not None:  # hot entries in process memory (cachekit.near)
-            self.near = NearCache(settings, start_tracking=tracking_for(self.store))
-            self.store = cast("Store", NearStore(self.store, self.near))
         self.keyspace: KeySpace = KeySpace(self.store.key_prefix)
         self.cache_class: type[Cache] = Cache
         # Backstage's layout and value format (cachekit.backstage), chosen here once
@@ -108,6 +103,13 @@ class CacheBinding:
             max_series=metrics_config.metrics.max_series,
             binding=name,
         )
+        self.near: NearCache | None = None
+        settings = near_settings(config, path)
+        if settings is not None:  # hot entries in process memory (cachekit.near)
+            origin = self.store
+            reporter = NearReporter.for_binding(origin, self.metrics, self.keyspace, name)
+            self.near = NearCache(settings, start_tracking=tracking_for(origin, reporter))
+            self.store = cast("Store", NearStore(origin, self.near))
         self.store_name, self.target = _describe(self.store, config, given=store is not None)
 
     def __repr__(self) -> str:

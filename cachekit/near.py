@@ -36,6 +36,7 @@ Hits, misses, evictions and invalidations are counted per scope on the scope's m
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import weakref
@@ -43,7 +44,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from time import monotonic
-from typing import TYPE_CHECKING, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from cachekit.errors import ConfigError
 from cachekit.keys import KeySelector
@@ -52,17 +53,22 @@ from cachekit.stores.memory import entry_size
 if TYPE_CHECKING:
     from cachekit.config import CacheConfig
     from cachekit.config.schema import NearCacheConfig
-    from cachekit.metrics import OpStats
+    from cachekit.metrics import OpStats, StatsRow
 
 __all__ = [
+    "COUNTERS",
     "DEFAULT_MAX_BYTES",
     "DEFAULT_MAX_ENTRIES",
     "DEFAULT_TTL",
+    "REPORT_INTERVAL",
+    "REPORT_PLUGIN",
     "TRACKED_STORES",
     "InvalidationSink",
     "NearCache",
     "NearSettings",
     "Region",
+    "encode_report",
+    "merge_reports",
     "near_settings",
 ]
 
@@ -73,6 +79,12 @@ DEFAULT_MAX_ENTRIES: Final = 10_000
 DEFAULT_MAX_BYTES: Final = 64 * 1024 * 1024
 TRACKED_STORES: Final = frozenset({"redis", "valkey"})
 """Stores whose server tells the near cache of every change (client tracking)."""
+
+REPORT_PLUGIN: Final = "cachekit-near"
+"""The reserved plugin scope where each process reports its near-cache counters (on
+stores ``cachekit stats`` can scan: Redis and Valkey)."""
+REPORT_INTERVAL: Final = 10.0
+"""Seconds between two reports of a process; a report lives three intervals."""
 
 _LARGEST_SHARE: Final = 16
 """An entry over ``maxBytes / 16`` is not kept: it would push out many hot ones."""
@@ -154,6 +166,52 @@ def near_settings(config: CacheConfig, path: str = "backend.cache") -> NearSetti
         ttl=DEFAULT_TTL if section.ttl is None else section.ttl,
         tracked=tracked,
     )
+
+
+COUNTERS: Final = ("near_hits", "near_misses", "near_evictions", "near_invalidations")
+"""The near-cache counters of a metrics row (:class:`~cachekit.metrics.StatsRow`)."""
+
+
+def encode_report(rows: Iterable[StatsRow]) -> bytes | None:
+    """A process's report of its near-cache counters (JSON), from its metrics rows;
+    ``None`` when no row has any."""
+    entries = [
+        {
+            "binding": row.binding,
+            "plugin": row.plugin,
+            "tenant": row.tenant,
+            "namespace": row.namespace,
+            **{name: getattr(row, name) for name in COUNTERS},
+        }
+        for row in rows
+        if any(getattr(row, name) for name in COUNTERS)
+    ]
+    return json.dumps(entries, separators=(",", ":")).encode() if entries else None
+
+
+def merge_reports(reports: Iterable[bytes]) -> list[dict[str, Any]]:
+    """The counters of several processes' reports, summed per (binding, plugin, tenant,
+    namespace), each with ``processes``: how many reported it. An unreadable report (not
+    cachekit's) is skipped."""
+    merged: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for raw in reports:
+        try:
+            entries = json.loads(raw)
+            rows = [e for e in entries if isinstance(e, dict)]
+            for entry in rows:
+                key = tuple(entry.get(k) for k in ("binding", "plugin", "tenant", "namespace"))
+                total = merged.setdefault(
+                    key,
+                    dict(zip(("binding", "plugin", "tenant", "namespace"), key, strict=True))
+                    | dict.fromkeys(COUNTERS, 0)
+                    | {"processes": 0},
+                )
+                for name in COUNTERS:
+                    total[name] += int(entry.get(name, 0))
+                total["processes"] += 1
+        except (ValueError, TypeError):
+            continue
+    return sorted(merged.values(), key=lambda r: tuple(str(r[k] or "") for k in r))
 
 
 class _Entry:

@@ -584,3 +584,67 @@ def test_prometheus_exports_the_near_counters(memcached_server: MemcachedServer)
     plain = CollectorRegistry()
     register(CacheManager(), plain)
     assert "near_" not in generate_latest(plain).decode()
+
+
+def test_cachekit_stats_sums_every_process_report(
+    tmp_path: Any, redis_server: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each process reports its near-cache counters into the store (a key that expires);
+    `cachekit stats` sums the reports per scope and says how many processes reported."""
+    import json
+    import time
+    import uuid
+
+    import redis as redis_py
+    import yaml
+
+    from cachekit.cli import main
+    from cachekit.near import REPORT_PLUGIN
+    from cachekit.stores.near import NearReporter
+
+    cache = {
+        "store": "redis",
+        "connection": redis_server.url,
+        "redis": {"client": {"namespace": f"near{uuid.uuid4().hex[:8]}"}},
+        "nearCache": {},
+    }
+    reporters = []
+    for process in ("p1", "p2"):  # two app processes: a manager each
+        binding = CacheManager.from_section(cache).bindings["default"]
+        stats = binding.metrics.slot("catalog", None, None, "redis")
+        stats.near_hits, stats.near_misses, stats.near_invalidations = 3, 1, 2
+        key = binding.keyspace.full_key(REPORT_PLUGIN, None, None, process)
+        assert isinstance(binding.store, NearStore)
+        reporter = NearReporter(binding.store.origin, binding.metrics, key, interval=0.05)
+        reporter.report()
+        reporters.append(reporter)
+    raw = redis_py.Redis.from_url(redis_server.url)
+    assert 0 < raw.pttl(reporters[0].key) <= 150
+    config = tmp_path / "app-config.yaml"
+    config.write_text(yaml.safe_dump({"backend": {"cache": cache}}), encoding="utf-8")
+    assert main(["stats", "--json", "-c", str(config)]) == 0
+    near = json.loads(capsys.readouterr().out)["near"]
+    assert near == [
+        {
+            "binding": "default",
+            "plugin": "catalog",
+            "tenant": None,
+            "namespace": None,
+            "near_hits": 6,
+            "near_misses": 2,
+            "near_evictions": 0,
+            "near_invalidations": 4,
+            "processes": 2,
+        }
+    ]
+    assert main(["stats", "-c", str(config)]) == 0
+    assert "near cache (reported by up to 2 app process(es)" in capsys.readouterr().out
+    stop = reporters[0].start()  # the thread writes it again, and stop() removes it
+    deadline = time.monotonic() + 5
+    raw.delete(reporters[0].key)
+    while not raw.exists(reporters[0].key) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert raw.exists(reporters[0].key)
+    stop()
+    assert not raw.exists(reporters[0].key)
+    raw.close()

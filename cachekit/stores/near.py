@@ -10,30 +10,99 @@ it touched from the near cache once the origin answered (see :mod:`cachekit.near
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import socket
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
-from cachekit.keys import KeySelector
-from cachekit.near import NearCache, Region, Ticket
+from cachekit.errors import CachekitError
+from cachekit.keys import KeySelector, KeySpace
+from cachekit.near import REPORT_INTERVAL, REPORT_PLUGIN, NearCache, Region, Ticket, encode_report
 
 if TYPE_CHECKING:
     from cachekit.config.schema import NearCacheConfig
-    from cachekit.metrics import OpStats
+    from cachekit.metrics import Metrics, OpStats
     from cachekit.stores.base import Store
 
-__all__ = ["NearStore", "NearView", "tracking_for"]
+__all__ = ["NearReporter", "NearStore", "NearView", "tracking_for"]
 
 log = logging.getLogger("cachekit")
 
 
-def tracking_for(origin: Store) -> Callable[[NearCache], Callable[[], None] | None]:
+class NearReporter:
+    """Writes this process's near-cache counters of one binding into its store every
+    ``interval`` seconds (a key of its own in the reserved :data:`~cachekit.near.REPORT_PLUGIN`
+    scope, living three intervals), so ``cachekit stats`` can sum every process's. A
+    daemon thread, started with tracking and stopped with it; a failed write is skipped
+    (the next one comes an interval later).
+
+    :param store: the binding's store (the origin).
+    :param metrics: the binding's counters.
+    :param key: the full key of this process's report.
+    """
+
+    def __init__(
+        self, store: Store, metrics: Metrics, key: str, *, interval: float = REPORT_INTERVAL
+    ) -> None:
+        self.store = store
+        self.metrics = metrics
+        self.key = key
+        self.interval = interval
+
+    def __repr__(self) -> str:
+        return f"NearReporter({self.key!r}, every {self.interval:g}s)"
+
+    @classmethod
+    def for_binding(
+        cls, store: Store, metrics: Metrics, keyspace: KeySpace, binding: str
+    ) -> NearReporter | None:
+        """A reporter for a binding whose store ``cachekit stats`` can scan, else ``None``."""
+        if not hasattr(store, "scope_keys"):
+            return None
+        me = f"{socket.gethostname()}:{os.getpid()}:{binding}"
+        return cls(store, metrics, keyspace.full_key(REPORT_PLUGIN, None, None, me))
+
+    def report(self) -> None:
+        """Write the report now (nothing when no scope has near-cache counts yet)."""
+        value = encode_report(self.metrics.snapshot())
+        if value is not None:
+            self.store.set(self.key, value, 3 * self.interval)
+
+    def start(self) -> Callable[[], None]:
+        """Start reporting; the stopper, which also removes this process's report."""
+        stopped = threading.Event()
+
+        def run() -> None:
+            while not stopped.wait(self.interval):
+                try:
+                    self.report()
+                except CachekitError as exc:
+                    log.debug("cachekit: near-cache report skipped: %s", exc)
+
+        thread = threading.Thread(target=run, name="cachekit-near-report", daemon=True)
+        thread.start()
+
+        def stop() -> None:
+            stopped.set()
+            thread.join(1.0)
+            with contextlib.suppress(CachekitError):
+                self.store.delete(self.key)
+
+        return stop
+
+
+def tracking_for(
+    origin: Store, reporter: NearReporter | None = None
+) -> Callable[[NearCache], Callable[[], None] | None]:
     """How a near cache in front of ``origin`` starts tracking (the ``start_tracking`` of
     :class:`~cachekit.near.NearCache`): the origin's ``tracker(sink, prefix)`` (the Redis
-    store's, on its key prefix), started; ``None`` — and a warning — when the origin
-    cannot track (a Redis store built from bare client factories: the near cache then
-    never serves)."""
+    store's, on its key prefix), started, with ``reporter``; ``None`` — and a warning —
+    when the origin cannot track (a Redis store built from bare client factories: the
+    near cache then never serves)."""
 
     def start(near: NearCache) -> Callable[[], None] | None:
         make = getattr(origin, "tracker", None)
@@ -47,7 +116,13 @@ def tracking_for(origin: Store) -> Callable[[NearCache], Callable[[], None] | No
             )
             return None
         tracker.start()
-        stop: Callable[[], None] = tracker.stop
+        stop_reporting = None if reporter is None else reporter.start()
+
+        def stop() -> None:
+            tracker.stop()
+            if stop_reporting is not None:
+                stop_reporting()
+
         return stop
 
     return start

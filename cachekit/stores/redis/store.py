@@ -571,17 +571,15 @@ class RedisStore(BaseStore):
                 removed += yield from self._delete_keys(mine)
         return removed
 
-    def _count_scopes(self, selector: KeySelector) -> Steps[Step, dict[str, int]]:
-        counts: dict[str, int] = {}
+    def _visit(self, selector: KeySelector, visit: Callable[[str], None]) -> Steps[Step, None]:
+        """``visit`` every key of the selected scopes (``SCAN``, confirmed by the selector)."""
         size = self.clear_batch_size
         keys = yield Scan(selector.glob(), size)
         while batch := (yield Take(keys, size)):
             for raw in batch:
                 key = raw.decode("utf-8", "surrogateescape")
                 if selector.matches(key):
-                    scope = selector.scope_of(key)
-                    counts[scope] = counts.get(scope, 0) + 1
-        return counts
+                    visit(key)
 
     # --- sync operations ----------------------------------------------------------------
 
@@ -672,8 +670,24 @@ class RedisStore(BaseStore):
 
         :raises StoreError: the server could not be reached.
         """
-        counts: dict[str, int] = self._steps(self._count_scopes(selector))
+        counts: dict[str, int] = {}
+
+        def count(key: str) -> None:
+            scope = selector.scope_of(key)
+            counts[scope] = counts.get(scope, 0) + 1
+
+        self._steps(self._visit(selector, count))
         return counts
+
+    def scope_keys(self, selector: KeySelector) -> list[str]:
+        """Every key of the selected scopes, by ``SCAN`` (never ``KEYS``): for operators'
+        tools on small scopes (``cachekit stats`` reads the near caches' reports with it).
+
+        :raises StoreError: the server could not be reached.
+        """
+        keys: list[str] = []
+        self._steps(self._visit(selector, keys.append))
+        return keys
 
     def close(self) -> None:
         """Close the sync client's connections (a later call opens new ones). Async clients
