@@ -648,3 +648,22 @@ def test_cachekit_stats_sums_every_process_report(
     stop()
     assert not raw.exists(reporters[0].key)
     raw.close()
+
+
+@pytest.mark.parametrize(
+    ("given", "size"),
+    [(1000, 1000), ("64MiB", 64 * 2**20), ("500kB", 500_000), ("2 GiB", 2 * 2**30), ("7", 7)],
+)
+def test_max_bytes_takes_sizes(given: Any, size: int) -> None:
+    """maxBytes (nearCache's and memory's) is a number of bytes or a size string."""
+    section = {"store": "redis", "connection": "redis://h:1", "nearCache": {"maxBytes": given}}
+    assert parse_cache_section(section).near_cache.max_bytes == size  # type: ignore[union-attr]
+    assert parse_cache_section({"memory": {"maxBytes": given}}).memory.max_bytes == size
+
+
+@pytest.mark.parametrize("given", ["64 MB!", "0MiB", "-5", "lots", 0, 1.5, True])
+def test_a_bad_size_is_a_config_error(given: Any) -> None:
+    """A size that is not a positive whole number of bytes names the accepted forms."""
+    with pytest.raises(ConfigError) as info:
+        parse_cache_section({"memory": {"maxBytes": given}})
+    assert info.value.path == "backend.cache.memory.maxBytes"

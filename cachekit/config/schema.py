@@ -126,6 +126,31 @@ def _port(value: Any, path: str) -> int:
     return value
 
 
+_SIZE: Final = re.compile(r"\s*(\d+)\s*([KMG]i?B|B)?\s*", re.IGNORECASE)
+_SIZE_UNITS: Final = {
+    "": 1,
+    "b": 1,
+    "kb": 1000,
+    "mb": 1000**2,
+    "gb": 1000**3,
+    "kib": 1024,
+    "mib": 1024**2,
+    "gib": 1024**3,
+}
+
+
+def _byte_size(value: Any, path: str) -> int:
+    """A positive number of bytes: an int, or a size string (``64MiB``, ``500kB``)."""
+    if isinstance(value, str):
+        match = _SIZE.fullmatch(value)
+        if match is None or int(match[1]) <= 0:
+            raise ConfigError(
+                f"expected a size such as 67108864, 64MiB or 500kB, got {value!r}", path=path
+            )
+        return int(match[1]) * _SIZE_UNITS[(match[2] or "").lower()]
+    return _positive_int(value, path)
+
+
 def _non_negative_int(value: Any, path: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise _type_error("a whole number >= 0", value, path)
@@ -215,7 +240,7 @@ class MemoryConfig:
     """``backend.cache.memory``: bounds of the in-memory store (``null``: unbounded)."""
 
     max_entries: int | None = _opt("maxEntries", _optional(_positive_int), 100_000)
-    max_bytes: int | None = _opt("maxBytes", _optional(_positive_int), 256 * 1024 * 1024)
+    max_bytes: int | None = _opt("maxBytes", _optional(_byte_size), 256 * 1024 * 1024)
 
 
 @dataclass(frozen=True)
@@ -475,7 +500,7 @@ class NearCacheConfig:
 
     enabled: bool | None = _opt("enabled", _optional(_bool), None)
     max_entries: int | None = _opt("maxEntries", _optional(_positive_int), None)
-    max_bytes: int | None = _opt("maxBytes", _optional(_positive_int), None)
+    max_bytes: int | None = _opt("maxBytes", _optional(_byte_size), None)
     ttl: float | None = _opt("ttl", _optional(_positive_duration), None)
     """The longest an entry is served from process memory, in seconds."""
 
