@@ -8,6 +8,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from itertools import count
 from typing import Any
 
@@ -18,7 +19,7 @@ from servers import RedisCluster, RedisSentinel, RedisServer, pause_process, res
 
 from cachekit.config import parse_cache_section
 from cachekit.stores.redis import RedisStore
-from cachekit.stores.redis.tracking import CLIENT_NAME, Tracker, _cluster_nodes
+from cachekit.stores.redis.tracking import CLIENT_NAME, Node, Tracker, _cluster_nodes
 
 WAIT = 15.0  # generous: a slow CI machine, a reconnection backoff of up to a second
 _prefixes = count()
@@ -270,6 +271,38 @@ def test_cluster_tracks_every_node(redis_cluster: RedisCluster) -> None:
     for key in keys:  # once from its primary, once from that primary's replica
         sink.wait_key(key, sink.wait_key(key, at))
     raw.close()
+    tracker.stop()
+
+
+def test_nodes_that_join_leave_or_move_are_followed(
+    redis_server: RedisServer, valkey_server: RedisServer
+) -> None:
+    """When the node list changes, a new node is reported lost then established, a node that
+    left is reported lost and its connection closed, and a source whose address moved (a
+    Sentinel master) is lost, then established on the new address."""
+
+    def node(server: RedisServer) -> Node:
+        return Node(server.url, partial(redis.Redis.from_url, server.url, protocol=2))
+
+    listed = {"a": node(redis_server)}
+    sink = RecordingSink()
+    prefix = new_prefix()
+    tracker = start(Tracker(sink, prefix, lambda: dict(listed), refresh=0.05), sink)
+    at = sink.mark()
+    listed["b"] = node(valkey_server)
+    at = sink.wait_event("established", "b", after=sink.wait_event("lost", "b", after=at))
+    assert tracker.established
+    valkey_server.command("SET", f"{prefix}on-b", "1")
+    at = sink.wait_key(f"{prefix}on-b", at)
+    del listed["a"]
+    at = sink.wait_event("lost", "a", after=at)
+    eventually(lambda: not tracking_clients(redis_server))
+    assert tracker.sources == {"b": True}
+    listed["b"] = node(redis_server)  # "b" moves to the other server
+    at = sink.wait_event("established", "b", after=sink.wait_event("lost", "b", after=at))
+    eventually(lambda: not tracking_clients(valkey_server))
+    redis_server.command("SET", f"{prefix}moved", "1")
+    sink.wait_key(f"{prefix}moved", at)
     tracker.stop()
 
 

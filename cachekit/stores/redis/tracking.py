@@ -124,7 +124,8 @@ class Tracker:
 
     :param sink: told what changed, and when tracking of a node is lost and established.
     :param prefix: only keys starting with it are announced (``""``: every key).
-    :param nodes: returns ``{source: node}``, the servers to track now. A node whose source
+    :param nodes: returns ``{source: node}``, the servers to track now (clients speaking
+        RESP2: a RESP3 connection gets invalidations as pushes). A node whose source
         disappears, or whose address changes (a Sentinel master that moved), is reported
         lost and its listener stopped; a new one is reported lost, then established.
     :param refresh: seconds between two calls of ``nodes`` (cluster nodes come and go, a
