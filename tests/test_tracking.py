@@ -232,6 +232,30 @@ def test_stop_joins_while_the_server_is_paused(private_redis_server: RedisServer
         resume_process(private_redis_server.pid)
 
 
+def test_unanswered_ping_is_lost_then_established(private_redis_server: RedisServer) -> None:
+    """A connection that stays silent and does not answer a ping (a half-open socket; here a
+    SIGSTOPped server) is reported lost; once the server answers again tracking is
+    established again and a write reaches the sink."""
+    sink = RecordingSink()
+    store = RedisStore.from_url(private_redis_server.url)
+    factory = store.connection
+    assert factory is not None
+    node = Node(private_redis_server.url, factory.sync_client)
+    tracker = Tracker(sink, "h:", lambda: {"node": node}, heartbeat=(0.1, 0.3))
+    start(tracker, sink)
+    assert private_redis_server.pid is not None
+    at = sink.mark()
+    pause_process(private_redis_server.pid)
+    try:
+        at = sink.wait_event("lost", "node", after=at)
+    finally:
+        resume_process(private_redis_server.pid)
+    at = sink.wait_event("established", "node", after=at)
+    private_redis_server.command("SET", "h:resumed", "1")
+    sink.wait_key("h:resumed", at)
+    tracker.stop()
+
+
 def test_sentinel_failover_is_followed(redis_sentinel: RedisSentinel) -> None:
     """After a Sentinel failover the tracker reports the master lost, is established on the
     new master, and a write there reaches the sink."""
