@@ -45,6 +45,9 @@ class RecordingSink:
     def tracking_established(self, source: str) -> None:
         self._record(("established", source))
 
+    def tracking_removed(self, source: str) -> None:
+        self._record(("removed", source))
+
     def invalidate(self, keys: Sequence[str]) -> None:
         self._record(("invalidate", *keys))
 
@@ -302,7 +305,7 @@ def test_nodes_that_join_leave_or_move_are_followed(
     redis_server: RedisServer, valkey_server: RedisServer
 ) -> None:
     """When the node list changes, a new node is reported lost then established, a node that
-    left is reported lost and its connection closed, and a source whose address moved (a
+    left is reported removed and its connection closed, and a source whose address moved (a
     Sentinel master) is lost, then established on the new address."""
 
     def node(server: RedisServer) -> Node:
@@ -319,7 +322,7 @@ def test_nodes_that_join_leave_or_move_are_followed(
     valkey_server.command("SET", f"{prefix}on-b", "1")
     at = sink.wait_key(f"{prefix}on-b", at)
     del listed["a"]
-    at = sink.wait_event("lost", "a", after=at)
+    at = sink.wait_event("removed", "a", after=at)
     eventually(lambda: not tracking_clients(redis_server))
     assert tracker.sources == {"b": True}
     listed["b"] = node(redis_server)  # "b" moves to the other server
@@ -331,14 +334,15 @@ def test_nodes_that_join_leave_or_move_are_followed(
 
 
 def test_cluster_nodes_reply_is_read_with_every_address() -> None:
-    """The node list keeps primaries and replicas (failed ones too: they come back), skips
-    nodes without an address or in handshake, and names a node that does not know its own
-    ip after the node asked."""
+    """The node list keeps primaries and replicas (those only suspected of failing too),
+    skips nodes the cluster marked failed, without an address or in handshake, and names a
+    node that does not know its own ip after the node asked."""
     reply = (
         b"a1 10.0.0.1:7000@17000 master - 0 0 1 connected 0-5460\n"
         b"a2 10.0.0.2:7001@17001,host-b slave a1 0 0 1 connected\n"
         b"a3 :7002@17002 myself,master - 0 0 2 connected 5461-16383\n"
-        b"a4 10.0.0.4:7003@17003 master,fail - 0 0 3 disconnected\n"
+        b"a4 10.0.0.4:7003@17003 master,fail? - 0 0 3 connected\n"
+        b"a7 10.0.0.7:7006@17006 master,fail - 0 0 3 disconnected\n"
         b"a5 :0@0 master,noaddr - 0 0 4 disconnected\n"
         b"a6 10.0.0.6:7005@17005 handshake - 0 0 0 connected\n"
     )

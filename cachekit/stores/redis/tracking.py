@@ -110,6 +110,10 @@ class InvalidationSink(Protocol):
     def tracking_established(self, source: str) -> None:
         """``source``'s invalidations flow again (every change from now on is announced)."""
 
+    def tracking_removed(self, source: str) -> None:
+        """``source`` left the deployment (a cluster node forgotten or failed; its keys live
+        on nodes still tracked): forget it, as if it had never been reported."""
+
     def invalidate(self, keys: Sequence[str]) -> None:
         """These full keys changed, expired or were evicted."""
 
@@ -130,9 +134,10 @@ class Tracker:
     :param sink: told what changed, and when tracking of a node is lost and established.
     :param prefix: only keys starting with it are announced (``""``: every key).
     :param nodes: returns ``{source: node}``, the servers to track now (clients speaking
-        RESP2: a RESP3 connection gets invalidations as pushes). A node whose source
-        disappears, or whose address changes (a Sentinel master that moved), is reported
-        lost and its listener stopped; a new one is reported lost, then established.
+        RESP2: a RESP3 connection gets invalidations as pushes). A new source is reported
+        lost, then established once its listener is set up; a source that disappears is
+        reported removed and its listener stopped; a source whose address changes (a
+        Sentinel master that moved) is reported lost, then established on the new address.
     :param refresh: seconds between two calls of ``nodes`` (cluster nodes come and go, a
         Sentinel master moves); ``None``: ``nodes`` is called once, by :meth:`start`, and
         must not do I/O.
@@ -253,7 +258,7 @@ class Tracker:
                     del listeners[source]
                     listener.halt.set()  # from now on it reports nothing
                     if node is None:
-                        self.sink.tracking_lost(source)
+                        self.sink.tracking_removed(source)
             fresh = [source for source in nodes if source not in listeners]
             for source in fresh:
                 self.sink.tracking_lost(source)
@@ -399,6 +404,8 @@ class _Listener:
 class ClusterNodes:
     """A cluster's nodes, primaries and replicas, as ``CLUSTER NODES`` lists them now (a
     :class:`Tracker`'s ``nodes``): asked of the nodes seen last time, then of the seeds.
+    A node the cluster marked failed is left out (its slots moved to a replica, or nobody
+    can write them) until it is back.
 
     :param seeds: where to ask first (the configured root nodes).
     :param connect: returns a new sync client on ``(host, port)``.
@@ -468,12 +475,13 @@ class SentinelMaster:
 
 def _cluster_nodes(reply: bytes | str, asked: str) -> list[tuple[str, int]]:
     """The addresses in a ``CLUSTER NODES`` reply (``id ip:port@bus[,name] flags ...`` a
-    line); a node that does not know its own ip is the one ``asked``."""
+    line) but those failed, in handshake or without an address; a node that does not know
+    its own ip is the one ``asked``."""
     text = reply.decode() if isinstance(reply, bytes) else reply
     nodes = []
     for line in text.splitlines():
         fields = line.split()
-        if len(fields) < 3 or {"noaddr", "handshake"} & set(fields[2].split(",")):
+        if len(fields) < 3 or {"fail", "noaddr", "handshake"} & set(fields[2].split(",")):
             continue
         host, _, port = fields[1].split("@")[0].rpartition(":")
         if port.isdigit():
