@@ -102,6 +102,10 @@ class InvalidationSink(Protocol):
         """``source``'s invalidations flow again."""
         ...
 
+    def tracking_removed(self, source: str) -> None:
+        """``source`` left (a cluster node forgotten or failed): stop waiting for it."""
+        ...
+
     def invalidate(self, keys: Sequence[str]) -> None:
         """These full keys changed (written, deleted, expired or evicted)."""
         ...
@@ -484,6 +488,18 @@ class NearCache:
             self._up.add(source)
             if not self._down and self._started and self._stop_tracking is not None:
                 self._generation += 1  # reads begun before this point are not kept
+                self.live = True
+
+    def tracking_removed(self, source: str) -> None:
+        """``source`` left the deployment (its keys now live on sources still tracked):
+        forget it, flushing once more (what it served may have moved meanwhile)."""
+        with self._lock:
+            self._down.discard(source)
+            self._up.discard(source)
+            self._generation += 1
+            for region in self._all:
+                region.clear()
+            if not self._down and self._up and self._stop_tracking is not None:
                 self.live = True
 
     def _ensure_tracking(self) -> None:

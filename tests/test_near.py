@@ -667,3 +667,19 @@ def test_a_bad_size_is_a_config_error(given: Any) -> None:
     with pytest.raises(ConfigError) as info:
         parse_cache_section({"memory": {"maxBytes": given}})
     assert info.value.path == "backend.cache.memory.maxBytes"
+
+
+def test_a_removed_source_is_no_longer_waited_for() -> None:
+    """A cluster node that left (tracking_removed) no longer keeps the near cache down,
+    and its removal flushes what was held."""
+    rig = Rig()
+    rig.establish()
+    rig.near.tracking_lost("gone")
+    assert not rig.near.live
+    rig.near.tracking_removed("gone")
+    assert rig.near.live
+    cache = rig.cache()
+    cache.set(KEY, 1)
+    cache.get(KEY)
+    rig.near.tracking_removed("other")
+    assert not rig.near.shared.entries

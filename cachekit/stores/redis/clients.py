@@ -41,6 +41,14 @@ class ClientFactory:
         """A new asyncio client (bound to the event loop that first uses it)."""
         return self._build(asynchronous=True)
 
+    def node_client(self, host: str, port: int) -> Any:
+        """A new sync client on one server (a cluster node), with the spec's credentials, TLS,
+        timeouts and options."""
+        d = self.driver
+        return d.client(
+            host=host, port=port, retry=d.no_retry(asynchronous=False), **self._common()
+        )
+
     def _common(self) -> dict[str, Any]:
         spec = self.spec
         options: dict[str, Any] = {
@@ -78,6 +86,16 @@ class ClientFactory:
         client_class = d.async_client if asynchronous else d.client
         if spec.mode == "standalone":
             return client_class.from_url(spec.url, retry=retry, **common)
+        manager = self._sentinel(asynchronous=asynchronous)
+        class_option = {f"{d.module}_class": client_class}  # redis_class / valkey_class
+        return manager.master_for(spec.master_name, **class_option)
+
+    def sentinel(self) -> Any:
+        """A new sync ``Sentinel`` of the spec's sentinels (``discover_master``)."""
+        return self._sentinel(asynchronous=False)
+
+    def _sentinel(self, *, asynchronous: bool) -> Any:
+        spec, d = self.spec, self.driver
         sentinel_class = d.async_sentinel if asynchronous else d.sentinel
         sentinel_options: dict[str, Any] = {
             "socket_timeout": spec.operation_timeout,
@@ -87,11 +105,12 @@ class ClientFactory:
         }
         if spec.sentinel_password is not None:
             sentinel_options["password"] = spec.sentinel_password
-        manager = sentinel_class(
-            list(spec.sentinels), sentinel_kwargs=sentinel_options, retry=retry, **common
+        return sentinel_class(
+            list(spec.sentinels),
+            sentinel_kwargs=sentinel_options,
+            retry=d.no_retry(asynchronous=asynchronous),
+            **self._common(),
         )
-        class_option = {f"{d.module}_class": client_class}  # redis_class / valkey_class
-        return manager.master_for(spec.master_name, **class_option)
 
 
 def _replica_reads(driver: Driver) -> dict[str, Any]:

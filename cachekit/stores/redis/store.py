@@ -81,6 +81,15 @@ from cachekit.stores.gate import Gate
 from cachekit.stores.redis.clients import ClientFactory, close_async_client, close_sync_client
 from cachekit.stores.redis.driver import load_driver, module_for
 from cachekit.stores.redis.scripts import DELETE_IF_EQUALS, GCRA, INCR_WITH_TTL, PERSIST, Script
+from cachekit.stores.redis.tracking import (
+    CLUSTER_REFRESH,
+    SENTINEL_REFRESH,
+    ClusterNodes,
+    InvalidationSink,
+    Node,
+    SentinelMaster,
+    Tracker,
+)
 
 if TYPE_CHECKING:
     from cachekit.config import CacheConfig
@@ -260,6 +269,8 @@ class RedisStore(BaseStore):
         many connections.
     :param pool_timeout: seconds a caller waits for a slot before
         :class:`~cachekit.errors.StoreTimeout` (which does not move the breaker).
+    :param connection: the factory the clients come from, when there is one: it lets
+        :meth:`tracker` open connections of its own to the same servers.
     :raises ValueError: ``clear_batch_size`` or ``max_connections`` is not a positive int.
     """
 
@@ -278,6 +289,7 @@ class RedisStore(BaseStore):
         target: str = "",
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         pool_timeout: float = 0.75,
+        connection: ClientFactory | None = None,
     ) -> None:
         for label, number in (
             ("clear_batch_size", clear_batch_size),
@@ -293,6 +305,7 @@ class RedisStore(BaseStore):
         self.target = target
         self.max_connections = max_connections
         self.pool_timeout = pool_timeout
+        self.connection = connection
         self.breaker = breaker if breaker is not None else CircuitBreaker(name)
         self._client_factory = client_factory
         self._async_client_factory = async_client_factory
@@ -331,6 +344,7 @@ class RedisStore(BaseStore):
             target=spec.target,
             max_connections=max_connections,
             pool_timeout=spec.queue_timeout,
+            connection=factory,
         )
 
     @classmethod
@@ -411,6 +425,36 @@ class RedisStore(BaseStore):
                     self._sync = self._call(self._client_factory)
                 client = self._sync
         return client
+
+    def tracker(self, sink: InvalidationSink, prefix: str) -> Tracker | None:
+        """A :class:`~cachekit.stores.redis.tracking.Tracker` of this store's servers, not
+        started: it tells ``sink`` of every change to a key starting with ``prefix``.
+
+        Its connections are its own (one per node, never the store's pools), with the store's
+        credentials, TLS and timeouts: a standalone server (source ``host:port``), the current
+        Sentinel master (source ``sentinel <master name>``; the sentinels are asked every
+        second, and the listener follows the master when it moves), or every primary and
+        replica of a cluster (source ``host:port`` each; the node list is re-read every few
+        seconds).
+
+        :returns: ``None`` when the store was built from bare client factories (no connection
+            spec: fakeredis, a caller's own pool), which a tracker cannot reach.
+        """
+        factory = self.connection
+        if factory is None:
+            return None
+        spec, catch = factory.spec, self._catch
+        track = partial(Tracker, sink, prefix, catch=catch, target=spec.target)
+        if spec.mode == "cluster":
+            nodes = ClusterNodes(spec.nodes, factory.node_client, catch)
+            return track(nodes, refresh=CLUSTER_REFRESH)
+        if spec.mode == "sentinel":
+            master = SentinelMaster(factory.sentinel(), spec.master_name, factory.node_client)
+            return track(master, refresh=SENTINEL_REFRESH)
+        endpoint = parse_url(spec.url, "url")
+        address = spec.target if endpoint.scheme == "unix" else f"{endpoint.host}:{endpoint.port}"
+        server = {address: Node(address, factory.sync_client)}
+        return track(lambda: server)
 
     def async_client(self) -> Any:
         """The asyncio client of the running event loop (created on first use there).
