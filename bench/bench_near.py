@@ -42,7 +42,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import redis
 from cashews import Cache as CashewsCache
-from harness import Case, async_case, pin_to_cpu, ratio, report, run_rounds
+from harness import Case, async_case, near_serving, pin_to_cpu, ratio, report, run_rounds
 from redis.backoff import NoBackoff
 from redis.cache import CacheConfig
 from servers import RedisServer
@@ -98,6 +98,7 @@ def get_cases(url: str, near: CacheManager, plain: CacheManager) -> list[Case]:
     memory = CacheManager().for_plugin("catalog", tenant="acme")
     held = near.for_plugin("catalog", tenant="acme")
     without = plain.for_plugin("catalog", tenant="acme")
+    near_serving(near, held)
     for cache in (memory, held):
         cache.set("item", VALUE, ttl=300)
     raw = redis.Redis.from_url(url, protocol=2, **SAME)

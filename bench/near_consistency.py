@@ -44,8 +44,9 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 import redis
+from harness import near_serving
 from servers import RedisServer
 
 from cachekit.host import CacheManager
@@ -222,6 +223,7 @@ def cachekit_process(process: int, plan: Plan) -> Log:
         }
     )
     cache = manager.for_plugin(PLUGIN, tenant=TENANT)
+    near_serving(manager, cache)
     names = [f"k{n}" for n in range(KEYS)]
     for name in names:  # fill the near cache
         cache.get(name)

@@ -27,7 +27,8 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import near_serving
 from servers import RedisServer
 
 from cachekit.host import CacheManager
@@ -91,6 +92,7 @@ def run(url: str, *, total_mb: int, near_mb: int, value_kb: int) -> MemoryReport
         }
     )
     cache = manager.for_plugin("memory-bound", tenant="acme")
+    near_serving(manager, cache)
     filler = random.Random(18).randbytes(value_bytes - 8)
     for i in range(16):  # warm up: connections, the codec, the allocator at this size
         cache.set(f"warm{i}", i.to_bytes(8, "big") + filler, ttl=600)
