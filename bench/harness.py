@@ -89,14 +89,15 @@ def ratio(case: Case, by_name: dict[str, Case]) -> float | None:
 def near_serving(manager: Any, cache: Any, *, timeout: float = 10.0) -> None:
     """Wait until ``cache``'s near cache serves hits: it holds nothing until its tracking
     connection is established, so a run that starts earlier measures the store instead."""
-    cache.set("near-probe", 1, ttl=60)
+    probe = f"near-probe-{os.getpid()}"  # one per process: another's write would drop it
+    cache.set(probe, 1, ttl=60)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         before = sum(row.near_hits for row in manager.stats())
-        cache.get("near-probe")
-        cache.get("near-probe")
+        cache.get(probe)
+        cache.get(probe)
         if sum(row.near_hits for row in manager.stats()) > before:
-            cache.delete("near-probe")
+            cache.delete(probe)
             return
         time.sleep(0.01)
     raise RuntimeError(f"the near cache did not serve a hit within {timeout:g} s")
