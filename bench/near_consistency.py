@@ -101,6 +101,7 @@ class Report:
     near_hits_after_kill: int
     killed_connections: int
     stale_reads: int
+    stale_reads_by_process: tuple[int, ...]
     longest_staleness: float
     stale_reads_after_kill: int
     longest_staleness_after_kill: float
@@ -120,7 +121,10 @@ class Report:
             ("near hits (processes 0-2)", f"{self.near_hits:,}"),
             ("tracking connections killed mid-run", str(self.killed_connections)),
             ("near hits after the kill", f"{self.near_hits_after_kill:,}"),
-            ("stale reads", f"{self.stale_reads:,}"),
+            (
+                "stale reads (by process)",
+                f"{self.stale_reads:,} ({', '.join(map(str, self.stale_reads_by_process))})",
+            ),
             ("longest staleness", f"{self.longest_staleness * 1e3:.3f} ms"),
             ("stale reads after the kill", f"{self.stale_reads_after_kill:,}"),
             (
@@ -143,6 +147,7 @@ class Staleness:
     longest: float = 0.0
     stale_after: int = 0
     longest_after: float = 0.0
+    stale_by_process: tuple[int, ...] = ()
 
 
 def staleness(logs: Sequence[Log], initial_ack: float, after: float) -> Staleness:
@@ -161,7 +166,9 @@ def staleness(logs: Sequence[Log], initial_ack: float, after: float) -> Stalenes
             versions.append(at)
     stale = stale_after = 0
     longest = longest_after = 0.0
+    by_process = []
     for log in logs:
+        stale_before = stale
         for key, version, started in zip(
             log.read_keys, log.read_versions, log.read_started, strict=True
         ):
@@ -175,7 +182,8 @@ def staleness(logs: Sequence[Log], initial_ack: float, after: float) -> Stalenes
             if started >= after:
                 stale_after += 1
                 longest_after = max(longest_after, window)
-    return Staleness(stale, longest, stale_after, longest_after)
+        by_process.append(stale - stale_before)
+    return Staleness(stale, longest, stale_after, longest_after, tuple(by_process))
 
 
 # ---------------------------------------------------------------------------------- workload
@@ -367,6 +375,7 @@ def run(url: str, seconds: float, *, warmup: float = 3.0) -> Report:
         near_hits_after_kill=sum(log.near_hits_after_kill for log in logs),
         killed_connections=killed,
         stale_reads=judged.stale,
+        stale_reads_by_process=judged.stale_by_process,
         longest_staleness=judged.longest,
         stale_reads_after_kill=judged.stale_after,
         longest_staleness_after_kill=judged.longest_after,

@@ -54,7 +54,9 @@ def test_a_read_is_stale_only_after_a_newer_write_was_acknowledged() -> None:
         ],
     )
     judged = harness.staleness([writer, reader], initial_ack=1.0, after=11.2)
-    assert judged == harness.Staleness(stale=3, longest=10.0, stale_after=1, longest_after=0.5)
+    assert judged == harness.Staleness(
+        stale=3, longest=10.0, stale_after=1, longest_after=0.5, stale_by_process=(0, 3)
+    )
 
 
 def test_versions_logged_out_of_order_are_refused() -> None:
@@ -78,3 +80,4 @@ def test_no_process_reads_an_old_value_once_the_invalidation_could_arrive(
     assert report.near_hits_after_kill > 0  # tracking came back and the near cache with it
     assert report.longest_staleness < BOUND
     assert report.longest_staleness_after_kill < BOUND
+    assert report.stale_reads_by_process[harness.CLI_PROCESS] == 0  # the control: no near cache
