@@ -107,6 +107,13 @@ class CacheBinding:
         settings = near_settings(config, path)
         if settings is not None:  # hot entries in process memory (cachekit.near)
             origin = self.store
+            if settings.tracked and not origin.key_prefix:
+                log.warning(
+                    "cachekit: binding %r has a near cache but no key prefix: every write on "
+                    "the server, cachekit's or not, is announced to every process; give the "
+                    "store a prefix (redis.client.namespace, valkey.keyPrefix)",
+                    name,
+                )
             reporter = NearReporter.for_binding(origin, self.metrics, self.keyspace, name)
             self.near = NearCache(settings, start_tracking=tracking_for(origin, reporter))
             self.store = cast("Store", NearStore(origin, self.near))

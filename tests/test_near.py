@@ -169,6 +169,8 @@ def test_manager_wraps_the_store_and_logs_it(
     }
     with caplog.at_level(logging.INFO, logger="cachekit"):
         manager = CacheManager.from_section(section)
+        CacheManager.from_section({"store": "redis", "connection": "redis://h:1", "nearCache": {}})
+    assert "near cache but no key prefix" in caplog.text
     assert isinstance(manager.store, NearStore)
     assert "near cache 50 entries, 64 MiB, ttl 1s, bounded by ttl only" in caplog.text
     cache = manager.for_plugin("catalog", tenant="acme")
@@ -683,3 +685,54 @@ def test_a_removed_source_is_no_longer_waited_for() -> None:
     cache.get(KEY)
     rig.near.tracking_removed("other")
     assert not rig.near.shared.entries
+
+
+@pytest.mark.parametrize("server", ["redis_server", "valkey_server", "redis_cluster"])
+def test_a_write_by_another_client_reaches_the_near_cache(
+    server: str, request: pytest.FixtureRequest
+) -> None:
+    """End to end on the real servers (standalone Redis and Valkey, a Cluster): a held
+    entry is served from memory until another client writes the key, then the new value
+    is read; the tracking connection is named in CLIENT LIST."""
+    import time
+    import uuid
+
+    import redis as redis_py
+
+    found = request.getfixturevalue(server)
+    store = "valkey" if server == "valkey_server" else "redis"
+    prefix = f"near{uuid.uuid4().hex[:8]}"
+    if server == "redis_cluster":
+        section: dict[str, Any] = {
+            "store": "redis",
+            "redis": {
+                "client": {"namespace": prefix},
+                "cluster": {"rootNodes": [{"url": found.url}]},
+            },
+        }
+        raw: Any = redis_py.RedisCluster.from_url(found.url)
+    else:
+        key = "valkey" if store == "valkey" else "redis"
+        client = {"keyPrefix": f"{prefix}:"} if store == "valkey" else {"namespace": prefix}
+        section = {"store": store, "connection": found.url, key: {"client": client}}
+        raw = redis_py.Redis.from_url(found.url)
+    manager = CacheManager.from_section(section | {"nearCache": {"ttl": "60s"}})
+    cache = manager.for_plugin("catalog", tenant="acme")
+    cache.set(KEY, 1)
+    deadline = time.monotonic() + 10
+    while not manager.bindings["default"].near.live and time.monotonic() < deadline:  # type: ignore[union-attr]
+        cache.get(KEY)
+        time.sleep(0.01)
+    assert cache.get(KEY) == 1
+    assert cache.get(KEY) == 1
+    row = next(r for r in manager.stats() if r.plugin == "catalog")
+    assert row.near_hits >= 1
+    raw.set(manager.full_key(cache, KEY), b"7")
+    while cache.get(KEY) != 7 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert cache.get(KEY) == 7
+    if server != "redis_cluster":
+        assert "cachekit-near" in {c["name"] for c in raw.client_list()}
+    cache.clear()
+    manager.close()
+    raw.close()

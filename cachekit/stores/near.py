@@ -349,28 +349,30 @@ class NearView(NearStore):
     # The cache reading through a view does not time its calls (a near hit is not a store
     # call): the view times its calls to the origin, on the scope's row, when it has one.
 
-    def _timed(self, began: float) -> None:
-        stats = self.stats
-        stats.latency += perf_counter() - began
-        stats.timed += 1
-
     def _wrote(self, call: Callable[..., Any], keys: Sequence[str], *args: Any) -> Any:
         began = perf_counter()
         result = super()._wrote(call, keys, *args)
         if self.blocking:
-            self._timed(began)
+            _took(self.stats, began)
         return result
 
     async def _awrote(self, call: Callable[..., Any], keys: Sequence[str], *args: Any) -> Any:
         began = perf_counter()
         result = await super()._awrote(call, keys, *args)
         if self.blocking:
-            self._timed(began)
+            _took(self.stats, began)
         return result
 
-    def _keep(self, ticket: Ticket | None, value: bytes | None) -> None:
-        if ticket is not None:
-            self.near.keep(ticket, value, self.region, self.stats)
+    def _miss(self, keys: Sequence[str]) -> _Miss:
+        """Reads of ``keys`` about to go to the origin (see :class:`_Miss`)."""
+        self.stats.near_misses += len(keys)
+        begin = self.near.begin
+        return _Miss(self, [begin(key) for key in keys])
+
+    def _split(self, keys: Sequence[str]) -> tuple[list[bytes | None], list[str]]:
+        """Each key's held value (``None`` where not held), and the keys not held."""
+        values = [self._held(key) for key in keys]
+        return values, [key for key, value in zip(keys, values, strict=True) if value is None]
 
     def get(self, key: str) -> bytes | None:
         entry = self._entries.get(key)  # _held(), inlined: the hit path
@@ -384,85 +386,48 @@ class NearView(NearStore):
         value = self._held(key) if entry is not None else None  # expired: dropped there
         if value is not None:
             return value
-        self.stats.near_misses += 1
-        ticket = self.near.begin(key)
-        value = None
-        began = perf_counter()
+        miss = self._miss((key,))
         try:
             value = self.origin.get(key)
         finally:
-            self._keep(ticket, value)
-        if self.blocking:
-            self._timed(began)
+            miss.end((value,))
         return value
 
     async def aget(self, key: str) -> bytes | None:
         value = self._held(key)
         if value is not None:
             return value
-        self.stats.near_misses += 1
-        ticket = self.near.begin(key)
-        value = None
-        began = perf_counter()
+        miss = self._miss((key,))
         try:
             value = await self.origin.aget(key)
-        finally:  # cancelled or failed: the ticket still ends, nothing kept
-            self._keep(ticket, value)
-        if self.blocking:
-            self._timed(began)
+        finally:  # cancelled or failed: the reads still end, nothing kept
+            miss.end((value,))
         return value
-
-    def _split(self, keys: Sequence[str]) -> tuple[list[bytes | None], list[int]]:
-        """Each key's held value (or ``None``) and the positions still to read."""
-        values = [self._held(key) for key in keys]
-        missing = [i for i, value in enumerate(values) if value is None]
-        self.stats.near_misses += len(missing)
-        return values, missing
-
-    def _begin_all(self, keys: Sequence[str]) -> list[Ticket | None]:
-        begin = self.near.begin
-        return [begin(key) for key in keys]
-
-    def _keep_all(self, tickets: list[Ticket | None], read: Sequence[bytes | None]) -> None:
-        for ticket, value in zip(tickets, read, strict=True):
-            self._keep(ticket, value)
 
     def get_values(self, keys: Sequence[str]) -> list[bytes | None]:
         """Held entries from process memory, the others in one read of the origin (never
         the near cache for an entry it does not hold)."""
-        values, missing = self._split(keys)
-        if missing:
-            wanted = [keys[i] for i in missing]
-            tickets = self._begin_all(wanted)
-            read: list[bytes | None] = [None] * len(wanted)
-            began = perf_counter()
-            try:
-                read = super().get_values(wanted)
-            finally:
-                self._keep_all(tickets, read)
-            if self.blocking:
-                self._timed(began)
-            for i, value in zip(missing, read, strict=True):
-                values[i] = value
-        return values
+        values, wanted = self._split(keys)
+        if not wanted:
+            return values
+        miss, read = self._miss(wanted), None
+        try:
+            read = super().get_values(wanted)
+        finally:
+            miss.end(read)
+        return _merged(values, read)
 
     async def aget_values(self, keys: Sequence[str]) -> list[bytes | None]:
         """Async :meth:`get_values`."""
-        values, missing = self._split(keys)
-        if missing:
-            wanted = [keys[i] for i in missing]
-            tickets = self._begin_all(wanted)
-            read: list[bytes | None] = [None] * len(wanted)
-            began = perf_counter()
-            try:
-                read = await super().aget_values(wanted)
-            finally:
-                self._keep_all(tickets, read)
-            if self.blocking:
-                self._timed(began)
-            for i, value in zip(missing, read, strict=True):
-                values[i] = value
-        return values
+        values, wanted = self._split(keys)
+        if not wanted:
+            return values
+        miss, read = self._miss(wanted), None
+        try:
+            read = await super().aget_values(wanted)
+        finally:
+            miss.end(read)
+        return _merged(values, read)
 
     def get_many(self, keys: Sequence[str]) -> dict[str, bytes]:
         values = self.get_values(keys)
@@ -471,3 +436,37 @@ class NearView(NearStore):
     async def aget_many(self, keys: Sequence[str]) -> dict[str, bytes]:
         values = await self.aget_values(keys)
         return {k: v for k, v in zip(keys, values, strict=True) if v is not None}
+
+
+class _Miss:
+    """Reads of a view's keys in flight to the origin: begun (:meth:`NearCache.begin
+    <cachekit.near.NearCache.begin>`) and timed when made, ended by :meth:`end` with what
+    the origin answered (``None`` when it failed or was cancelled: nothing is kept)."""
+
+    __slots__ = ("began", "tickets", "view")
+
+    def __init__(self, view: NearView, tickets: list[Ticket | None]) -> None:
+        self.view = view
+        self.tickets = tickets
+        self.began = perf_counter()
+
+    def end(self, values: Sequence[bytes | None] | None) -> None:
+        view = self.view
+        keep, region, stats = view.near.keep, view.region, view.stats
+        for i, ticket in enumerate(self.tickets):
+            if ticket is not None:
+                keep(ticket, None if values is None else values[i], region, stats)
+        if values is not None and view.blocking:
+            _took(stats, self.began)
+
+
+def _merged(held: list[bytes | None], read: Sequence[bytes | None]) -> list[bytes | None]:
+    """``held`` with its gaps (``None``) filled, in order, from ``read``."""
+    values = iter(read)
+    return [next(values) if value is None else value for value in held]
+
+
+def _took(stats: OpStats, began: float) -> None:
+    """Count a store call begun at ``began`` on ``stats`` (as the cache would)."""
+    stats.latency += perf_counter() - began
+    stats.timed += 1

@@ -85,7 +85,6 @@ from cachekit.stores.redis.tracking import (
     CLUSTER_REFRESH,
     SENTINEL_REFRESH,
     ClusterNodes,
-    InvalidationSink,
     Node,
     SentinelMaster,
     Tracker,
@@ -93,6 +92,7 @@ from cachekit.stores.redis.tracking import (
 
 if TYPE_CHECKING:
     from cachekit.config import CacheConfig
+    from cachekit.near import InvalidationSink
 
 __all__ = ["RedisStore"]
 

@@ -51,16 +51,18 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import partial
-from typing import Any, Final, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from cachekit.stores.forks import close_in_children
 from cachekit.stores.redis.clients import close_sync_client
+
+if TYPE_CHECKING:
+    from cachekit.near import InvalidationSink  # what the near cache is told
 
 __all__ = [
     "CHANNEL",
     "CLIENT_NAME",
     "ClusterNodes",
-    "InvalidationSink",
     "Node",
     "SentinelMaster",
     "Tracker",
@@ -99,26 +101,6 @@ class Node(NamedTuple):
 
     address: str
     connect: Callable[[], Any]
-
-
-class InvalidationSink(Protocol):
-    """What a tracker tells (the near cache): ``source`` is a node, ``host:port``."""
-
-    def tracking_lost(self, source: str) -> None:
-        """Invalidations from ``source`` may be missed from now on: flush, read through."""
-
-    def tracking_established(self, source: str) -> None:
-        """``source``'s invalidations flow again (every change from now on is announced)."""
-
-    def tracking_removed(self, source: str) -> None:
-        """``source`` left the deployment (a cluster node forgotten or failed; its keys live
-        on nodes still tracked): forget it, as if it had never been reported."""
-
-    def invalidate(self, keys: Sequence[str]) -> None:
-        """These full keys changed, expired or were evicted."""
-
-    def invalidate_all(self) -> None:
-        """The server flushed its data (``FLUSHDB`` / ``FLUSHALL``)."""
 
 
 class _Lost(Exception):
