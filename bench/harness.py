@@ -86,6 +86,23 @@ def ratio(case: Case, by_name: dict[str, Case]) -> float | None:
     return statistics.median(t / b for t, b in zip(case.times, base.times, strict=True))
 
 
+def near_serving(manager: Any, cache: Any, *, timeout: float = 10.0) -> None:
+    """Wait until ``cache``'s near cache serves hits: it holds nothing until its tracking
+    connection is established, so a run that starts earlier measures the store instead."""
+    probe = f"near-probe-{os.getpid()}"  # one per process: another's write would drop it
+    cache.set(probe, 1, ttl=60)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        before = sum(row.near_hits for row in manager.stats())
+        cache.get(probe)
+        cache.get(probe)
+        if sum(row.near_hits for row in manager.stats()) > before:
+            cache.delete(probe)
+            return
+        time.sleep(0.01)
+    raise RuntimeError(f"the near cache did not serve a hit within {timeout:g} s")
+
+
 def report(title: str, cases: Sequence[Case]) -> str:
     """A markdown table: median ns/op and median ratio to the baseline."""
     by_name = {c.name: c for c in cases}
