@@ -59,7 +59,7 @@ OPS = int(os.environ.get("BENCH_OPS", "2000"))
 BATCH = 25  # a sub-microsecond case runs 25 ops per timed call, so a round lasts long enough
 CSC = "redis-py client-side cache (RESP3) + decode"
 VALUE = {"id": 42, "name": "widget", "tags": ["a", "b"]}
-NEAR = {"maxEntries": 10_000, "maxBytes": 64 * 1024 * 1024, "ttl": 60}
+NEAR = {"maxEntries": 10_000, "maxBytes": 64 * 1024 * 1024, "ttl": "60s"}
 # what the store's clients get (cachekit/stores/redis/clients.py), for every raw client here
 SAME: dict[str, Any] = {
     "socket_timeout": 0.5,

@@ -57,7 +57,7 @@ CLI_PROCESS = 3  # the process writing through redis-cli
 WINDOW = 16  # keys in the sliding hot window
 SLIDE = 200.0  # keys per second the window moves
 WRITE_SHARE = 0.2  # of a process's operations
-NEAR_TTL = 60  # long, so that a missed invalidation shows as seconds of staleness
+NEAR_TTL = "60s"  # long, so that a missed invalidation shows as seconds of staleness
 PLUGIN, TENANT = "consistency", "acme"
 TRACKING_NAME = "cachekit-near"
 

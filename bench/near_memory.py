@@ -86,7 +86,7 @@ def run(url: str, *, total_mb: int, near_mb: int, value_kb: int) -> MemoryReport
                 "cache": {
                     "store": "redis",
                     "connection": url,
-                    "nearCache": {"maxEntries": 10 * count, "maxBytes": near_bytes, "ttl": 600},
+                    "nearCache": {"maxEntries": 10 * count, "maxBytes": near_bytes, "ttl": "600s"},
                 }
             }
         }

@@ -277,9 +277,9 @@ def test_a_tracking_loss_during_a_read_keeps_its_answer_out(rig: Rig) -> None:
     assert rig.origin.gets == gets + 1
 
 
-def test_a_cancelled_async_read_leaves_nothing_pending() -> None:
-    """A read cancelled while the store is asked ends its ticket: nothing is kept and
-    no pending record is left behind."""
+def test_a_cancelled_async_read_keeps_nothing() -> None:
+    """A read cancelled while the store is asked raises CancelledError to its caller
+    and keeps nothing."""
     rig = Rig()
     rig.establish()
 
@@ -298,7 +298,7 @@ def test_a_cancelled_async_read_leaves_nothing_pending() -> None:
             await task
 
     asyncio.run(run())
-    assert rig.near._pending == {}
+    assert not rig.near.shared.entries
 
 
 # --- tracking lost and back ----------------------------------------------------------------

@@ -366,8 +366,7 @@ class NearView(NearStore):
     def _miss(self, keys: Sequence[str]) -> _Miss:
         """Reads of ``keys`` about to go to the origin (see :class:`_Miss`)."""
         self.stats.near_misses += len(keys)
-        begin = self.near.begin
-        return _Miss(self, [begin(key) for key in keys])
+        return _Miss(self, keys, self.near.begin())
 
     def _split(self, keys: Sequence[str]) -> tuple[list[bytes | None], list[str]]:
         """Each key's held value (``None`` where not held), and the keys not held."""
@@ -375,22 +374,27 @@ class NearView(NearStore):
         return values, [key for key, value in zip(keys, values, strict=True) if value is None]
 
     def get(self, key: str) -> bytes | None:
-        entry = self._entries.get(key)  # _held(), inlined: the hit path
-        if entry is not None and self.near.live and entry.expires > self._clock():
-            try:  # noqa: SIM105 (contextlib.suppress costs a hit twice as much)
-                self._entries.move_to_end(key)
-            except KeyError:
-                pass
-            self.stats.near_hits += 1
-            return entry.value
-        value = self._held(key) if entry is not None else None  # expired: dropped there
-        if value is not None:
-            return value
-        miss = self._miss((key,))
-        try:
-            value = self.origin.get(key)
-        finally:
-            miss.end((value,))
+        entry = self._entries.get(key)  # _held() and _miss(), inlined: the two paths of a read
+        if entry is not None:
+            if self.near.live and entry.expires > self._clock():
+                try:  # noqa: SIM105 (contextlib.suppress costs a hit twice as much)
+                    self._entries.move_to_end(key)
+                except KeyError:
+                    pass
+                self.stats.near_hits += 1
+                return entry.value
+            self._held(key)  # expired (dropped there) or not live
+        near = self.near
+        ticket = near.ticket if near.live else near.begin()
+        began = perf_counter()
+        value = self.origin.get(key)  # failed: nothing to keep
+        stats = self.stats
+        if self.blocking:
+            stats.latency += perf_counter() - began
+            stats.timed += 1
+        stats.near_misses += 1
+        if value is not None and ticket is not None:
+            near.keep(ticket, key, value, self.region, stats)
         return value
 
     async def aget(self, key: str) -> bytes | None:
@@ -398,10 +402,8 @@ class NearView(NearStore):
         if value is not None:
             return value
         miss = self._miss((key,))
-        try:
-            value = await self.origin.aget(key)
-        finally:  # cancelled or failed: the reads still end, nothing kept
-            miss.end((value,))
+        value = await self.origin.aget(key)  # failed or cancelled: nothing to keep
+        miss.end((value,))
         return value
 
     def get_values(self, keys: Sequence[str]) -> list[bytes | None]:
@@ -410,11 +412,9 @@ class NearView(NearStore):
         values, wanted = self._split(keys)
         if not wanted:
             return values
-        miss, read = self._miss(wanted), None
-        try:
-            read = super().get_values(wanted)
-        finally:
-            miss.end(read)
+        miss = self._miss(wanted)
+        read = super().get_values(wanted)
+        miss.end(read)
         return _merged(values, read)
 
     async def aget_values(self, keys: Sequence[str]) -> list[bytes | None]:
@@ -422,11 +422,9 @@ class NearView(NearStore):
         values, wanted = self._split(keys)
         if not wanted:
             return values
-        miss, read = self._miss(wanted), None
-        try:
-            read = await super().aget_values(wanted)
-        finally:
-            miss.end(read)
+        miss = self._miss(wanted)
+        read = await super().aget_values(wanted)
+        miss.end(read)
         return _merged(values, read)
 
     def get_many(self, keys: Sequence[str]) -> dict[str, bytes]:
@@ -439,25 +437,26 @@ class NearView(NearStore):
 
 
 class _Miss:
-    """Reads of a view's keys in flight to the origin: begun (:meth:`NearCache.begin
+    """Reads of a view's ``keys`` in flight to the origin: noted (:meth:`NearCache.begin
     <cachekit.near.NearCache.begin>`) and timed when made, ended by :meth:`end` with what
-    the origin answered (``None`` when it failed or was cancelled: nothing is kept)."""
+    the origin answered (a read that failed or was cancelled just ends: nothing is kept)."""
 
-    __slots__ = ("began", "tickets", "view")
+    __slots__ = ("began", "keys", "ticket", "view")
 
-    def __init__(self, view: NearView, tickets: list[Ticket | None]) -> None:
+    def __init__(self, view: NearView, keys: Sequence[str], ticket: Ticket | None) -> None:
         self.view = view
-        self.tickets = tickets
+        self.keys = keys
+        self.ticket = ticket
         self.began = perf_counter()
 
-    def end(self, values: Sequence[bytes | None] | None) -> None:
-        view = self.view
-        keep, region, stats = view.near.keep, view.region, view.stats
-        for i, ticket in enumerate(self.tickets):
-            if ticket is not None:
-                keep(ticket, None if values is None else values[i], region, stats)
-        if values is not None and view.blocking:
-            _took(stats, self.began)
+    def end(self, values: Sequence[bytes | None]) -> None:
+        view, ticket = self.view, self.ticket
+        if ticket is not None:
+            keep, region, stats = view.near.keep, view.region, view.stats
+            for key, value in zip(self.keys, values, strict=True):
+                keep(ticket, key, value, region, stats)
+        if view.blocking:
+            _took(view.stats, self.began)
 
 
 def _merged(held: list[bytes | None], read: Sequence[bytes | None]) -> list[bytes | None]:
