@@ -7,6 +7,7 @@ real processes are tested in test_tracking.py and test_near_consistency.py."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import multiprocessing
 import threading
@@ -736,3 +737,69 @@ def test_a_write_by_another_client_reaches_the_near_cache(
     cache.clear()
     manager.close()
     raw.close()
+
+
+def test_a_server_killed_and_restarted_under_a_near_cache(private_redis_server: Any) -> None:
+    """A killed server empties the near cache (nothing stale is served during the outage:
+    direct reads raise StoreError, @cached computes); after the restart tracking comes
+    back and hits resume."""
+    import time
+
+    from cachekit import cached
+    from cachekit.errors import StoreError
+    from cachekit.host import scope
+
+    server = private_redis_server
+    manager = CacheManager.from_section(
+        {
+            "store": "redis",
+            "connection": server.url,
+            "redis": {"client": {"namespace": "restart"}},
+            "nearCache": {"ttl": "60s"},
+        }
+    )
+    near = manager.bindings["default"].near
+    assert near is not None
+    cache = manager.for_plugin("catalog")
+
+    def until(condition: Callable[[], bool]) -> bool:
+        deadline = time.monotonic() + 15
+        while not condition() and time.monotonic() < deadline:
+            with contextlib.suppress(StoreError):
+                cache.get("warm")
+            time.sleep(0.02)
+        return condition()
+
+    cache.set(KEY, 1)
+    assert until(lambda: near.live)
+    assert cache.get(KEY) == 1
+    assert cache.get(KEY) == 1  # held
+    server.kill()
+    assert until(lambda: not near.live)
+    assert not near.shared.entries
+    with pytest.raises(StoreError):
+        cache.get(KEY)
+    calls = []
+
+    @cached(namespace="n", ttl=60)
+    def load() -> int:
+        calls.append(1)
+        return len(calls)
+
+    with scope("catalog", manager=manager):
+        assert (load(), load()) == (1, 2)  # fails open: computed, never a stale entry
+    server.restart()
+
+    def written() -> bool:
+        with contextlib.suppress(StoreError):
+            cache.set(KEY, 2)
+            return True
+        return False
+
+    assert until(written)  # once the breaker lets calls through again
+    assert until(lambda: near.live)
+    assert cache.get(KEY) == 2
+    hits = next(r for r in manager.stats() if r.plugin == "catalog").near_hits
+    assert cache.get(KEY) == 2
+    assert next(r for r in manager.stats() if r.plugin == "catalog").near_hits == hits + 1
+    manager.close()
