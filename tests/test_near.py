@@ -803,3 +803,52 @@ def test_a_server_killed_and_restarted_under_a_near_cache(private_redis_server: 
     assert cache.get(KEY) == 2
     assert next(r for r in manager.stats() if r.plugin == "catalog").near_hits == hits + 1
     manager.close()
+
+
+def test_a_scoped_clear_empties_that_scope_in_every_process(redis_server: Any) -> None:
+    """Two managers (two processes' near caches, each tracking on its own connection)
+    hold a scope's entries; one clears the scope and the other's near cache drops them
+    (the deleted keys' invalidations), async reads included; another scope stays held."""
+    import time
+    import uuid
+
+    section = {
+        "store": "redis",
+        "connection": redis_server.url,
+        "redis": {"client": {"namespace": f"clear{uuid.uuid4().hex[:8]}"}},
+        "nearCache": {"ttl": "60s"},
+    }
+    here, there = CacheManager.from_section(section), CacheManager.from_section(section)
+    mine, kept = here.for_plugin("catalog", "acme"), here.for_plugin("catalog", "globex")
+    theirs, theirs_kept = there.for_plugin("catalog", "acme"), there.for_plugin("catalog", "globex")
+    mine.set(KEY, 1)
+    kept.set(KEY, 2)
+
+    async def read_twice() -> tuple[Any, Any]:
+        return await theirs.aget(KEY, MISS), await theirs_kept.aget(KEY, MISS)
+
+    async def run() -> None:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not all(
+            m.bindings["default"].near.live  # type: ignore[union-attr]
+            for m in (here, there)
+        ):
+            await theirs.aget("warm")
+            mine.get("warm")
+            await asyncio.sleep(0.01)
+        assert await read_twice() == (1, 2)
+        assert await read_twice() == (1, 2)  # held now
+        row = next(r for r in there.stats() if r.tenant is None and r.plugin == "catalog")
+        assert row.near_hits >= 2
+        mine.clear()
+        for _ in range(5000):  # the invalidations of the deleted keys on their way
+            if (await read_twice())[0] is MISS:
+                break
+            await asyncio.sleep(0.002)
+        assert await read_twice() == (MISS, 2)
+        await there.aclose()
+
+    asyncio.run(run())
+    kept.clear()
+    here.close()
+    there.close()
