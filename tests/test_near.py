@@ -739,7 +739,9 @@ def test_a_write_by_another_client_reaches_the_near_cache(
     raw.close()
 
 
-def test_a_server_killed_and_restarted_under_a_near_cache(private_redis_server: Any) -> None:
+def test_a_server_killed_and_restarted_under_a_near_cache(
+    private_redis_server: Any, request: pytest.FixtureRequest
+) -> None:
     """A killed server empties the near cache (nothing stale is served during the outage:
     direct reads raise StoreError, @cached computes); after the restart tracking comes
     back and hits resume."""
@@ -758,6 +760,7 @@ def test_a_server_killed_and_restarted_under_a_near_cache(private_redis_server: 
             "nearCache": {"ttl": "60s"},
         }
     )
+    request.addfinalizer(manager.close)  # also when an assertion fails: no tracker left
     near = manager.bindings["default"].near
     assert near is not None
     cache = manager.for_plugin("catalog")
@@ -798,10 +801,13 @@ def test_a_server_killed_and_restarted_under_a_near_cache(private_redis_server: 
 
     assert until(written)  # once the breaker lets calls through again
     assert until(lambda: near.live)
-    assert cache.get(KEY) == 2
     hits = next(r for r in manager.stats() if r.plugin == "catalog").near_hits
-    assert cache.get(KEY) == 2
-    assert next(r for r in manager.stats() if r.plugin == "catalog").near_hits == hits + 1
+
+    def held() -> bool:  # a first read may be dropped by its own set's late invalidation
+        assert cache.get(KEY) == 2
+        return next(r for r in manager.stats() if r.plugin == "catalog").near_hits > hits
+
+    assert until(held)
     manager.close()
 
 
