@@ -79,6 +79,11 @@ CONFIGS: dict[str, Callable[[pytest.FixtureRequest], dict[str, Any]]] = {
 
 class TestRedisStoreContract(StoreContract):
     @pytest.fixture
+    def second(self) -> float:
+        """Redis and Valkey keep TTLs in milliseconds: the TTL test's unit is 0.2 s."""
+        return 0.2
+
+    @pytest.fixture
     def wait(self, store: RedisStore, monkeypatch: pytest.MonkeyPatch) -> Callable[[float], None]:
         """Real servers: sleep. fakeredis reads the clock through its socket module's
         ``time`` when a command starts (that is where it expires keys), so shift that."""

@@ -89,6 +89,13 @@ class StoreContract:
         """How the suite lets time pass for TTL tests (override for injected clocks)."""
         return time.sleep
 
+    @pytest.fixture
+    def second(self) -> float:
+        """The TTL test's unit of time, in seconds: its keys live 1 or 2 units and it
+        waits 2.3. One second is the resolution memcached counts in; a store with
+        millisecond TTLs may return less (Redis's suite uses 0.2) to wait less."""
+        return 1.0
+
     @pytest.fixture(params=["sync", "async"])
     def driver(self, request: pytest.FixtureRequest) -> Driver:
         return Driver(request.param)
@@ -275,29 +282,30 @@ class StoreContract:
         assert cache.touch("absent", 10) is False
         assert cache.get("absent", MISS) is MISS
 
-    def test_ttl_semantics(self, cache: Any, wait: Callable[[float], None]) -> None:
+    def test_ttl_semantics(self, cache: Any, wait: Callable[[float], None], second: float) -> None:
         """TTLs expire; 0 means none; expire(k, 0) clears it; touch/expire refresh;
         an existing counter keeps its TTL (or its lack of one); default TTLs apply."""
-        # Keys acted on before the wait get 2 s, not 1 s: memcached counts whole seconds,
-        # so a 1 s key can expire within microseconds of being written.
-        short = cache.with_options(default_ttl=timedelta(seconds=1))
-        cache.set("short", 1, ttl=1)
+        # Keys acted on before the wait get 2 units, not 1: memcached counts whole
+        # seconds, so a 1 s key can expire within microseconds of being written.
+        one, two = second, 2 * second
+        short = cache.with_options(default_ttl=timedelta(seconds=one))
+        cache.set("short", 1, ttl=one)
         cache.set("forever", 1, ttl=0)
-        cache.set("cleared", 1, ttl=2)
+        cache.set("cleared", 1, ttl=two)
         assert cache.expire("cleared", 0) is True
         cache.set("shortened", 1, ttl=0)
-        assert cache.expire("shortened", 1) is True
-        cache.set("touched", 1, ttl=2)
+        assert cache.expire("shortened", one) is True
+        cache.set("touched", 1, ttl=two)
         assert cache.touch("touched", 300) is True
         cache.set("long", 1, ttl=300)
-        cache.incr("ctr", ttl=2)
-        cache.incr("ctr", ttl=300)  # existing: keeps the 2 s TTL
+        cache.incr("ctr", ttl=two)
+        cache.incr("ctr", ttl=300)  # existing: keeps the 2-unit TTL
         cache.set("ctr-forever", 5, ttl=0)
-        cache.incr("ctr-forever", ttl=1)  # existing: keeps no expiry
-        cache.set_many({"m1": 1, "m2": 2}, ttl=1)
-        assert cache.add("added", 1, ttl=1) is True
+        cache.incr("ctr-forever", ttl=one)  # existing: keeps no expiry
+        cache.set_many({"m1": 1, "m2": 2}, ttl=one)
+        assert cache.add("added", 1, ttl=one) is True
         short.set("default", 1)
-        wait(2.3)
+        wait(2.3 * second)
         gone = ["short", "shortened", "ctr", "m1", "m2", "added", "default"]
         kept = ["forever", "cleared", "touched", "long", "ctr-forever"]
         assert {k: cache.get(k, MISS) for k in gone} == dict.fromkeys(gone, MISS)

@@ -173,10 +173,10 @@ def test_cached_pass_recomputes_nothing(
 def test_increments_under_concurrency_lose_none(
     manager: CacheManager, section: dict[str, Any], outcome: Callable[..., Outcome]
 ) -> None:
-    """10,000 ``aincr``s (2,000 on the Infinispan fake, a Python server behind a lock of four
+    """10,000 ``aincr``s (1,000 on the Infinispan fake, a Python server behind a lock of four
     round trips per increment) from 500 concurrent tasks on a cold pool all succeed and the
     counter ends at exactly that many."""
-    n, concurrency = scaled(2_000 if section["store"] == "infinispan" else 10_000), 500
+    n, concurrency = scaled(1_000 if section["store"] == "infinispan" else 10_000), 500
     tally = outcome("increments beyond the pool", label(section), concurrency=concurrency)
 
     async def hammer() -> list[Any]:
