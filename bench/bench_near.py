@@ -32,9 +32,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
-import shutil
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -42,10 +40,18 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import redis
 from cashews import Cache as CashewsCache
-from harness import Case, async_case, near_serving, pin_to_cpu, ratio, report, run_rounds
+from harness import (
+    Case,
+    async_case,
+    near_serving,
+    pin_to_cpu,
+    ratio,
+    redis_url,
+    report,
+    run_rounds,
+)
 from redis.backoff import NoBackoff
 from redis.cache import CacheConfig
-from servers import RedisServer
 
 from cachekit.codec import Codec
 from cachekit.context import scope
@@ -240,13 +246,8 @@ def run(url: str) -> None:
 
 def main() -> None:
     pin_to_cpu(CPU)  # the redis-server started below inherits the pin
-    workdir = Path(tempfile.mkdtemp(prefix="cachekit-bench-"))
-    server = RedisServer(SERVER, workdir=workdir).start()
-    try:
-        run(server.url)
-    finally:
-        server.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
+    with redis_url(binary=SERVER) as url:
+        run(url)
 
 
 if __name__ == "__main__":

@@ -13,14 +13,33 @@ import os
 import shutil
 import statistics
 import sys
+import tempfile
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 # tests/servers.py starts real servers on free loopback ports (standard library only).
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from servers import RedisServer
+
+
+@contextmanager
+def redis_url(url: str | None = None, *, binary: str = "redis-server") -> Iterator[str]:
+    """``url`` when given, else the URL of a ``binary`` started for the block on a free
+    loopback port (stopped, and its directory removed, afterwards)."""
+    if url is not None:
+        yield url
+        return
+    workdir = Path(tempfile.mkdtemp(prefix="cachekit-bench-"))
+    server = RedisServer(binary, workdir=workdir).start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def pin_to_cpu(cpu: str) -> None:

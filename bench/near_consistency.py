@@ -32,10 +32,8 @@ import argparse
 import json
 import multiprocessing
 import random
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from array import array
 from collections.abc import Iterator, Sequence
@@ -46,8 +44,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import redis
-from harness import near_serving
-from servers import RedisServer
+from harness import near_serving, redis_url
 
 from cachekit.host import CacheManager
 
@@ -75,6 +72,16 @@ class Log:
     read_started: array[float] = field(default_factory=lambda: array("d"))
     near_hits: int = 0
     near_hits_after_kill: int = 0
+
+    def wrote(self, key: int, version: int, acked: float) -> None:
+        self.write_keys.append(key)
+        self.write_versions.append(version)
+        self.write_acked.append(acked)
+
+    def read(self, key: int, version: int, started: float) -> None:
+        self.read_keys.append(key)
+        self.read_versions.append(version)
+        self.read_started.append(started)
 
 
 @dataclass(frozen=True)
@@ -247,17 +254,13 @@ def cachekit_process(process: int, plan: Plan) -> Log:
             key = pick_write(rng, first, process)
             new = version[key] + 1
             cache.set(names[key], new, ttl=0)
-            log.write_acked.append(time.monotonic())
-            log.write_keys.append(key)
-            log.write_versions.append(new)
+            log.wrote(key, new, time.monotonic())
             version[key] = new
         else:
             key = pick_read(rng, first)
             started = time.monotonic()
             found = cache.get(names[key])
-            log.read_started.append(started)
-            log.read_keys.append(key)
-            log.read_versions.append(-1 if found is None else found)
+            log.read(key, -1 if found is None else found, started)
     log.near_hits = near_hits(manager)
     log.near_hits_after_kill = log.near_hits - (
         log.near_hits if hits_at_kill is None else hits_at_kill
@@ -311,19 +314,16 @@ def cli_process(process: int, plan: Plan) -> Log:
                 key = pick_write(rng, first, process)
                 new = version[key] + 1
                 reply = command(cli, f"SET {plan.full_keys[key]} {new}")
-                log.write_acked.append(time.monotonic())
+                acked = time.monotonic()
                 if reply != "OK":
                     raise RuntimeError(f"redis-cli SET answered {reply!r}")
-                log.write_keys.append(key)
-                log.write_versions.append(new)
+                log.wrote(key, new, acked)
                 version[key] = new
             else:
                 key = pick_read(rng, first)
                 started = time.monotonic()
                 reply = command(cli, f"GET {plan.full_keys[key]}")
-                log.read_started.append(started)
-                log.read_keys.append(key)
-                log.read_versions.append(int(reply) if reply else -1)
+                log.read(key, int(reply) if reply else -1, started)
     return log
 
 
@@ -388,14 +388,8 @@ def main() -> None:
     parser.add_argument("--url", help="a running Redis (default: start one)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args()
-    workdir = Path(tempfile.mkdtemp(prefix="cachekit-consistency-"))
-    server = None if args.url else RedisServer("redis-server", workdir=workdir).start()
-    try:
-        report = run(args.url or server.url, args.seconds)  # type: ignore[union-attr]
-    finally:
-        if server is not None:
-            server.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
+    with redis_url(args.url) as url:
+        report = run(url, args.seconds)
     print(json.dumps(asdict(report)) if args.json else report.table())
 
 

@@ -21,15 +21,12 @@ import argparse
 import gc
 import json
 import random
-import shutil
 import sys
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import near_serving
-from servers import RedisServer
+from harness import near_serving, redis_url
 
 from cachekit.host import CacheManager
 
@@ -132,19 +129,8 @@ def main() -> None:
     parser.add_argument("--url", help="a running Redis (default: start one)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args()
-    workdir = Path(tempfile.mkdtemp(prefix="cachekit-near-memory-"))
-    server = None if args.url else RedisServer("redis-server", workdir=workdir).start()
-    try:
-        report = run(
-            args.url or server.url,  # type: ignore[union-attr]
-            total_mb=args.total_mb,
-            near_mb=args.near_mb,
-            value_kb=args.value_kb,
-        )
-    finally:
-        if server is not None:
-            server.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
+    with redis_url(args.url) as url:
+        report = run(url, total_mb=args.total_mb, near_mb=args.near_mb, value_kb=args.value_kb)
     print(json.dumps(asdict(report)) if args.json else report.table())
 
 
