@@ -237,15 +237,12 @@ class Region:
     path (single dictionary operations, atomic under the GIL); every change happens under
     the near cache's lock."""
 
-    __slots__ = ("bytes", "entries", "largest", "max_bytes", "max_entries", "name", "ttl")
+    __slots__ = ("bytes", "entries", "largest", "max_bytes", "max_entries", "name")
 
-    def __init__(
-        self, name: str, max_entries: int | None, max_bytes: int | None, ttl: float
-    ) -> None:
+    def __init__(self, name: str, max_entries: int | None, max_bytes: int | None) -> None:
         self.name = name
         self.max_entries = max_entries
         self.max_bytes = max_bytes
-        self.ttl = ttl
         self.largest = None if max_bytes is None else max_bytes // _LARGEST_SHARE
         self.entries: OrderedDict[str, _Entry] = OrderedDict()
         self.bytes = 0
@@ -253,7 +250,7 @@ class Region:
     def __repr__(self) -> str:
         return (
             f"Region({self.name!r}, entries={len(self.entries)}/{self.max_entries}, "
-            f"bytes={self.bytes}/{self.max_bytes}, ttl={self.ttl:g})"
+            f"bytes={self.bytes}/{self.max_bytes})"
         )
 
     # put, pop and clear: the caller holds the near cache's lock
@@ -316,7 +313,7 @@ class NearCache:
     ) -> None:
         self.settings = settings
         self.clock = clock
-        self.shared = Region("shared", settings.max_entries, settings.max_bytes, settings.ttl)
+        self.shared = Region("shared", settings.max_entries, settings.max_bytes)
         self._regions: dict[str, Region] = {}  # plugin -> its own region
         self._all: tuple[Region, ...] = (self.shared,)
         self._seq = 0  # changes seen (drops and invalidations), one per key
@@ -339,39 +336,38 @@ class NearCache:
 
     def __repr__(self) -> str:
         held = sum(len(region.entries) for region in self._all)
-        state = "live" if self.live else ("down " + ",".join(sorted(self._down)) or "idle")
+        down = ",".join(sorted(self._down))
+        state = "live" if self.live else (f"down {down}" if down else "idle")
         return f"NearCache({self.settings.describe()}, held={held}, {state})"
 
     # --- regions -------------------------------------------------------------------------
 
     def region(self, plugin: str, override: NearCacheConfig | None) -> Region | None:
         """The region a plugin's reads fill, or ``None`` when its near cache is off
-        (``plugins.<id>.nearCache``: ``enabled: false``; its own ``maxEntries`` or
-        ``maxBytes``: a region of its own; its own ``ttl``: a shorter or longer stay)."""
-        if override is None:
-            return self.shared
+        (``plugins.<id>.nearCache``: ``enabled: false``). Its own ``maxEntries`` or
+        ``maxBytes`` give it a region of its own, bounded on top of the binding's; its
+        own ``ttl`` alone is the view's (:meth:`ttl`)."""
+        if override is None or (override.max_entries is None and override.max_bytes is None):
+            return None if override is not None and override.enabled is False else self.shared
         if override.enabled is False:
             return None
-        own = override.max_entries is not None or override.max_bytes is not None
-        if not own and override.ttl is None:
-            return self.shared
-        name = plugin if own else f"{plugin} (ttl)"
-        region = self._regions.get(name)
+        region = self._regions.get(plugin)
         if region is None:
             with self._lock:
-                region = self._regions.get(name)
+                region = self._regions.get(plugin)
                 if region is None:
                     s = self.settings
-                    region = self._regions[name] = Region(
-                        name,
+                    region = self._regions[plugin] = Region(
+                        plugin,
                         s.max_entries if override.max_entries is None else override.max_entries,
                         s.max_bytes if override.max_bytes is None else override.max_bytes,
-                        s.ttl if override.ttl is None else override.ttl,
                     )
-                    if not own:  # a ttl alone: same table bounds, shared with no one
-                        region.max_entries, region.max_bytes = s.max_entries, s.max_bytes
                     self._all = (*self._all, region)
         return region
+
+    def ttl(self, override: NearCacheConfig | None) -> float:
+        """How long a plugin's entries are served: its own ``ttl``, else the binding's."""
+        return self.settings.ttl if override is None or override.ttl is None else override.ttl
 
     # --- reads ---------------------------------------------------------------------------
 
@@ -396,15 +392,16 @@ class NearCache:
         key: str,
         value: bytes | None,
         region: Region,
+        ttl: float,
         stats: OpStats | None,
     ) -> None:
         """Keep what the store answered for ``key`` to a read :meth:`begin` noted, in
-        ``region``, unless the key changed (or tracking was lost) since it began
-        (``value`` ``None``: a miss or a failed read, nothing to keep)."""
+        ``region`` for ``ttl`` seconds, unless the key changed (or tracking was lost)
+        since it began (``value`` ``None``: a miss or a failed read, nothing to keep)."""
         if value is None or (region.largest is not None and len(value) > region.largest):
             return
         seq, generation = ticket
-        entry = _Entry(value, self.clock() + region.ttl, entry_size(key, value, True), stats)
+        entry = _Entry(value, self.clock() + ttl, entry_size(key, value, True), stats)
         with self._lock:
             if generation != self._generation or not self.live:
                 return

@@ -858,3 +858,24 @@ def test_a_scoped_clear_empties_that_scope_in_every_process(redis_server: Any) -
     kept.clear()
     here.close()
     there.close()
+
+
+def test_a_plugin_ttl_shortens_its_stay_in_the_shared_region() -> None:
+    """A plugin's own nearCache.ttl bounds how long its entries are served, in the
+    shared region (no memory of its own); another plugin keeps the binding's ttl."""
+    from cachekit.policy import Policy
+
+    rig = Rig(ttl=60.0)
+    rig.establish()
+    brief = rig.cache("brief", policy=Policy("brief", near_cache=NearCacheConfig(ttl=1.0)))
+    steady = rig.cache("steady")
+    for cache in (brief, steady):
+        cache.set(KEY, 1)
+        cache.get(KEY)
+    assert isinstance(brief._store, NearView)
+    assert brief._store.region is rig.near.shared
+    rig.clock.now += 2.0
+    gets = rig.origin.gets
+    brief.get(KEY)
+    steady.get(KEY)
+    assert rig.origin.gets == gets + 1  # brief's entry was past its ttl; steady's held

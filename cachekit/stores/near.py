@@ -165,7 +165,9 @@ class NearStore:
         ``stats`` (its scope's row), or this store when the plugin's near cache is off
         (``override``: its ``nearCache`` settings)."""
         region = self.near.region(plugin, override)
-        return self if region is None else NearView(self.origin, self.near, region, stats)
+        if region is None:
+            return self
+        return NearView(self.origin, self.near, region, self.near.ttl(override), stats)
 
     # --- reads: the origin's (exact) -----------------------------------------------------
 
@@ -317,9 +319,12 @@ class NearView(NearStore):
     <cachekit.near.NearCache.keep>` for when it is not). Hits, misses, and the evictions
     and invalidations of the entries it kept count on ``stats``."""
 
-    def __init__(self, origin: Store, near: NearCache, region: Region, stats: OpStats) -> None:
+    def __init__(
+        self, origin: Store, near: NearCache, region: Region, ttl: float, stats: OpStats
+    ) -> None:
         super().__init__(origin, near)
         self.region = region
+        self.ttl = ttl
         self.stats = stats
         self._entries = region.entries
         self._clock = near.clock
@@ -394,7 +399,7 @@ class NearView(NearStore):
             stats.timed += 1
         stats.near_misses += 1
         if value is not None and ticket is not None:
-            near.keep(ticket, key, value, self.region, stats)
+            near.keep(ticket, key, value, self.region, self.ttl, stats)
         return value
 
     async def aget(self, key: str) -> bytes | None:
@@ -452,9 +457,9 @@ class _Miss:
     def end(self, values: Sequence[bytes | None]) -> None:
         view, ticket = self.view, self.ticket
         if ticket is not None:
-            keep, region, stats = view.near.keep, view.region, view.stats
+            keep, region, ttl, stats = view.near.keep, view.region, view.ttl, view.stats
             for key, value in zip(self.keys, values, strict=True):
-                keep(ticket, key, value, region, stats)
+                keep(ticket, key, value, region, ttl, stats)
         if view.blocking:
             _took(view.stats, self.began)
 
