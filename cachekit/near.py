@@ -37,6 +37,7 @@ Hits, misses, evictions and invalidations are counted per scope on the scope's m
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import weakref
@@ -85,6 +86,8 @@ REPORT_PLUGIN: Final = "cachekit-near"
 stores ``cachekit stats`` can scan: Redis and Valkey)."""
 REPORT_INTERVAL: Final = 10.0
 """Seconds between two reports of a process; a report lives three intervals."""
+
+log = logging.getLogger("cachekit")
 
 _LARGEST_SHARE: Final = 16
 """An entry over ``maxBytes / 16`` is not kept: it would push out many hot ones."""
@@ -326,6 +329,7 @@ class NearCache:
         self._start_tracking = start_tracking
         self._stop_tracking: Callable[[], None] | None = None
         self._started = not settings.tracked  # an untracked cache needs no tracker
+        self._start_failed = False  # the failure to start tracking was logged
         self._down: set[str] = set()  # sources whose invalidations are not flowing
         self._up: set[str] = set()  # sources whose invalidations are
         self.live = not settings.tracked
@@ -509,7 +513,20 @@ class NearCache:
             if self._started:
                 return
             self._started = True
-        stop = self._start_tracking(self)
+        try:
+            stop = self._start_tracking(self)
+        except Exception as exc:  # a read must not fail for it: read the store, retry later
+            with self._lock:
+                self._started = False
+            if not self._start_failed:
+                self._start_failed = True
+                log.warning(
+                    "cachekit: the near cache cannot start tracking (%s): reads go to "
+                    "the store until it can",
+                    exc,
+                )
+            return
+        self._start_failed = False
         with self._lock:
             self._stop_tracking = stop
             if stop is not None and self._up and not self._down:  # established meanwhile

@@ -879,3 +879,24 @@ def test_a_plugin_ttl_shortens_its_stay_in_the_shared_region() -> None:
     brief.get(KEY)
     steady.get(KEY)
     assert rig.origin.gets == gets + 1  # brief's entry was past its ttl; steady's held
+
+
+def test_a_tracker_that_cannot_start_never_fails_a_read(caplog: pytest.LogCaptureFixture) -> None:
+    """If starting tracking raises, the read goes to the store (one warning), nothing is
+    served from memory, and the next read tries again."""
+    attempts: list[int] = []
+
+    def broken(sink: NearCache) -> Callable[[], None]:
+        attempts.append(1)
+        raise RuntimeError("can't start new thread")
+
+    origin = CountingStore()
+    near = NearCache(settings(), start_tracking=broken)
+    cache = Cache(NearStore(origin, near), plugin="catalog", metrics=Metrics())
+    cache.set(KEY, 1)
+    with caplog.at_level(logging.WARNING, logger="cachekit"):
+        assert cache.get(KEY) == 1
+        assert cache.get(KEY) == 1
+    assert len(attempts) == 2
+    assert not near.live
+    assert caplog.text.count("cannot start tracking") == 1
