@@ -688,11 +688,13 @@ def test_a_removed_source_is_no_longer_waited_for() -> None:
     assert not rig.near.shared.entries
 
 
-@pytest.mark.parametrize("server", ["redis_server", "valkey_server", "redis_cluster"])
+@pytest.mark.parametrize(
+    "server", ["redis_server", "valkey_server", "redis_cluster", "redis_sentinel"]
+)
 def test_a_write_by_another_client_reaches_the_near_cache(
     server: str, request: pytest.FixtureRequest
 ) -> None:
-    """End to end on the real servers (standalone Redis and Valkey, a Cluster): a held
+    """End to end on the real servers (standalone Redis and Valkey, a Cluster, Sentinel): a held
     entry is served from memory until another client writes the key, then the new value
     is read; the tracking connection is named in CLIENT LIST."""
     import time
@@ -712,6 +714,16 @@ def test_a_write_by_another_client_reaches_the_near_cache(
             },
         }
         raw: Any = redis_py.RedisCluster.from_url(found.url)
+    elif server == "redis_sentinel":
+        sentinels = [f"{host}:{port}" for host, port in found.sentinels]
+        section = {
+            "store": "redis",
+            "redis": {
+                "client": {"namespace": prefix},
+                "sentinel": {"sentinels": sentinels, "masterName": found.master_name},
+            },
+        }
+        raw = redis_py.sentinel.Sentinel(found.sentinels).master_for(found.master_name)
     else:
         key = "valkey" if store == "valkey" else "redis"
         client = {"keyPrefix": f"{prefix}:"} if store == "valkey" else {"namespace": prefix}
