@@ -342,7 +342,10 @@ class NearCache:
         held = sum(len(region.entries) for region in self._all)
         down = ",".join(sorted(self._down))
         state = "live" if self.live else (f"down {down}" if down else "idle")
-        return f"NearCache({self.settings.describe()}, held={held}, {state})"
+        return (
+            f"NearCache({self.settings.describe()}, held={held}, "
+            f"invalidations={self.invalidations}, {state})"
+        )
 
     # --- regions -------------------------------------------------------------------------
 

@@ -912,3 +912,15 @@ def test_a_tracker_that_cannot_start_never_fails_a_read(caplog: pytest.LogCaptur
     assert len(attempts) == 2
     assert not near.live
     assert caplog.text.count("cannot start tracking") == 1
+
+
+def test_repr_says_what_the_near_cache_holds_and_hears(rig: Rig) -> None:
+    """The repr names the settings, the entries held, the invalidation messages applied
+    and whether it serves."""
+    cache = rig.cache()
+    cache.set(KEY, 1)
+    cache.get(KEY)
+    rig.near.invalidate(["other"])
+    assert repr(rig.near).endswith("held=1, invalidations=1, live)")
+    rig.near.tracking_lost("node")
+    assert "down node" in repr(rig.near)
